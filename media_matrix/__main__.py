@@ -1,0 +1,3 @@
+from media_matrix.cli import main
+
+main()

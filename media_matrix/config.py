@@ -1,0 +1,409 @@
+"""config.yaml -> validated, typed settings.
+
+Relative paths resolve against the config file's folder, ``${ENV_VAR}`` expands anywhere in a
+string value, and every error names the file, the key and what was expected, so the CLI can
+exit 2 before the database is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from media_matrix.models import GROUPS, TOPICS
+
+CONFIG_ENV = "MEDIA_MATRIX_CONFIG"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names file, key and expectation."""
+
+
+def parse_duration(value: str | int | float) -> float:
+    """'30m' -> 1800.0; bare numbers are seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration like 45s, 30m, 2h or 1d, got {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time]:
+    """'22:00-07:00' -> (22:00, 07:00); the window may wrap past midnight."""
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError:
+        raise ValueError(f"expected HH:MM-HH:MM, got {value!r}") from None
+    return start, end
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class HtmlSelectors(_Model):
+    item: str
+    link: str = "a"
+    title: str | None = None
+    date: str | None = None
+    body: str
+    article_title: str | None = None  # title selector on the article page, if better there
+    next_page: str | None = None
+
+
+class FeedConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: Literal["rss", "html", "packdir"]
+    url: str
+    every: float = 1800.0
+    auto_approve: bool = False
+    enabled: bool = True
+    county: str = "市级"
+    selectors: HtmlSelectors | None = None
+    encoding: str | None = None  # force a charset for sites that lie about theirs
+    max_items: int = Field(default=200, ge=1)
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _parse_every(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _html_needs_selectors(self) -> FeedConfig:
+        if self.kind == "html" and self.selectors is None:
+            raise ValueError("an html feed needs selectors: {item, link, body}")
+        return self
+
+
+class _ChannelBase(_Model):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    county: str = "市级"
+    audience: list[str] = Field(default_factory=lambda: ["public"])
+    reach: int = Field(default=0, ge=0)
+    slots: list[str] = Field(default_factory=list)
+    per_slot: int = Field(default=1, ge=1)
+    daily_quota: int | None = Field(default=None, ge=1)
+    quiet_hours: str | None = None
+    enabled: bool = True
+    concurrency: int = Field(default=2, ge=1)
+    rate_per_minute: int | None = Field(default=None, ge=1)
+
+    @field_validator("audience")
+    @classmethod
+    def _known_groups(cls, value: list[str]) -> list[str]:
+        unknown = [g for g in value if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
+        return value
+
+    @field_validator("slots")
+    @classmethod
+    def _valid_cron(cls, value: list[str]) -> list[str]:
+        for expr in value:
+            try:
+                CronTrigger.from_crontab(expr)
+            except ValueError as exc:
+                raise ValueError(f"bad cron expression {expr!r}: {exc}") from None
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _valid_quiet(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_quiet_hours(value)
+        return value
+
+
+class WechatChannel(_ChannelBase):
+    type: Literal["wechat_mp"]
+    appid: str
+    secret: str
+    api_base: str = "https://api.weixin.qq.com"
+    mode: Literal["publish", "mass_send"] = "publish"
+    cover: str | None = None
+    author: str = ""
+
+
+class WecomChannel(_ChannelBase):
+    type: Literal["wecom_robot"]
+    webhook_url: str
+    format: Literal["news", "markdown"] = "news"
+
+
+class WebhookChannel(_ChannelBase):
+    type: Literal["webhook"]
+    url: str
+    secret: str
+    field_map: dict[str, str] = Field(default_factory=dict)
+    timeout: float = 10.0
+
+
+class OutboxChannel(_ChannelBase):
+    type: Literal["outbox"]
+    path: Path
+    ticker_max: int = Field(default=60, ge=10)
+    play_seconds: int = Field(default=15, ge=1)
+    passers_per_play: int = Field(default=0, ge=0)
+    weekdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])
+    window: str | None = None
+
+
+ChannelConfig = Annotated[
+    WechatChannel | WecomChannel | WebhookChannel | OutboxChannel,
+    Field(discriminator="type"),
+]
+
+
+class Campaign(_Model):
+    name: str
+    start: str = Field(alias="from", pattern=r"^\d{2}-\d{2}$")
+    end: str = Field(alias="to", pattern=r"^\d{2}-\d{2}$")
+    topics: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+
+
+class RuleConfig(_Model):
+    """Tagging rule for one group or topic (see tagging.py)."""
+
+    label: str | None = None
+    keywords: dict[str, float] = Field(default_factory=dict)
+    negatives: dict[str, float] = Field(default_factory=dict)
+    categories: list[str] = Field(default_factory=list)
+    threshold: float | None = None
+
+
+class TaggingConfig(_Model):
+    rules_file: Path | None = None  # None: the rules shipped with the package
+    threshold: float = 2.0
+    title_weight: float = 2.0
+
+
+class IngestConfig(_Model):
+    user_agent: str = "media-matrix/0.1 (+science-popularization feed reader)"
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_backoff: float = 86400.0
+    workers: int = Field(default=4, ge=1)
+
+    @field_validator("max_backoff", mode="before")
+    @classmethod
+    def _parse_backoff(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class DispatchConfig(_Model):
+    lease_seconds: float = 300.0
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_base: float = 30.0
+    backoff_cap: float = 3600.0
+    workers: int = Field(default=8, ge=1)
+
+
+class Settings(_Model):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    path: Path = Field(exclude=True)
+    timezone: str = "Asia/Shanghai"
+    database: Path = Path("var/media_matrix.db")
+    templates: Path = Path("channels")
+    counties: dict[str, int] = Field(default_factory=dict)
+    feeds: list[FeedConfig] = Field(default_factory=list)
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    campaigns: list[Campaign] = Field(default_factory=list)
+    tagging: TaggingConfig = Field(default_factory=TaggingConfig)
+    groups: dict[str, RuleConfig] = Field(default_factory=dict)
+    topics: dict[str, RuleConfig] = Field(default_factory=dict)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    sandbox: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; expected e.g. Asia/Shanghai") from None
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _known_group_rules(cls, value: dict[str, RuleConfig]) -> dict[str, RuleConfig]:
+        unknown = [g for g in value if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        for what, names in (
+            ("feeds", [f.name for f in self.feeds]),
+            ("channels", [c.name for c in self.channels]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what}: name {dupes[0]!r} is used more than once")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def feed(self, name: str) -> FeedConfig:
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        raise ConfigError(
+            f"{self.path}: no feed named {name!r} (feeds: {[f.name for f in self.feeds]})"
+        )
+
+    def channel(self, name: str) -> WechatChannel | WecomChannel | WebhookChannel | OutboxChannel:
+        for channel in self.channels:
+            if channel.name == name:
+                return channel
+        names = [c.name for c in self.channels]
+        raise ConfigError(f"{self.path}: no channel named {name!r} (channels: {names})")
+
+    def resolve(self, path: Path | str) -> Path:
+        """A path from config, made absolute against the config file's folder."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config, else $MEDIA_MATRIX_CONFIG, else ./config.yaml."""
+    candidate = explicit or os.environ.get(CONFIG_ENV) or "config.yaml"
+    path = Path(candidate).expanduser()
+    if not path.is_file():
+        source = (
+            "--config" if explicit else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "default")
+        )
+        raise ConfigError(f"{path}: config file not found (from {source})")
+    return path.resolve()
+
+
+def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
+    path = find_config(explicit)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    data = _expand_env(raw, path, ())
+    data["path"] = path
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, raw, exc)) from None
+    _resolve_paths(settings)
+    return settings
+
+
+def _expand_env(value: Any, path: Path, key: tuple[Any, ...]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, path, (*key, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, path, (*key, i)) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{path}: {_dotted(key)}: environment variable {name} is not set "
+                    f"(expected a secret in ${{{name}}})"
+                )
+            return os.environ[name]
+
+        return _ENV_REF.sub(substitute, value)
+    return value
+
+
+def _dotted(key: tuple[Any, ...], raw: Any = None) -> str:
+    """('channels', 1, 'slots', 0) -> 'channels[1] (name).slots[0]'."""
+    out = ""
+    node = raw
+    for part in key:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            if isinstance(node, list) and part < len(node):
+                node = node[part]
+                if isinstance(node, dict) and isinstance(node.get("name"), str):
+                    out += f" ({node['name']})"
+            else:
+                node = None
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _describe(path: Path, raw: Any, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{path}: {_dotted(loc, raw)}: {message}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part in {"wechat_mp", "wecom_robot", "webhook", "outbox"}
+
+
+def _resolve_paths(settings: Settings) -> None:
+    settings.database = settings.resolve(settings.database)
+    settings.templates = settings.resolve(settings.templates)
+    if settings.tagging.rules_file is not None:
+        settings.tagging.rules_file = settings.resolve(settings.tagging.rules_file)
+    for feed in settings.feeds:
+        if "://" not in feed.url:
+            feed.url = str(settings.resolve(feed.url))
+    for channel in settings.channels:
+        if isinstance(channel, OutboxChannel):
+            channel.path = settings.resolve(channel.path)
+
+
+__all__ = [
+    "TOPICS",
+    "Campaign",
+    "ChannelConfig",
+    "ConfigError",
+    "FeedConfig",
+    "Settings",
+    "load_settings",
+    "parse_duration",
+    "parse_quiet_hours",
+]

@@ -1,0 +1,33 @@
+"""SQLite store: every SQL statement of media-matrix lives in this package.
+
+``Store`` combines one mixin per table family; each family module owns its migrations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from media_matrix.store import audit, deliveries, feeds, packs
+from media_matrix.store.base import NotFound, StoreBase, StoreError
+
+_FAMILIES = (feeds, packs, audit, deliveries)
+
+
+class Store(
+    feeds.FeedStore,
+    packs.PackStore,
+    audit.AuditStore,
+    deliveries.DeliveryStore,
+):
+    migrations = [m for family in _FAMILIES for m in family.MIGRATIONS]
+
+
+def open_store(path: Path | str, *, migrate: bool = True) -> Store:
+    """Open (and by default create or upgrade) the database at ``path``."""
+    store = Store(path)
+    if migrate:
+        store.migrate()
+    return store
+
+
+__all__ = ["NotFound", "Store", "StoreBase", "StoreError", "open_store"]

@@ -1,0 +1,368 @@
+"""Packs, the sources that delivered them, their change history and their tags."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from media_matrix.models import Item, Pack, PackStatus, Tag
+from media_matrix.store.base import Migration, NotFound, StoreBase, dumps, loads
+
+MIGRATIONS: list[Migration] = [
+    (
+        "packs_001_create",
+        """
+        CREATE TABLE packs (
+            id INTEGER PRIMARY KEY,
+            guid TEXT NOT NULL,
+            url TEXT,
+            title TEXT NOT NULL,
+            summary TEXT NOT NULL DEFAULT '',
+            content_html TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL DEFAULT '',
+            images TEXT NOT NULL DEFAULT '[]',
+            enclosures TEXT NOT NULL DEFAULT '[]',
+            author TEXT NOT NULL DEFAULT '',
+            categories TEXT NOT NULL DEFAULT '[]',
+            source TEXT NOT NULL DEFAULT '',
+            county TEXT NOT NULL DEFAULT '市级',
+            published_at TEXT,
+            fetched_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'new'
+                CHECK (status IN ('new', 'approved', 'rejected', 'archived')),
+            urgent INTEGER NOT NULL DEFAULT 0,
+            revision INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE INDEX packs_content_hash ON packs (content_hash);
+        CREATE INDEX packs_url ON packs (url);
+        CREATE INDEX packs_status ON packs (status, published_at);
+        CREATE TABLE pack_sources (
+            id INTEGER PRIMARY KEY,
+            pack_id INTEGER NOT NULL REFERENCES packs (id),
+            feed TEXT NOT NULL,
+            guid TEXT NOT NULL,
+            url TEXT,
+            item_hash TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            UNIQUE (feed, guid)
+        );
+        CREATE INDEX pack_sources_pack ON pack_sources (pack_id);
+        CREATE INDEX pack_sources_url ON pack_sources (url);
+        CREATE TABLE pack_changes (
+            id INTEGER PRIMARY KEY,
+            pack_id INTEGER NOT NULL REFERENCES packs (id),
+            feed TEXT NOT NULL,
+            at TEXT NOT NULL,
+            fields TEXT NOT NULL,
+            old_hash TEXT NOT NULL,
+            new_hash TEXT NOT NULL
+        );
+        CREATE TABLE pack_tags (
+            pack_id INTEGER NOT NULL REFERENCES packs (id),
+            kind TEXT NOT NULL CHECK (kind IN ('group', 'topic')),
+            tag TEXT NOT NULL,
+            score REAL NOT NULL DEFAULT 0,
+            reason TEXT NOT NULL DEFAULT '',
+            origin TEXT NOT NULL DEFAULT 'rule' CHECK (origin IN ('rule', 'editor')),
+            removed INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            UNIQUE (pack_id, kind, tag)
+        );
+        CREATE INDEX pack_tags_tag ON pack_tags (kind, tag, removed)
+        """,
+    ),
+]
+
+# Fields an item carries into its pack; compared to tell what changed.
+ITEM_FIELDS = (
+    "title",
+    "url",
+    "summary",
+    "content_html",
+    "text",
+    "images",
+    "enclosures",
+    "author",
+    "categories",
+    "published_at",
+)
+_JSON_FIELDS = ("images", "enclosures", "categories")
+
+
+def _item_row(item: Item) -> dict[str, Any]:
+    row = {name: getattr(item, name) for name in ITEM_FIELDS}
+    row["enclosures"] = [asdict(e) for e in item.enclosures]
+    for name in _JSON_FIELDS:
+        row[name] = dumps(row[name])
+    return row
+
+
+class PackStore(StoreBase):
+    # -- dedupe look-ups ------------------------------------------------------------------------
+
+    def source_of(self, feed: str, guid: str) -> dict[str, Any] | None:
+        """The pack this feed already delivered under this guid, with the hash it had then."""
+        return self.query_one(
+            "SELECT pack_id, item_hash, url FROM pack_sources WHERE feed = ? AND guid = ?",
+            (feed, guid),
+        )
+
+    def pack_id_by_url(self, url: str) -> int | None:
+        row = self.query_one(
+            "SELECT pack_id FROM pack_sources WHERE url = ? ORDER BY id LIMIT 1", (url,)
+        ) or self.query_one("SELECT id AS pack_id FROM packs WHERE url = ? LIMIT 1", (url,))
+        return row["pack_id"] if row else None
+
+    def pack_id_by_hash(self, content_hash: str) -> int | None:
+        row = self.query_one(
+            "SELECT id FROM packs WHERE content_hash = ? ORDER BY id LIMIT 1", (content_hash,)
+        )
+        return row["id"] if row else None
+
+    def feed_guid_hashes(self, feed: str) -> dict[str, str]:
+        """guid -> item hash for everything this feed delivered (one query per poll)."""
+        rows = self.query("SELECT guid, item_hash FROM pack_sources WHERE feed = ?", (feed,))
+        return {r["guid"]: r["item_hash"] for r in rows}
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def insert_pack(self, feed: str, item: Item, *, at: str, status: PackStatus) -> int:
+        row = _item_row(item)
+        row.update(
+            guid=item.guid,
+            source=item.source,
+            county=item.county,
+            fetched_at=at,
+            updated_at=at,
+            content_hash=item.content_hash,
+            status=str(status),
+        )
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO packs ({columns}) VALUES ({marks})", tuple(row.values())
+            )
+            pack_id = int(cursor.lastrowid or 0)
+            self._add_source(conn, pack_id, feed, item, at)
+        return pack_id
+
+    def add_source(self, pack_id: int, feed: str, item: Item, *, at: str) -> None:
+        with self.transaction() as conn:
+            self._add_source(conn, pack_id, feed, item, at)
+
+    def _add_source(self, conn: Any, pack_id: int, feed: str, item: Item, at: str) -> None:
+        conn.execute(
+            """
+            INSERT INTO pack_sources (pack_id, feed, guid, url, item_hash, first_seen_at,
+                                      last_seen_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (feed, guid) DO UPDATE SET
+                pack_id = excluded.pack_id, url = excluded.url,
+                item_hash = excluded.item_hash, last_seen_at = excluded.last_seen_at
+            """,
+            (pack_id, feed, item.guid, item.url, item.content_hash, at, at),
+        )
+
+    def update_pack_content(self, pack_id: int, feed: str, item: Item, *, at: str) -> list[str]:
+        """Overwrite a pack with a changed item; records and returns the changed fields."""
+        new = _item_row(item)
+        with self.transaction() as conn:
+            cols = ", ".join(ITEM_FIELDS)
+            old_row = conn.execute(
+                f"SELECT {cols}, content_hash FROM packs WHERE id = ?", (pack_id,)
+            ).fetchone()
+            if old_row is None:
+                raise NotFound(f"pack {pack_id} not found")
+            old = dict(zip((*ITEM_FIELDS, "content_hash"), old_row, strict=True))
+            changed = [name for name in ITEM_FIELDS if old[name] != new[name]]
+            if old["content_hash"] != item.content_hash and "text" not in changed:
+                changed.append("content_hash")
+            assignments = ", ".join(f"{name} = ?" for name in new)
+            conn.execute(
+                f"UPDATE packs SET {assignments}, content_hash = ?, updated_at = ?,"
+                " revision = revision + 1 WHERE id = ?",
+                (*new.values(), item.content_hash, at, pack_id),
+            )
+            conn.execute(
+                "INSERT INTO pack_changes (pack_id, feed, at, fields, old_hash, new_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (pack_id, feed, at, dumps(changed), old["content_hash"], item.content_hash),
+            )
+            self._add_source(conn, pack_id, feed, item, at)
+        return changed
+
+    def touch_sources(self, feed: str, guids: list[str], at: str) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE pack_sources SET last_seen_at = ? WHERE feed = ? AND guid = ?",
+                [(at, feed, guid) for guid in guids],
+            )
+
+    def set_pack_status(self, pack_ids: list[int], status: PackStatus) -> None:
+        self._require_packs(pack_ids)
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE packs SET status = ? WHERE id = ?", [(str(status), i) for i in pack_ids]
+            )
+
+    def set_pack_urgent(self, pack_id: int, urgent: bool) -> None:
+        self._require_packs([pack_id])
+        self.execute("UPDATE packs SET urgent = ? WHERE id = ?", (int(urgent), pack_id))
+
+    def _require_packs(self, pack_ids: list[int]) -> None:
+        marks = ", ".join("?" for _ in pack_ids)
+        found = {
+            r["id"] for r in self.query(f"SELECT id FROM packs WHERE id IN ({marks})", pack_ids)
+        }
+        missing = [i for i in pack_ids if i not in found]
+        if missing:
+            raise NotFound(f"pack {missing[0]} not found")
+
+    # -- tags -----------------------------------------------------------------------------------
+
+    def tags_of(self, pack_id: int, include_removed: bool = False) -> list[Tag]:
+        sql = "SELECT kind, tag, score, reason, origin, removed FROM pack_tags WHERE pack_id = ?"
+        if not include_removed:
+            sql += " AND removed = 0"
+        rows = self.query(sql + " ORDER BY kind, score DESC, tag", (pack_id,))
+        return [Tag(**{**r, "removed": bool(r["removed"])}) for r in rows]
+
+    def replace_rule_tags(self, pack_id: int, tags: list[Tag], *, at: str) -> int:
+        """Set the rule-made tags of a pack, keeping every editor decision; returns changes."""
+        with self.transaction() as conn:
+            current = {
+                (kind, tag): (score, origin)
+                for kind, tag, score, origin in conn.execute(
+                    "SELECT kind, tag, score, origin FROM pack_tags WHERE pack_id = ?", (pack_id,)
+                )
+            }
+            wanted = {(t.kind, t.tag): t for t in tags}
+            changes = 0
+            for key, (_score, origin) in current.items():
+                if origin == "rule" and key not in wanted:
+                    conn.execute(
+                        "DELETE FROM pack_tags WHERE pack_id = ? AND kind = ? AND tag = ?",
+                        (pack_id, *key),
+                    )
+                    changes += 1
+            for key, tag in wanted.items():
+                if key in current and current[key][1] == "editor":
+                    continue
+                changes += key not in current
+                conn.execute(
+                    """
+                    INSERT INTO pack_tags (pack_id, kind, tag, score, reason, origin, removed,
+                                           updated_at)
+                    VALUES (?, ?, ?, ?, ?, 'rule', 0, ?)
+                    ON CONFLICT (pack_id, kind, tag) DO UPDATE SET
+                        score = excluded.score, reason = excluded.reason,
+                        updated_at = excluded.updated_at
+                    """,
+                    (pack_id, tag.kind, tag.tag, tag.score, tag.reason, at),
+                )
+        return changes
+
+    def set_editor_tag(
+        self, pack_id: int, kind: str, tag: str, *, removed: bool, who: str, at: str
+    ) -> None:
+        """An editor adds (or removes) a tag; rules never override this row again."""
+        self._require_packs([pack_id])
+        reason = f"编辑{'移除' if removed else '添加'}: {who}"
+        self.execute(
+            """
+            INSERT INTO pack_tags (pack_id, kind, tag, score, reason, origin, removed, updated_at)
+            VALUES (?, ?, ?, 0, ?, 'editor', ?, ?)
+            ON CONFLICT (pack_id, kind, tag) DO UPDATE SET
+                reason = excluded.reason, origin = 'editor', removed = excluded.removed,
+                updated_at = excluded.updated_at
+            """,
+            (pack_id, kind, tag, reason, int(removed), at),
+        )
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get_pack(self, pack_id: int) -> Pack:
+        packs = self.list_packs(ids=[pack_id], full=True)
+        if not packs:
+            raise NotFound(f"pack {pack_id} not found")
+        pack = packs[0]
+        pack.tags = self.tags_of(pack_id, include_removed=True)
+        return pack
+
+    def list_packs(
+        self,
+        *,
+        status: str | None = None,
+        group: str | None = None,
+        topic: str | None = None,
+        ids: list[int] | None = None,
+        full: bool = False,
+        limit: int | None = None,
+    ) -> list[Pack]:
+        where, params = [], []
+        if status:
+            where.append("p.status = ?")
+            params.append(status)
+        for kind, tag in (("group", group), ("topic", topic)):
+            if tag:
+                where.append(
+                    "EXISTS (SELECT 1 FROM pack_tags t WHERE t.pack_id = p.id AND t.kind = ?"
+                    " AND t.tag = ? AND t.removed = 0)"
+                )
+                params += [kind, tag]
+        if ids is not None:
+            where.append(f"p.id IN ({', '.join('?' for _ in ids)})")
+            params += ids
+        body = ", p.content_html, p.text" if full else ""
+        sql = f"""
+            SELECT p.id, p.guid, p.url, p.title, p.summary, p.status, p.urgent, p.content_hash,
+                   p.published_at, p.fetched_at, p.updated_at, p.author, p.county, p.source, p.images, p.enclosures,
+                   p.categories{body},
+                   (SELECT json_group_array(feed) FROM
+                        (SELECT DISTINCT feed FROM pack_sources s WHERE s.pack_id = p.id
+                         ORDER BY s.id)) AS feeds,
+                   (SELECT json_group_array(tag) FROM pack_tags t WHERE t.pack_id = p.id
+                        AND t.kind = 'group' AND t.removed = 0) AS groups_json,
+                   (SELECT json_group_array(tag) FROM pack_tags t WHERE t.pack_id = p.id
+                        AND t.kind = 'topic' AND t.removed = 0) AS topics_json
+            FROM packs p
+            {"WHERE " + " AND ".join(where) if where else ""}
+            ORDER BY COALESCE(p.published_at, p.fetched_at) DESC, p.id DESC
+            {"LIMIT " + str(int(limit)) if limit else ""}
+        """
+        return [_pack_from_row(r) for r in self.query(sql, params)]
+
+    def count_packs_by_status(self) -> dict[str, int]:
+        rows = self.query("SELECT status, count(*) AS n FROM packs GROUP BY status")
+        return {r["status"]: r["n"] for r in rows}
+
+
+def _pack_from_row(row: dict[str, Any]) -> Pack:
+    return Pack(
+        id=row["id"],
+        guid=row["guid"],
+        title=row["title"],
+        url=row["url"],
+        summary=row["summary"],
+        status=row["status"],
+        urgent=bool(row["urgent"]),
+        content_hash=row["content_hash"],
+        published_at=row["published_at"],
+        fetched_at=row["fetched_at"],
+        updated_at=row["updated_at"],
+        author=row["author"],
+        county=row["county"],
+        source=row["source"],
+        images=loads(row["images"], []),
+        enclosures=loads(row["enclosures"], []),
+        categories=loads(row["categories"], []),
+        feeds=loads(row["feeds"], []),
+        groups=sorted(loads(row["groups_json"], [])),
+        topics=sorted(loads(row["topics_json"], [])),
+        content_html=row.get("content_html", ""),
+        text=row.get("text", ""),
+    )

@@ -1,0 +1,30 @@
+"""Time helpers: everything stored is ISO-8601 UTC with an explicit offset."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_iso(dt: datetime | None) -> str | None:
+    """Render an aware datetime as UTC ISO-8601 with offset; naive input is taken as UTC."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def from_iso(value: str | None) -> datetime | None:
+    """Parse a stored or user-given ISO-8601 string; naive values are taken as UTC."""
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def now_iso() -> str:
+    return to_iso(utcnow())  # type: ignore[return-value]
