@@ -320,8 +320,8 @@ class PackStore(StoreBase):
         body = ", p.content_html, p.text" if full else ""
         sql = f"""
             SELECT p.id, p.guid, p.url, p.title, p.summary, p.status, p.urgent, p.content_hash,
-                   p.published_at, p.fetched_at, p.updated_at, p.author, p.county, p.source, p.images, p.enclosures,
-                   p.categories{body},
+                   p.published_at, p.fetched_at, p.updated_at, p.author, p.county, p.source,
+                   p.images, p.enclosures, p.categories{body},
                    (SELECT json_group_array(feed) FROM
                         (SELECT DISTINCT feed FROM pack_sources s WHERE s.pack_id = p.id
                          ORDER BY s.id)) AS feeds,

@@ -1,0 +1,113 @@
+"""`packs list|show`: what arrived, with its sources, status and tags."""
+
+from __future__ import annotations
+
+import click
+
+from media_matrix.cli.common import AppContext, echo_json, echo_table, json_option, pass_app
+from media_matrix.models import GROUPS, TOPICS, Pack, PackStatus
+
+STATUS_LABELS = {"new": "待审", "approved": "已通过", "rejected": "已驳回", "archived": "已归档"}
+
+
+@click.group("packs")
+def packs_group() -> None:
+    """内容包 (content packs)."""
+
+
+@packs_group.command("list")
+@click.option("--status", type=click.Choice([s.value for s in PackStatus]), default=None)
+@click.option("--group", type=click.Choice(list(GROUPS)), default=None, help="target group id")
+@click.option("--topic", default=None, help="topic id")
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--full", is_flag=True, help="include content_html and text")
+@json_option
+@pass_app
+def list_packs(
+    app: AppContext,
+    status: str | None,
+    group: str | None,
+    topic: str | None,
+    limit: int | None,
+    full: bool,
+    as_json: bool,
+) -> None:
+    """List packs, newest first."""
+    packs = app.store.list_packs(status=status, group=group, topic=topic, full=full, limit=limit)
+    if as_json:
+        echo_json([p.to_dict(full=full) for p in packs])
+        return
+    echo_table(
+        ["ID", "状态", "标题", "来源", "人群", "主题", "发布时间"],
+        [
+            (
+                p.id,
+                STATUS_LABELS.get(p.status, p.status) + (" ⚡紧急" if p.urgent else ""),
+                p.title,
+                ", ".join(p.feeds),
+                "、".join(GROUPS.get(g, g) for g in p.groups),
+                "、".join(TOPICS.get(t, t) for t in p.topics),
+                p.published_at or "-",
+            )
+            for p in packs
+        ],
+        title=f"内容包 ({len(packs)})",
+    )
+
+
+@packs_group.command("show")
+@click.argument("pack_id", type=int)
+@json_option
+@pass_app
+def show_pack(app: AppContext, pack_id: int, as_json: bool) -> None:
+    """Show one pack with its text, sources and tags (with reasons)."""
+    pack = app.store.get_pack(pack_id)
+    if as_json:
+        data = pack.to_dict(full=True)
+        data["tags"] = [tag.__dict__ for tag in pack.tags]
+        echo_json(data)
+        return
+    _print_pack(pack)
+
+
+def _print_pack(pack: Pack) -> None:
+    fields = [
+        ("ID", pack.id),
+        ("标题", pack.title),
+        ("状态", STATUS_LABELS.get(pack.status, pack.status) + (" (紧急)" if pack.urgent else "")),
+        ("链接", pack.url or "-"),
+        ("来源订阅", ", ".join(pack.feeds)),
+        ("发布单位", pack.source or "-"),
+        ("区县", pack.county),
+        ("作者", pack.author or "-"),
+        ("栏目", "、".join(pack.categories) or "-"),
+        ("发布时间", pack.published_at or "-"),
+        ("抓取时间", pack.fetched_at),
+        ("更新时间", pack.updated_at),
+        ("内容哈希", pack.content_hash[:16]),
+        ("图片", len(pack.images)),
+        ("音视频", ", ".join(e.get("url", "") for e in pack.enclosures) or "-"),
+        ("摘要", pack.summary),
+    ]
+    echo_table(["字段", "值"], fields, title=f"内容包 {pack.id}")
+    if pack.tags:
+        echo_table(
+            ["类型", "标签", "分数", "来源", "理由"],
+            [
+                (
+                    "人群" if t.kind == "group" else "主题",
+                    (GROUPS if t.kind == "group" else TOPICS).get(t.tag, t.tag)
+                    + (" (已移除)" if t.removed else ""),
+                    f"{t.score:.1f}",
+                    "编辑" if t.origin == "editor" else "规则",
+                    t.reason,
+                )
+                for t in pack.tags
+            ],
+            title="标签及理由",
+        )
+    click.echo("\n正文:\n" + (pack.text[:2000] + ("…" if len(pack.text) > 2000 else "")))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(packs_group)

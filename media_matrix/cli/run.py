@@ -1,0 +1,122 @@
+"""`init`, `ingest` and `run`: the main job over the whole flow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from media_matrix.cli.common import (
+    AppContext,
+    RuntimeFailure,
+    console,
+    echo_json,
+    echo_table,
+    json_option,
+    pass_app,
+)
+from media_matrix.flow import run_once
+from media_matrix.ingest import FeedReport, IngestReport, run_ingest
+
+PROGRESS_THRESHOLD = 5  # show a progress bar from this many feeds on
+
+
+@click.command("init")
+@pass_app
+def init_command(app: AppContext) -> None:
+    """Create or upgrade the database."""
+    applied = app.store.migrate()
+    click.echo(f"数据库: {app.settings.database}")
+    click.echo(f"已应用迁移: {', '.join(applied) or '无 (已是最新)'}")
+
+
+@click.command("ingest")
+@click.option("--feed", "feed_names", multiple=True, help="only this feed (repeatable)")
+@click.option("--due", is_flag=True, help="only feeds whose next fetch time has come")
+@json_option
+@pass_app
+def ingest_command(app: AppContext, feed_names: tuple[str, ...], due: bool, as_json: bool) -> None:
+    """Fetch, parse, clean, dedupe and store packs from the configured feeds."""
+    settings = app.settings
+    names = list(feed_names) or None
+    total = len(names or [f for f in settings.feeds if f.enabled])
+    with _progress(total, "导入订阅源") as advance:
+        report = run_ingest(settings, app.store, feeds=names, due_only=due, progress=advance)
+    if as_json:
+        echo_json([f.to_dict() for f in report.feeds])
+    else:
+        print_ingest_report(report)
+    if report.feeds and len(report.failed) == len(report.feeds):
+        raise RuntimeFailure("所有订阅源均导入失败 (every feed failed)")
+
+
+@click.command("run")
+@click.option("--once", is_flag=True, help="run the whole flow once and exit")
+@json_option
+@pass_app
+def run_command(app: AppContext, once: bool, as_json: bool) -> None:
+    """Run the main job: ingest, tag, review rules, plan and dispatch."""
+    if not once:
+        raise click.UsageError("the daemon is not available yet; use `run --once`")
+    settings = app.settings
+    total = len([f for f in settings.feeds if f.enabled])
+    with _progress(total, "导入订阅源") as advance:
+        result = run_once(settings, app.store, progress=advance)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    print_ingest_report(result.ingest)
+    packs = app.store.list_packs(ids=result.ingest.new_pack_ids) if result.ingest.feeds else []
+    if packs:
+        echo_table(
+            ["ID", "状态", "标题", "来源"],
+            [(p.id, p.status, p.title, ", ".join(p.feeds)) for p in packs],
+            title=f"本次新增内容包 ({len(packs)})",
+        )
+    counts = app.store.count_packs_by_status()
+    click.echo("库中内容包: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def print_ingest_report(report: IngestReport) -> None:
+    rows = []
+    for f in report.feeds:
+        if f.skipped:
+            state = "未到时间"
+        elif f.failed:
+            state = f"失败: {f.error}"
+        elif f.not_modified:
+            state = "未变化 (304)"
+        else:
+            state = "成功"
+        if f.item_errors:
+            state += f"; {len(f.item_errors)} 条出错"
+        rows.append((f.feed, f.kind, f.new, f.updated, f.merged, f.unchanged, state))
+    echo_table(["订阅源", "类型", "新增", "更新", "合并", "未变", "结果"], rows, title="导入结果")
+    bad = [(f.feed, s, e) for f in report.feeds for s, e in f.item_errors]
+    if bad:
+        echo_table(["订阅源", "条目", "错误"], bad, title="未能导入的条目 (原文件保留不动)")
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[FeedReport], None]]:
+    if total < PROGRESS_THRESHOLD:
+        yield lambda report: None
+        return
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=console().__class__(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("", total=total)
+        yield lambda report: progress.update(task, advance=1, description=report.feed)
+
+
+def register(cli: click.Group) -> None:
+    for command in (init_command, ingest_command, run_command):
+        cli.add_command(command)

@@ -1,0 +1,329 @@
+"""Ingest: fetch -> parse -> sanitize -> dedupe -> store, one feed failing alone.
+
+``run_ingest`` is the service the CLI and the daemon call. Decisions that need no I/O
+(backoff, how an item relates to what is stored) are small pure functions here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import requests
+
+from media_matrix.config import FeedConfig, Settings
+from media_matrix.ingest.fetch import (
+    FetchError,
+    FetchOptions,
+    FetchResult,
+    default_session,
+    fetch,
+    local_path,
+)
+from media_matrix.ingest.html import read_site
+from media_matrix.ingest.packdir import read_packdir
+from media_matrix.ingest.rss import parse_feed
+from media_matrix.ingest.source import SourceError, SourceResult
+from media_matrix.models import IngestOutcome, Item, PackStatus, Tag
+from media_matrix.store import Store
+from media_matrix.timeutil import from_iso, to_iso, utcnow
+
+
+class ItemTagger(Protocol):
+    """Anything that turns a stored item into rule tags (see tagging.py)."""
+
+    def __call__(self, item: Item) -> list[Tag]: ...
+
+
+@dataclass
+class FeedReport:
+    feed: str
+    kind: str
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged: int = 0
+    not_modified: bool = False
+    skipped: bool = False  # not due yet (backing off or interval not elapsed)
+    error: str | None = None
+    item_errors: list[tuple[str, str]] = field(default_factory=list)
+    new_pack_ids: list[int] = field(default_factory=list)
+    changed_pack_ids: list[int] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "feed": self.feed,
+            "kind": self.kind,
+            "new": self.new,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "merged": self.merged,
+            "not_modified": self.not_modified,
+            "skipped": self.skipped,
+            "error": self.error,
+            "item_errors": [{"item": s, "error": e} for s, e in self.item_errors],
+        }
+
+
+@dataclass
+class IngestReport:
+    feeds: list[FeedReport] = field(default_factory=list)
+
+    @property
+    def new_pack_ids(self) -> list[int]:
+        return [i for f in self.feeds for i in f.new_pack_ids]
+
+    @property
+    def failed(self) -> list[FeedReport]:
+        return [f for f in self.feeds if f.failed]
+
+
+# -- pure decisions ---------------------------------------------------------------------------
+
+
+def next_fetch_delay(
+    every: float, failures: int, *, retry_after: float | None = None, cap: float = 86400.0
+) -> float:
+    """Seconds until the next fetch: the interval, doubled per consecutive failure, capped;
+    never sooner than a server's Retry-After."""
+    delay = every if failures <= 0 else min(cap, every * 2 ** (failures - 1))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+def is_due(next_fetch_at: str | None, now: datetime) -> bool:
+    when = from_iso(next_fetch_at)
+    return when is None or when <= now
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+
+def run_ingest(
+    settings: Settings,
+    store: Store,
+    *,
+    feeds: Iterable[str] | None = None,
+    due_only: bool = False,
+    now: datetime | None = None,
+    tagger: ItemTagger | None = None,
+    progress: Callable[[FeedReport], None] | None = None,
+    session: requests.Session | None = None,
+) -> IngestReport:
+    """Ingest the named feeds (default: every enabled feed); one feed's failure stays its own.
+
+    Fetching and parsing run in a small thread pool; storing is serialized.
+    """
+    now = now or utcnow()
+    wanted = [settings.feed(name) for name in feeds] if feeds else settings.feeds
+    if not feeds:
+        wanted = [f for f in wanted if f.enabled]
+    store.sync_feeds([(f.name, f.kind, f.url) for f in wanted])
+    states = {s["name"]: s for s in store.list_feed_states()}
+    report = IngestReport()
+    due = []
+    for feed in wanted:
+        if due_only and not is_due(states[feed.name]["next_fetch_at"], now):
+            skipped = FeedReport(feed.name, feed.kind, skipped=True)
+            report.feeds.append(skipped)
+            if progress:
+                progress(skipped)
+            continue
+        due.append(feed)
+    options = FetchOptions(
+        user_agent=settings.ingest.user_agent,
+        connect_timeout=settings.ingest.connect_timeout,
+        read_timeout=settings.ingest.read_timeout,
+        max_bytes=settings.ingest.max_bytes,
+    )
+    http = session or default_session(settings.ingest.workers * 2)
+
+    def read(feed: FeedConfig) -> SourceResult | Exception:
+        try:
+            return _read_source(settings, store, feed, states[feed.name], options, http)
+        except (SourceError, FetchError) as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - one feed must never stop the others
+            return SourceError(f"unexpected {type(exc).__name__}: {exc}")
+
+    workers = max(1, min(settings.ingest.workers, len(due)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for feed, outcome in zip(due, pool.map(read, due), strict=True):
+            feed_report = _record(settings, store, feed, outcome, now, tagger)
+            report.feeds.append(feed_report)
+            if progress:
+                progress(feed_report)
+    return report
+
+
+def _read_source(
+    settings: Settings,
+    store: Store,
+    feed: FeedConfig,
+    state: dict[str, object],
+    options: FetchOptions,
+    http: requests.Session,
+) -> SourceResult:
+    if feed.kind == "packdir":
+        media_root = settings.database.parent / "packs" / feed.name
+        return read_packdir(local_path(feed.url), media_root, feed.county)
+    fetched = fetch(
+        feed.url,
+        options,
+        etag=state.get("etag"),  # type: ignore[arg-type]
+        last_modified=state.get("last_modified"),  # type: ignore[arg-type]
+        session=http,
+    )
+    if fetched.not_modified:
+        return SourceResult(
+            not_modified=True, etag=fetched.etag, last_modified=fetched.last_modified
+        )
+    if feed.kind == "rss":
+        items = parse_feed(fetched, feed.max_items)
+        for item in items:
+            item.county = feed.county
+        return SourceResult(items=items, etag=fetched.etag, last_modified=fetched.last_modified)
+    known = set(store.feed_guid_hashes(feed.name))
+
+    def fetch_page(url: str) -> FetchResult:
+        return fetch(url, options, session=http)
+
+    return read_site(fetched, feed, settings.tz, known, fetch_page, settings.ingest.workers)
+
+
+def _record(
+    settings: Settings,
+    store: Store,
+    feed: FeedConfig,
+    outcome: SourceResult | Exception,
+    now: datetime,
+    tagger: ItemTagger | None,
+) -> FeedReport:
+    report = FeedReport(feed.name, feed.kind)
+    at = to_iso(now) or ""
+    if isinstance(outcome, Exception):
+        report.error = str(outcome) or type(outcome).__name__
+        failures = (store.get_feed_state(feed.name) or {}).get("failures", 0) + 1  # type: ignore[operator]
+        delay = next_fetch_delay(
+            feed.every,
+            failures,
+            retry_after=getattr(outcome, "retry_after", None),
+            cap=settings.ingest.max_backoff,
+        )
+        store.record_fetch_error(
+            feed.name,
+            at=at,
+            error=report.error,
+            next_fetch_at=to_iso(now + timedelta(seconds=delay)) or "",
+        )
+        return report
+    report.not_modified = outcome.not_modified
+    status = PackStatus.APPROVED if feed.auto_approve else PackStatus.NEW
+    with store.transaction():
+        changed = _store_items(store, feed.name, outcome.items, at, status, report)
+        if outcome.known:
+            store.touch_sources(feed.name, outcome.known, at)
+            report.unchanged += len(outcome.known)
+        for subject, error in outcome.item_errors:
+            store.record_item_error(feed.name, subject, error, at)
+        for item in outcome.items:
+            store.resolve_item_error(feed.name, item.guid)
+        store.record_fetch_ok(
+            feed.name,
+            at=at,
+            next_fetch_at=to_iso(now + timedelta(seconds=feed.every)) or "",
+            etag=outcome.etag,
+            last_modified=outcome.last_modified,
+            items=len(outcome.items),
+        )
+        if tagger is not None:
+            for pack_id, item in changed:
+                store.replace_rule_tags(pack_id, tagger(item), at=at)
+    report.item_errors = outcome.item_errors
+    return report
+
+
+def _store_items(
+    store: Store, feed: str, items: list[Item], at: str, status: PackStatus, report: FeedReport
+) -> list[tuple[int, Item]]:
+    """Store every item, counting outcomes; returns the (pack id, item) pairs that changed."""
+    known = store.feed_guid_hashes(feed)
+    changed: list[tuple[int, Item]] = []
+    for item in items:
+        outcome, pack_id = _store_item(store, feed, item, known, at, status)
+        setattr(report, outcome.value, getattr(report, outcome.value) + 1)
+        if outcome is IngestOutcome.NEW:
+            report.new_pack_ids.append(pack_id)
+        if outcome in (IngestOutcome.NEW, IngestOutcome.UPDATED):
+            report.changed_pack_ids.append(pack_id)
+            changed.append((pack_id, item))
+        known[item.guid] = item.content_hash
+    return changed
+
+
+def _store_item(
+    store: Store,
+    feed: str,
+    item: Item,
+    known: dict[str, str],
+    at: str,
+    status: PackStatus,
+) -> tuple[IngestOutcome, int]:
+    """Dedupe by (feed, guid), else link, else content hash; then insert, update or merge."""
+    if item.guid in known:
+        source = store.source_of(feed, item.guid)
+        assert source is not None
+        if known[item.guid] == item.content_hash:
+            store.touch_sources(feed, [item.guid], at)
+            return IngestOutcome.UNCHANGED, source["pack_id"]
+        store.update_pack_content(source["pack_id"], feed, item, at=at)
+        return IngestOutcome.UPDATED, source["pack_id"]
+    pack_id = (item.url and store.pack_id_by_url(item.url)) or store.pack_id_by_hash(
+        item.content_hash
+    )
+    if pack_id:
+        store.add_source(pack_id, feed, item, at=at)
+        return IngestOutcome.MERGED, pack_id
+    return IngestOutcome.NEW, store.insert_pack(feed, item, at=at, status=status)
+
+
+def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
+    """Every configured feed with its stored fetch state and unresolved item errors."""
+    store.sync_feeds([(f.name, f.kind, f.url) for f in settings.feeds])
+    states = {s["name"]: s for s in store.list_feed_states()}
+    errors: dict[str, list[dict[str, str]]] = {}
+    for row in store.item_errors():
+        errors.setdefault(row["feed"], []).append(
+            {"item": row["subject"], "error": row["error"], "at": row["at"]}
+        )
+    rows = []
+    for feed in settings.feeds:
+        state = states.get(feed.name, {})
+        rows.append(
+            {
+                "name": feed.name,
+                "kind": feed.kind,
+                "url": feed.url,
+                "enabled": feed.enabled,
+                "auto_approve": feed.auto_approve,
+                "every_seconds": feed.every,
+                "last_fetch_at": state.get("last_fetch_at"),
+                "last_success_at": state.get("last_success_at"),
+                "last_error": state.get("last_error"),
+                "failures": state.get("failures", 0),
+                "next_fetch_at": state.get("next_fetch_at"),
+                "items_seen": state.get("items_seen", 0),
+                "etag": state.get("etag"),
+                "last_modified": state.get("last_modified"),
+                "item_errors": errors.get(feed.name, []),
+            }
+        )
+    return rows

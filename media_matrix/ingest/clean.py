@@ -1,0 +1,134 @@
+"""Sanitize source HTML to what WeChat articles and screens can show, and derive text.
+
+nh3 (ammonia) does the sanitizing against an allowlist; we add link resolution (relative
+URLs made absolute against the item's base) and a scheme check on every URL attribute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import unicodedata
+from functools import partial
+from urllib.parse import urljoin, urlsplit
+
+import nh3
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "del", "div", "em", "figcaption",
+    "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "li", "mark", "ol",
+    "p", "pre", "q", "s", "section", "small", "span", "strong", "sub", "sup", "table", "tbody",
+    "td", "tfoot", "th", "thead", "tr", "u", "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan"},
+    "ol": {"start"},
+}
+# Removed together with everything inside them.
+DROPPED_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "noscript", "template"}
+URL_ATTRIBUTES = {"href", "src"}
+LINK_SCHEMES = {"http", "https", "mailto"}
+IMAGE_SCHEMES = {"http", "https", "file"}
+
+_BLOCK_END = re.compile(r"<br\s*/?>|</(?:p|h[1-6]|li|div|tr|blockquote|section|figure|pre)>", re.I)
+_TAG = re.compile(r"<[^>]*>")
+_SPACES = re.compile(r"[ \t\r\f\v\u3000\xa0]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+_IMG_SRC = re.compile(r'<img\b[^>]*?\ssrc="([^"]*)"', re.I)
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _filter_attribute(base: str | None, tag: str, attribute: str, value: str) -> str | None:
+    if attribute not in URL_ATTRIBUTES:
+        return value
+    url = value.strip()
+    if base:
+        url = urljoin(base, url)
+    scheme = urlsplit(url).scheme.lower()
+    allowed = IMAGE_SCHEMES if tag == "img" else LINK_SCHEMES
+    if scheme not in allowed:
+        return None
+    if scheme == "file" and not (base or "").startswith("file:"):
+        return None  # only our own local packs may point at local files
+    return url
+
+
+def sanitize_html(fragment: str, base_url: str | None = None) -> str:
+    """Allowlisted, link-resolved HTML; no script, style, handlers or dangerous URLs."""
+    if not fragment:
+        return ""
+    return nh3.clean(
+        fragment,
+        tags=ALLOWED_TAGS,
+        clean_content_tags=DROPPED_WITH_CONTENT,
+        attributes=ALLOWED_ATTRIBUTES,
+        attribute_filter=partial(_filter_attribute, base_url),
+        url_schemes=LINK_SCHEMES | IMAGE_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    ).strip()
+
+
+def html_to_text(clean_html: str) -> str:
+    """Readable plain text from sanitized HTML (blocks become lines)."""
+    text = _BLOCK_END.sub("\n", clean_html)
+    text = html.unescape(_TAG.sub("", text))
+    text = _SPACES.sub(" ", text)
+    return _NEWLINES.sub("\n", text).strip()
+
+
+def plain_text(fragment: str) -> str:
+    """Text of a title-like field that may hold markup or escaped markup, on one line."""
+    text = fragment or ""
+    for _ in range(3):
+        stripped = nh3.clean(text, tags=set(), clean_content_tags=DROPPED_WITH_CONTENT)
+        stripped = html.unescape(stripped)
+        if stripped == text or "<" not in stripped:
+            text = stripped
+            break
+        text = stripped
+    if "<" in text:  # still markup-looking after three rounds: drop the brackets
+        text = text.replace("<", "‹").replace(">", "›")
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def image_urls(clean_html: str) -> list[str]:
+    seen: dict[str, None] = {}
+    for src in _IMG_SRC.findall(clean_html):
+        seen.setdefault(html.unescape(src), None)
+    return list(seen)
+
+
+def summarize(text: str, limit: int = 120) -> str:
+    """First sentence-ish span of the text, cut at a sentence end when one is near."""
+    flat = _WHITESPACE.sub(" ", text).strip()
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    for mark in "。！？!?；;":
+        index = cut.rfind(mark)
+        if index >= limit // 2:
+            return cut[: index + 1]
+    return cut.rstrip() + "…"
+
+
+def content_hash(title: str, text: str) -> str:
+    """Hash of normalized title and text: the same article from two sources hashes alike."""
+    normalized = unicodedata.normalize("NFKC", f"{title}\n{text}")
+    normalized = _WHITESPACE.sub("", normalized)
+    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+
+
+def safe_url(url: str | None, base: str | None = None) -> str | None:
+    """An item link or enclosure URL, absolute, http(s) or file only."""
+    if not url:
+        return None
+    absolute = urljoin(base, url.strip()) if base else url.strip()
+    scheme = urlsplit(absolute).scheme.lower()
+    if scheme in {"http", "https"} or (scheme == "file" and (base or "").startswith("file:")):
+        return absolute
+    return None

@@ -1,0 +1,196 @@
+"""Fetch a feed or page: http(s) with conditional GET, or a local path / file:// URL.
+
+Local files get a validator made of their mtime and size, so an unchanged file is a cheap
+"not modified" exactly like an HTTP 304.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import requests
+
+from media_matrix.timeutil import utcnow
+
+RETRY_AFTER_STATUSES = {429, 503}
+
+
+class FetchError(Exception):
+    """The source could not be fetched; ``retry_after`` (seconds) if the server asked."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class FetchResult:
+    url: str  # final URL after redirects (the base for relative links)
+    content: bytes | None  # None when not modified
+    etag: str | None = None
+    last_modified: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+
+    @property
+    def not_modified(self) -> bool:
+        return self.content is None
+
+    @property
+    def charset(self) -> str | None:
+        _, _, params = self.headers.get("content-type", "").partition(";")
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset" and value:
+                return value.strip("\"' ").lower()
+        return None
+
+
+@dataclass
+class FetchOptions:
+    user_agent: str
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    max_bytes: int = 10 * 1024 * 1024
+
+
+def is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def local_path(url: str) -> Path:
+    return Path(unquote(urlparse(url).path)) if url.startswith("file://") else Path(url)
+
+
+def fetch(
+    url: str,
+    options: FetchOptions,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    session: requests.Session | None = None,
+) -> FetchResult:
+    if is_local(url):
+        return _fetch_file(local_path(url), options, etag)
+    if not url.startswith(("http://", "https://")):
+        raise FetchError(f"unsupported URL scheme in {url!r} (expected http, https or a path)")
+    return _fetch_http(url, options, etag, last_modified, session)
+
+
+def _fetch_file(path: Path, options: FetchOptions, etag: str | None) -> FetchResult:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
+    validator = f"file:{stat.st_mtime_ns}:{stat.st_size}"
+    uri = path.resolve().as_uri()
+    if etag == validator:
+        return FetchResult(url=uri, content=None, etag=validator, status=304)
+    if stat.st_size > options.max_bytes:
+        raise FetchError(f"{path} is {stat.st_size} bytes, over the {options.max_bytes} cap")
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return FetchResult(url=uri, content=content, etag=validator)
+
+
+def _fetch_http(
+    url: str,
+    options: FetchOptions,
+    etag: str | None,
+    last_modified: str | None,
+    session: requests.Session | None,
+) -> FetchResult:
+    headers = {"User-Agent": options.user_agent, "Accept-Encoding": "gzip, deflate"}
+    if etag and not etag.startswith("file:"):
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    http = session or requests
+    try:
+        response = http.get(
+            url,
+            headers=headers,
+            timeout=(options.connect_timeout, options.read_timeout),
+            stream=True,
+            allow_redirects=True,
+        )
+    except requests.Timeout:
+        raise FetchError(f"timed out fetching {url}") from None
+    except requests.TooManyRedirects:
+        raise FetchError(f"too many redirects fetching {url}") from None
+    except requests.RequestException as exc:
+        raise FetchError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
+    with response:
+        lowered = {k.lower(): v for k, v in response.headers.items()}
+        if response.status_code == 304:
+            return FetchResult(
+                url=response.url,
+                content=None,
+                etag=lowered.get("etag", etag),
+                last_modified=lowered.get("last-modified", last_modified),
+                headers=lowered,
+                status=304,
+            )
+        if response.status_code >= 400:
+            retry_after = None
+            if response.status_code in RETRY_AFTER_STATUSES:
+                retry_after = parse_retry_after(lowered.get("retry-after"))
+            raise FetchError(
+                f"HTTP {response.status_code} {response.reason} from {response.url}",
+                retry_after=retry_after,
+            )
+        content = _read_capped(response, options.max_bytes, url)
+    return FetchResult(
+        url=response.url,
+        content=content,
+        etag=lowered.get("etag"),
+        last_modified=lowered.get("last-modified"),
+        headers=lowered,
+        status=response.status_code,
+    )
+
+
+def _read_capped(response: requests.Response, max_bytes: int, url: str) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError(f"{url} declares {declared} bytes, over the {max_bytes} cap")
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(f"{url} sent more than the {max_bytes}-byte cap")
+            chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise FetchError(f"reading {url} failed: {type(exc).__name__}: {exc}") from None
+    return b"".join(chunks)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - utcnow()).total_seconds())
+
+
+def default_session(pool: int = 10) -> requests.Session:
+    """A session with a connection pool sized for parallel feed fetching."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = os.environ.get("MEDIA_MATRIX_TRUST_ENV") == "1"
+    return session
