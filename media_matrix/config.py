@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -119,19 +119,53 @@ class _ChannelBase(_Model):
     @field_validator("slots")
     @classmethod
     def _valid_cron(cls, value: list[str]) -> list[str]:
-        for expr in value:
+        for i, expr in enumerate(value):
             try:
                 CronTrigger.from_crontab(expr)
             except ValueError as exc:
-                raise ValueError(f"bad cron expression {expr!r}: {exc}") from None
+                fields = "" if len(expr.split()) == 5 else " (minute hour day month weekday)"
+                raise ValueError(
+                    f"bad cron expression {expr!r} at slots[{i}]: {exc}{fields}"
+                ) from None
         return value
 
     @field_validator("quiet_hours")
     @classmethod
     def _valid_quiet(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_quiet_hours(value)
+            start, end = parse_quiet_hours(value)
+            if start == end:
+                raise ValueError(
+                    f"quiet hours {value!r} start and end at the same time; "
+                    "expected a window like 22:00-07:00"
+                )
         return value
+
+    @model_validator(mode="after")
+    def _slots_outside_quiet_hours(self) -> _ChannelBase:
+        """No slot may fire inside quiet hours. Both are wall-clock times in the config time
+        zone, so a week of fire times is checked on a fixed week (the windows repeat daily):
+        for each day, the first fire time at or after the window's start must be after its end.
+        """
+        if self.quiet_hours is None or not self.slots:
+            return self
+        start, end = parse_quiet_hours(self.quiet_hours)
+        monday = datetime(2024, 1, 1, tzinfo=UTC)
+        for i, expr in enumerate(self.slots):
+            trigger = CronTrigger.from_crontab(expr, timezone=UTC)
+            for offset in range(7):
+                day = monday + timedelta(days=offset)
+                opens = datetime.combine(day.date(), start, UTC)
+                closes = datetime.combine(day.date(), end, UTC)
+                if closes <= opens:  # wraps midnight
+                    closes += timedelta(days=1)
+                fire = trigger.get_next_fire_time(None, opens)
+                if fire is not None and fire < closes:
+                    raise ValueError(
+                        f"slots[{i}] {expr!r} fires at {fire:%H:%M}, inside quiet_hours "
+                        f"{self.quiet_hours!r}; move the slot or the quiet hours"
+                    )
+        return self
 
 
 class WechatChannel(_ChannelBase):
