@@ -483,52 +483,65 @@ def _room(channel: PlanChannel, load: _Load, slot: datetime, day: date) -> int:
 # Pack index (lazy, rank-ordered candidates per channel)
 
 
+class _GroupIndex:
+    """Ranks of some packs by county and by (county, group), each list in rank order."""
+
+    def __init__(self, packs: Sequence[PlanPack], ranks: Iterable[int]) -> None:
+        self.by_county: dict[str, list[int]] = defaultdict(list)
+        self.by_county_group: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self.size = 0
+        for rank in ranks:
+            pack = packs[rank]
+            self.size += 1
+            self.by_county[pack.county].append(rank)
+            for group in set(pack.groups):
+                self.by_county_group[(pack.county, group)].append(rank)
+
+    def stream(self, channel: PlanChannel) -> Iterator[int]:
+        """Ranks of the packs matching ``channel``, best first (a rank may repeat)."""
+        counties = list(self.by_county) if channel.county == CITY else [channel.county, CITY]
+        if PUBLIC in channel.audience:
+            lists = [self.by_county[c] for c in counties if c in self.by_county]
+        else:
+            keys = [(c, g) for c in counties for g in set(channel.audience)]
+            lists = [self.by_county_group[k] for k in keys if k in self.by_county_group]
+        return heapq.merge(*lists)
+
+
 class _PackIndex:
     """Packs ranked by freshness, indexed by (county, group) so that a channel reads only the
-    packs that can match it, in rank order, and only as many as it has room for."""
+    packs that can match it, in rank order, and only as many as it has room for. Packs of the
+    active campaigns get an index of their own per campaign set, read before the rest."""
 
     def __init__(self, packs: Sequence[PlanPack]) -> None:
         # rank 0 is the freshest; ties by id for a stable, reproducible plan
         self.packs = sorted(packs, key=lambda p: (-p.published_at.timestamp(), p.id))
-        self.by_county: dict[str, list[int]] = defaultdict(list)
-        self.by_county_group: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for rank, pack in enumerate(self.packs):
-            self.by_county[pack.county].append(rank)
-            for group in set(pack.groups):
-                self.by_county_group[(pack.county, group)].append(rank)
-        self._campaign_ranks: dict[frozenset[str], set[int]] = {}
+        self.all = _GroupIndex(self.packs, range(len(self.packs)))
+        self._hot: dict[frozenset[str], tuple[set[int], _GroupIndex]] = {}
 
-    def _lists(self, channel: PlanChannel) -> list[list[int]]:
-        counties = list(self.by_county) if channel.county == CITY else [channel.county, CITY]
-        if PUBLIC in channel.audience:
-            return [self.by_county[c] for c in counties if c in self.by_county]
-        keys = [(c, g) for c in counties for g in set(channel.audience)]
-        return [self.by_county_group[k] for k in keys if k in self.by_county_group]
-
-    def campaign_ranks(self, campaigns: Sequence[Campaign]) -> set[int]:
+    def _campaign_index(self, campaigns: Sequence[Campaign]) -> tuple[set[int], _GroupIndex]:
         key = frozenset(c.name for c in campaigns)
-        if key not in self._campaign_ranks:
-            self._campaign_ranks[key] = {
+        if key not in self._hot:
+            ranks = [
                 rank
                 for rank, pack in enumerate(self.packs)
                 if any(campaign_matches(pack, c) for c in campaigns)
-            }
-        return self._campaign_ranks[key]
+            ]
+            self._hot[key] = (set(ranks), _GroupIndex(self.packs, ranks))
+        return self._hot[key]
 
     def candidates(self, channel: PlanChannel, campaigns: Sequence[Campaign]) -> Iterator[int]:
         """Ranks of matching packs: campaign packs first, then the rest, each freshest first.
 
         May repeat a rank (a pack in several of the channel's groups); callers skip used ones.
         """
-        lists = self._lists(channel)
         if not campaigns:
-            return heapq.merge(*lists)
-        hot = self.campaign_ranks(campaigns)
+            return self.all.stream(channel)
+        hot, hot_index = self._campaign_index(campaigns)
         if not hot:
-            return heapq.merge(*lists)
-        first = (r for r in heapq.merge(*lists) if r in hot)
-        rest = (r for r in heapq.merge(*lists) if r not in hot)
-        return chain(first, rest)
+            return self.all.stream(channel)
+        rest = (r for r in self.all.stream(channel) if r not in hot)
+        return chain(hot_index.stream(channel), rest)
 
 
 # --------------------------------------------------------------------------------------------
