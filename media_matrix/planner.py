@@ -565,7 +565,11 @@ def plan(
     the best-ranked matching packs not yet booked on that channel: packs whose topics match a
     campaign active on the slot's day (in ``tz``) first, then fresher ``published_at`` first.
     ``per_slot`` and ``daily_quota`` hold, counting existing bookings; a pack gets at most one
-    live booking per channel. Returns assignments sorted by (slot_at, channel), slot_at in UTC.
+    live booking per channel. Returns assignments sorted by (slot_at, channel), slot_at in UTC;
+    within one slot, best-ranked first.
+
+    A slot at exactly ``now`` is included, so a daemon slot job should pass the slot's scheduled
+    fire time as ``now`` (not the wall clock, which is a little late).
     """
     now = _aware_utc(now, "now")
     zone = _zone(tz)
