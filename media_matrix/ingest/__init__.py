@@ -32,6 +32,10 @@ from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
 
 
+# Short or empty bodies hash alike by accident; only a real article body identifies a pack.
+MIN_TEXT_FOR_HASH_MATCH = 30
+
+
 class ItemTagger(Protocol):
     """Anything that turns a stored item into rule tags (see tagging.py)."""
 
@@ -286,9 +290,9 @@ def _store_item(
             return IngestOutcome.UNCHANGED, source["pack_id"]
         store.update_pack_content(source["pack_id"], feed, item, at=at)
         return IngestOutcome.UPDATED, source["pack_id"]
-    pack_id = (item.url and store.pack_id_by_url(item.url)) or store.pack_id_by_hash(
-        item.content_hash
-    )
+    pack_id = item.url and store.pack_id_by_url(item.url)
+    if not pack_id and len(item.text) >= MIN_TEXT_FOR_HASH_MATCH:
+        pack_id = store.pack_id_by_hash(item.content_hash)
     if pack_id:
         store.add_source(pack_id, feed, item, at=at)
         return IngestOutcome.MERGED, pack_id

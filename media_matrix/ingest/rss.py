@@ -32,13 +32,15 @@ def parse_feed(fetched: FetchResult, max_items: int = 200) -> list[Item]:
     """Items of a fetched feed, newest first as the feed gives them."""
     headers = dict(fetched.headers)
     headers.setdefault("content-location", fetched.url)
+    if fetched.url.startswith("file:"):
+        headers.setdefault("content-type", "application/xml")
     parsed = feedparser.parse(
         fetched.content,
         response_headers=headers,
         sanitize_html=False,
         resolve_relative_uris=False,
     )
-    if not parsed.entries and (parsed.bozo or not parsed.version):
+    if not parsed.entries and not parsed.version:
         reason = parsed.get("bozo_exception") or "no RSS or Atom document found"
         raise SourceError(f"not a valid feed: {_describe(reason)}")
     return [_item(entry, fetched.url) for entry in parsed.entries[:max_items]]
