@@ -17,6 +17,7 @@ from media_matrix.cli.common import (
     json_option,
     pass_app,
 )
+from media_matrix.cli.packs import STATUS_LABELS
 from media_matrix.flow import run_once
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 
@@ -72,7 +73,10 @@ def run_command(app: AppContext, once: bool, as_json: bool) -> None:
     if packs:
         echo_table(
             ["ID", "状态", "标题", "来源"],
-            [(p.id, p.status, p.title, ", ".join(p.feeds)) for p in packs],
+            [
+                (p.id, STATUS_LABELS.get(p.status, p.status), p.title, ", ".join(p.feeds))
+                for p in packs
+            ],
             title=f"本次新增内容包 ({len(packs)})",
         )
     counts = app.store.count_packs_by_status()

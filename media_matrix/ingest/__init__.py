@@ -31,7 +31,6 @@ from media_matrix.models import IngestOutcome, Item, PackStatus, Tag
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
 
-
 # Short or empty bodies hash alike by accident; only a real article body identifies a pack.
 MIN_TEXT_FOR_HASH_MATCH = 30
 

@@ -42,17 +42,38 @@ _IMG_SRC = re.compile(r'<img\b[^>]*?\ssrc="([^"]*)"', re.I)
 _WHITESPACE = re.compile(r"\s+")
 
 
-def _filter_attribute(base: str | None, tag: str, attribute: str, value: str) -> str | None:
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_C0_AND_SPACE = "".join(map(chr, range(33)))
+
+
+class _Base:
+    """A base URL split once, so resolving thousands of links skips urljoin's general case."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url or ""
+        parts = urlsplit(self.url)
+        self.scheme = parts.scheme.lower()
+        self.origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+        self.is_file = self.scheme == "file"
+
+    def resolve(self, url: str) -> str:
+        if _SCHEME.match(url):
+            return url
+        if url.startswith("/") and not url.startswith("//") and self.origin:
+            return self.origin + url
+        return urljoin(self.url, url) if self.url else url
+
+
+def _filter_attribute(base: _Base, tag: str, attribute: str, value: str) -> str | None:
     if attribute not in URL_ATTRIBUTES:
         return value
-    url = value.strip()
-    if base:
-        url = urljoin(base, url)
-    scheme = urlsplit(url).scheme.lower()
+    url = base.resolve(value.strip(_C0_AND_SPACE))
+    match = _SCHEME.match(url)
+    scheme = match.group(1).lower() if match else ""
     allowed = IMAGE_SCHEMES if tag == "img" else LINK_SCHEMES
     if scheme not in allowed:
-        return None
-    if scheme == "file" and not (base or "").startswith("file:"):
+        return None  # relative leftovers, javascript:, data:, vbscript: ...
+    if scheme == "file" and not base.is_file:
         return None  # only our own local packs may point at local files
     return url
 
@@ -66,7 +87,7 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
         tags=ALLOWED_TAGS,
         clean_content_tags=DROPPED_WITH_CONTENT,
         attributes=ALLOWED_ATTRIBUTES,
-        attribute_filter=partial(_filter_attribute, base_url),
+        attribute_filter=partial(_filter_attribute, _Base(base_url)),
         url_schemes=LINK_SCHEMES | IMAGE_SCHEMES,
         link_rel="noopener noreferrer",
         strip_comments=True,
@@ -84,6 +105,8 @@ def html_to_text(clean_html: str) -> str:
 def plain_text(fragment: str) -> str:
     """Text of a title-like field that may hold markup or escaped markup, on one line."""
     text = fragment or ""
+    if "<" not in text and "&" not in text:
+        return _WHITESPACE.sub(" ", text).strip()
     for _ in range(3):
         stripped = nh3.clean(text, tags=set(), clean_content_tags=DROPPED_WITH_CONTENT)
         stripped = html.unescape(stripped)
