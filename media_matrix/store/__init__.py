@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from media_matrix.store import audit, deliveries, feeds, packs
+from media_matrix.store import audit, deliveries, dispatching, feeds, metrics, packs
 from media_matrix.store.base import NotFound, StoreBase, StoreError
 
-_FAMILIES = (feeds, packs, audit, deliveries)
+_FAMILIES = (feeds, packs, audit, deliveries, dispatching, metrics)
 
 
 class Store(
@@ -18,6 +18,8 @@ class Store(
     packs.PackStore,
     audit.AuditStore,
     deliveries.DeliveryStore,
+    dispatching.DispatchStore,
+    metrics.MetricsStore,
 ):
     migrations = [m for family in _FAMILIES for m in family.MIGRATIONS]
 
