@@ -1,12 +1,15 @@
-"""Deliveries (a pack on a channel), their attempt log and remote metrics.
+"""Deliveries (a pack on a channel): the schema (with attempts and metrics), queueing and reads.
 
-Only the schema lives here so far; the queueing, claiming and recording methods arrive with
-the planner and the dispatch engine.
+Claiming, leases and the attempt log's writes live in ``dispatching.py``.
 """
 
 from __future__ import annotations
 
-from media_matrix.store.base import Migration, StoreBase
+import uuid
+from typing import Any
+
+from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, loads
+from media_matrix.timeutil import now_iso
 
 MIGRATIONS: list[Migration] = [
     (
@@ -68,5 +71,102 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
+class AlreadyQueued(StoreError):
+    """The pack is already on that channel (send it again only as a new edition)."""
+
+
 class DeliveryStore(StoreBase):
-    pass
+    def queue_delivery(
+        self,
+        pack_id: int,
+        channel: str,
+        *,
+        scheduled_at: str,
+        slot_at: str | None = None,
+        urgent: bool = False,
+        queued_by: str = "planner",
+        resend: bool = False,
+    ) -> int:
+        """Put a pack on a channel; a second time only with ``resend`` (a new edition)."""
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM packs WHERE id = ?", (pack_id,)).fetchone() is None:
+                raise NotFound(f"pack {pack_id} not found")
+            row = conn.execute(
+                "SELECT max(edition), sum(status != 'cancelled') FROM deliveries"
+                " WHERE pack_id = ? AND channel = ?",
+                (pack_id, channel),
+            ).fetchone()
+            last_edition, live = row[0] or 0, row[1] or 0
+            if live and not resend:
+                raise AlreadyQueued(f"pack {pack_id} is already queued on channel {channel!r}")
+            now = now_iso()
+            cursor = conn.execute(
+                """
+                INSERT INTO deliveries (uid, pack_id, channel, edition, status, slot_at,
+                    scheduled_at, urgent, queued_by, created_at, updated_at)
+                VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    uuid.uuid4().hex,
+                    pack_id,
+                    channel,
+                    last_edition + 1,
+                    slot_at,
+                    scheduled_at,
+                    int(urgent),
+                    queued_by,
+                    now,
+                    now,
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def get_delivery(self, delivery_id: int) -> dict[str, Any]:
+        rows = self.list_deliveries(ids=[delivery_id])
+        if not rows:
+            raise NotFound(f"delivery {delivery_id} not found")
+        return rows[0]
+
+    def list_deliveries(
+        self,
+        *,
+        status: str | list[str] | None = None,
+        channel: str | None = None,
+        pack_id: int | None = None,
+        ids: list[int] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Deliveries with their pack title, oldest scheduled first."""
+        where, params = [], []  # type: ignore[var-annotated]
+        if status:
+            statuses = [status] if isinstance(status, str) else status
+            where.append(f"d.status IN ({', '.join('?' for _ in statuses)})")
+            params += statuses
+        if channel:
+            where.append("d.channel = ?")
+            params.append(channel)
+        if pack_id is not None:
+            where.append("d.pack_id = ?")
+            params.append(pack_id)
+        if ids is not None:
+            where.append(f"d.id IN ({', '.join('?' for _ in ids)})")
+            params += ids
+        if since:
+            where.append("d.scheduled_at >= ?")
+            params.append(since)
+        if until:
+            where.append("d.scheduled_at < ?")
+            params.append(until)
+        sql = f"""
+            SELECT d.*, p.title AS pack_title FROM deliveries d JOIN packs p ON p.id = d.pack_id
+            {"WHERE " + " AND ".join(where) if where else ""}
+            ORDER BY d.scheduled_at, d.id
+            {"LIMIT " + str(int(limit)) if limit else ""}
+        """
+        rows = self.query(sql, params)
+        for row in rows:
+            row["remote_state"] = loads(row["remote_state"], {})
+            row["urgent"] = bool(row["urgent"])
+        return rows
