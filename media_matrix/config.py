@@ -174,14 +174,16 @@ class WechatChannel(_ChannelBase):
     secret: str
     api_base: str = "https://api.weixin.qq.com"
     mode: Literal["publish", "mass_send"] = "publish"
-    cover: str | None = None
+    cover: str | None = None  # image path or URL used when a pack has none (default: shipped)
     author: str = ""
+    timeout: float = Field(default=15.0, gt=0)
 
 
 class WecomChannel(_ChannelBase):
     type: Literal["wecom_robot"]
     webhook_url: str
     format: Literal["news", "markdown"] = "news"
+    timeout: float = Field(default=10.0, gt=0)
 
 
 class WebhookChannel(_ChannelBase):
@@ -190,6 +192,8 @@ class WebhookChannel(_ChannelBase):
     secret: str
     field_map: dict[str, str] = Field(default_factory=dict)
     timeout: float = 10.0
+    id_key: str = "id"  # where the CMS answer carries the manuscript id
+    url_key: str = "url"  # and its public URL, if any
 
 
 class OutboxChannel(_ChannelBase):
@@ -199,7 +203,15 @@ class OutboxChannel(_ChannelBase):
     play_seconds: int = Field(default=15, ge=1)
     passers_per_play: int = Field(default=0, ge=0)
     weekdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])
-    window: str | None = None
+    window: str | None = None  # daily play window "HH:MM-HH:MM"
+    play_days: int = Field(default=7, ge=1)  # how long a playlist entry stays valid
+
+    @field_validator("window")
+    @classmethod
+    def _valid_window(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_quiet_hours(value)
+        return value
 
 
 ChannelConfig = Annotated[
@@ -217,19 +229,56 @@ class Campaign(_Model):
 
 
 class RuleConfig(_Model):
-    """Tagging rule for one group or topic (see tagging.py)."""
+    """Tagging rule for one group or topic (see tagging.py and media_matrix/rules.yaml).
+
+    In config.yaml an inline rule *extends* the rule of the same id from the rules file: its
+    keywords and negatives are added (its weight wins for a word in both; weight 0 switches a
+    default keyword off), its categories are added, and label/threshold replace when given.
+    ``replace: true`` makes the inline rule replace the default rule whole.
+    """
 
     label: str | None = None
     keywords: dict[str, float] = Field(default_factory=dict)
     negatives: dict[str, float] = Field(default_factory=dict)
     categories: list[str] = Field(default_factory=list)
-    threshold: float | None = None
+    threshold: float | None = Field(default=None, gt=0)
+    replace: bool = False
+
+    @field_validator("keywords", "negatives", mode="before")
+    @classmethod
+    def _keyword_map(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, list):  # a plain list of words: weight 1 each
+            value = {word: 1.0 for word in value}
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping of keyword: weight")
+        out = {}
+        for word, weight in value.items():
+            word = str(word).strip()
+            if not word:
+                raise ValueError("a keyword is empty")
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise ValueError(f"keyword {word!r}: expected a number as weight, got {weight!r}")
+            if weight != weight or weight in (float("inf"), float("-inf")):
+                raise ValueError(f"keyword {word!r}: weight must be a finite number")
+            out[word] = float(weight)
+        return out
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _category_list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str | int):
+            value = [value]
+        return [str(v) for v in value] if isinstance(value, list) else value
 
 
 class TaggingConfig(_Model):
-    rules_file: Path | None = None  # None: the rules shipped with the package
-    threshold: float = 2.0
-    title_weight: float = 2.0
+    rules_file: Path | None = None  # None: media_matrix/rules.yaml shipped with the package
+    threshold: float = Field(default=2.0, gt=0)
+    title_weight: float = Field(default=2.0, ge=0)
 
 
 class IngestConfig(_Model):
@@ -358,7 +407,76 @@ def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
     except ValidationError as exc:
         raise ConfigError(_describe(path, raw, exc)) from None
     _resolve_paths(settings)
+    settings.groups, settings.topics = load_rules(settings)
     return settings
+
+
+DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+
+
+class _RulesFile(_Model):
+    groups: dict[str, RuleConfig] = Field(default_factory=dict)
+    topics: dict[str, RuleConfig] = Field(default_factory=dict)
+
+    @field_validator("groups")
+    @classmethod
+    def _known_groups(cls, value: dict[str, RuleConfig]) -> dict[str, RuleConfig]:
+        unknown = [g for g in value if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
+        return value
+
+
+def load_rules(settings: Settings) -> tuple[dict[str, RuleConfig], dict[str, RuleConfig]]:
+    """The effective tagging rules: the rules file, then config.yaml's inline groups/topics.
+
+    The rules file is ``tagging.rules_file`` (already made absolute against the config folder)
+    or, when unset, ``media_matrix/rules.yaml``. An inline rule extends the file's rule of the
+    same id, or replaces it with ``replace: true`` (see RuleConfig). Group ids must be in
+    models.GROUPS; topic ids may be new. Errors raise ConfigError naming the file and key.
+    """
+    path = settings.tagging.rules_file or DEFAULT_RULES
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"{settings.path}: tagging.rules_file: cannot read {path}: {exc.strerror or exc}"
+        ) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping with groups: and topics:, got {type(raw).__name__}"
+        )
+    try:
+        base = _RulesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(Path(path), raw, exc)) from None
+    return (
+        _merge_rules(base.groups, settings.groups),
+        _merge_rules(base.topics, settings.topics),
+    )
+
+
+def _merge_rules(
+    base: dict[str, RuleConfig], inline: dict[str, RuleConfig]
+) -> dict[str, RuleConfig]:
+    merged = dict(base)
+    for rule_id, rule in inline.items():
+        default = merged.get(rule_id)
+        if default is None or rule.replace:
+            merged[rule_id] = rule
+            continue
+        merged[rule_id] = RuleConfig(
+            label=rule.label or default.label,
+            keywords={**default.keywords, **rule.keywords},
+            negatives={**default.negatives, **rule.negatives},
+            categories=list(dict.fromkeys([*default.categories, *rule.categories])),
+            threshold=rule.threshold if rule.threshold is not None else default.threshold,
+        )
+    return merged
 
 
 def _expand_env(value: Any, path: Path, key: tuple[Any, ...]) -> Any:

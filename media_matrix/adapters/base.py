@@ -1,0 +1,452 @@
+"""The adapter protocol: what the dispatcher hands an adapter, what it gets back, what it catches.
+
+An adapter turns one rendered :class:`Message` into a remote effect (an article published, a
+message posted, a manuscript accepted, a folder dropped) and reports a :class:`SendResult`, or
+raises one of the typed errors below. Adapters never touch the store: everything the dispatcher
+must persist comes back through return values, exceptions and the ``checkpoint`` callback.
+
+How the dispatcher drives an adapter
+------------------------------------
+
+``adapter = make_adapter(channel_config, templates_dir=settings.templates)``
+(see :mod:`media_matrix.adapters`), then for each claimed batch of deliveries::
+
+    message = adapter.render(items)             # or render.render_message(...); TemplateError
+    result = adapter.send(message, checkpoint, state=previous_state)
+
+* ``checkpoint(state)`` is called by non-idempotent adapters BEFORE and AFTER every remote call
+  that has an effect (upload, draft, publish, post). ``state`` is the whole cumulative, JSON-safe
+  dict (not a delta); persist it (``deliveries.remote_state``) for every delivery in the message,
+  replacing what was there, before returning from the callback.
+* ``previous_state`` is the last state persisted for that delivery by an earlier attempt (after a
+  retryable error, or after a crash), ``None`` on the first attempt. Non-idempotent adapters use it
+  never to repeat a public effect: WeChat reuses the uploaded media and the draft, looks up a
+  publish that may have happened, and raises :class:`AmbiguousError` when it cannot tell. So a
+  crash recovery is the same call as a retry: ``send(message, checkpoint, state=recorded)``;
+  ``AmbiguousError`` -> mark the delivery ``unknown`` for an operator.
+* ``result.status == "submitted"``: asynchronous (WeChat publish); store ``result.remote_id`` and
+  ``result.state`` and call ``adapter.poll(remote_id, state)`` later until it returns
+  ``"delivered"`` or raises.
+* Errors: :class:`RetryableError` (back off, honour ``retry_after`` when set),
+  :class:`QuotaError` (do not count as a failure; reschedule at ``reset_at``),
+  :class:`AuthError` (stop the channel and alert), :class:`RejectedError` (dead, permanent),
+  :class:`AmbiguousError` (``unknown``). Any other exception is a bug: treat as retryable.
+* ``reconcile(state, checkpoint)`` asks the remote what happened to an attempt without resending:
+  a :class:`SendResult` when the remote has it, ``None`` when it cannot tell, and it raises
+  :class:`NothingSent` when it is certain nothing public happened (safe to send again).
+
+Adapters are thread-safe: one instance per channel may be used from several pool threads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import mimetypes
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
+
+import requests
+
+from media_matrix.models import Pack
+
+EXCERPT_MAX = 500
+USER_AGENT = "media-matrix/0.1 (+channel adapter)"
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+Checkpoint = Callable[[dict[str, Any]], None]
+"""Called with the whole cumulative remote state; the dispatcher persists it before returning."""
+
+
+# -- what goes in -------------------------------------------------------------------------------
+
+
+@dataclass
+class OutgoingItem:
+    """One delivery as the dispatcher hands it over: the pack and the delivery's stable ids."""
+
+    delivery_id: int
+    delivery_uid: str  # uuid hex, stable across retries: the Idempotency-Key
+    pack: Pack
+    scheduled_at: datetime | None = None
+
+
+@dataclass
+class Message:
+    """A rendered unit of sending: one remote call sequence, one result.
+
+    A WeChat slot bundles up to 8 items into one draft; a WeCom news message may carry up to 8;
+    webhook and outbox messages carry exactly one.
+
+    ``parts`` are message-level outputs keyed by output name (the template name without ``.j2``,
+    e.g. ``"news.json"``, ``"ticker.txt"``); ``item_parts[i]`` are per-item outputs aligned with
+    ``items`` (e.g. ``{"article.html": ...}`` for WeChat); ``fields`` holds computed values the
+    adapter needs besides the rendered text (e.g. ``fields["articles"]`` for WeChat).
+    """
+
+    channel: str
+    type: str
+    items: list[OutgoingItem]
+    parts: dict[str, str | bytes] = field(default_factory=dict)
+    item_parts: list[dict[str, str]] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uids(self) -> list[str]:
+        return [item.delivery_uid for item in self.items]
+
+    @property
+    def key(self) -> str:
+        """A stable key for the whole message: the uid itself for one item, else a digest."""
+        if len(self.items) == 1:
+            return self.items[0].delivery_uid
+        return hashlib.sha1("\n".join(self.uids).encode()).hexdigest()
+
+
+# -- what comes out -----------------------------------------------------------------------------
+
+
+@dataclass
+class SendResult:
+    """What the remote said. ``submitted`` results are polled with ``Adapter.poll``."""
+
+    status: Literal["delivered", "submitted"]
+    remote_id: str | None = None
+    url: str | None = None
+    http_status: int | None = None
+    excerpt: str = ""
+    item_urls: list[str | None] = field(default_factory=list)  # aligned with Message.items
+    state: dict[str, Any] = field(default_factory=dict)  # final remote state, to persist
+
+    def __post_init__(self) -> None:
+        self.excerpt = excerpt(self.excerpt)
+
+
+class AdapterError(Exception):
+    """Base of every error an adapter raises on purpose."""
+
+    outcome: ClassVar[str] = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        excerpt_text: str = "",
+        errcode: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.excerpt = excerpt(excerpt_text)
+        self.errcode = errcode
+
+
+class RetryableError(AdapterError):
+    """Transient: network, timeout, 5xx, 408/429, WeChat -1. Back off and try again."""
+
+    outcome = "retry"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after  # seconds the remote asked us to wait, if it said
+
+
+class QuotaError(AdapterError):
+    """A quota or rate limit: nothing is wrong with the message; send again after ``reset_at``."""
+
+    outcome = "quota"
+
+    def __init__(self, message: str, *, reset_at: datetime, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reset_at = reset_at
+
+
+class AuthError(AdapterError):
+    """Bad credentials or missing permission: stop the channel and alert an operator."""
+
+    outcome = "auth"
+
+
+class RejectedError(AdapterError):
+    """The remote refused the content for good: do not retry."""
+
+    outcome = "rejected"
+
+
+class AmbiguousError(AdapterError):
+    """A previous attempt may or may not have reached the remote and it cannot be told: unknown."""
+
+    outcome = "unknown"
+
+
+class NothingSent(Exception):  # noqa: N818 - an outcome, not a failure
+    """Raised by ``reconcile``: certainly nothing public happened, so sending again is safe."""
+
+
+# -- the protocol -------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    type: ClassVar[str]
+    idempotent: ClassVar[bool]
+    channel: Any
+
+    def render(self, items: Sequence[OutgoingItem]) -> Message: ...
+
+    def send(
+        self,
+        message: Message,
+        checkpoint: Checkpoint,
+        state: Mapping[str, Any] | None = None,
+    ) -> SendResult: ...
+
+    def poll(self, remote_id: str, state: Mapping[str, Any]) -> SendResult: ...
+
+    def reconcile(
+        self, state: Mapping[str, Any], checkpoint: Checkpoint | None = None
+    ) -> SendResult | None: ...
+
+    def close(self) -> None: ...
+
+
+class BaseAdapter:
+    """Shared plumbing: session, rendering, defaults for synchronous idempotent channels."""
+
+    type: ClassVar[str] = ""
+    idempotent: ClassVar[bool] = False
+    max_items: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        channel: Any,
+        *,
+        templates_dir: Path | str | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.channel = channel
+        self.templates_dir = Path(templates_dir) if templates_dir is not None else None
+        self._own_session = session is None
+        self.session = session or requests.Session()
+        self.session.headers.setdefault("User-Agent", USER_AGENT)
+
+    def render(self, items: Sequence[OutgoingItem]) -> Message:
+        from media_matrix.render import default_templates_dir, render_message
+
+        return render_message(
+            self.channel, list(items), self.templates_dir or default_templates_dir()
+        )
+
+    def check_items(self, message: Message) -> None:
+        if not message.items:
+            raise RejectedError(f"{self.channel.name}: empty message")
+        if len(message.items) > self.max_items:
+            raise RejectedError(
+                f"{self.channel.name}: {len(message.items)} items in one message; "
+                f"a {self.type} message carries at most {self.max_items}"
+            )
+
+    def poll(self, remote_id: str, state: Mapping[str, Any]) -> SendResult:
+        raise NotImplementedError(f"{self.type} sends are synchronous; nothing to poll")
+
+    def reconcile(
+        self, state: Mapping[str, Any], checkpoint: Checkpoint | None = None
+    ) -> SendResult | None:
+        if self.idempotent:
+            raise NothingSent("idempotent channel: send again with the same key")
+        return None
+
+    def close(self) -> None:
+        if self._own_session:
+            self.session.close()
+
+    def __enter__(self) -> BaseAdapter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- helpers shared by the adapters -------------------------------------------------------------
+
+
+def excerpt(text: str | bytes | None, limit: int = EXCERPT_MAX) -> str:
+    """At most ``limit`` characters of a response, for the attempt log."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text[: limit * 4].decode("utf-8", "replace")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unparseable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def next_beijing_midnight(now: datetime | None = None) -> datetime:
+    """When WeChat's daily quotas reset (00:00 Asia/Shanghai), as an aware UTC datetime."""
+    local = (now or datetime.now(UTC)).astimezone(BEIJING)
+    midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.astimezone(UTC)
+
+
+def http_error(resp: requests.Response, what: str) -> AdapterError:
+    """Map a non-2xx HTTP status to the error type the dispatcher expects."""
+    status = resp.status_code
+    body = excerpt(resp.text)
+    if status in (408, 429) or status >= 500:
+        return RetryableError(
+            f"{what}: HTTP {status}",
+            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+            http_status=status,
+            excerpt_text=body,
+        )
+    if status in (401, 403):
+        return AuthError(f"{what}: HTTP {status}", http_status=status, excerpt_text=body)
+    return RejectedError(f"{what}: HTTP {status}", http_status=status, excerpt_text=body)
+
+
+def network_error(exc: requests.RequestException, what: str) -> RetryableError:
+    kind = "timed out" if isinstance(exc, requests.Timeout) else "network error"
+    return RetryableError(f"{what}: {kind}: {exc}")
+
+
+@dataclass
+class LoadedImage:
+    source: str
+    data: bytes
+    content_type: str
+    filename: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+IMAGE_MAX_BYTES = 10 * 1024 * 1024
+_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    for signature, ctype in _IMAGE_SIGNATURES:
+        if data.startswith(signature):
+            return ctype
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def load_image(
+    src: str, session: requests.Session, *, timeout: float = 15.0, max_bytes: int = IMAGE_MAX_BYTES
+) -> LoadedImage | None:
+    """Read an image from a file:// URL or a plain path, or fetch it over http(s).
+
+    Returns None (the caller drops the image) when it cannot be read, is too big or is not an
+    image; never raises for a bad image, since one broken picture must not stop a delivery.
+    """
+    parts = urlsplit(src)
+    try:
+        if parts.scheme in ("http", "https"):
+            with session.get(src, timeout=timeout, stream=True) as resp:
+                if resp.status_code != 200:
+                    return None
+                chunks, size = [], 0
+                for chunk in resp.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        return None
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            name = Path(unquote(parts.path)).name or "image"
+        elif parts.scheme in ("file", ""):
+            path = Path(unquote(parts.path) if parts.scheme == "file" else src)
+            if not path.is_file() or path.stat().st_size > max_bytes:
+                return None
+            data = path.read_bytes()
+            name = path.name
+        else:
+            return None
+    except (OSError, requests.RequestException):
+        return None
+    ctype = sniff_image_type(data)
+    if ctype is None:
+        return None
+    ext = mimetypes.guess_extension(ctype) or ".img"
+    if ext == ".jpe":
+        ext = ".jpg"
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem)[:60] or "image"
+    return LoadedImage(source=src, data=data, content_type=ctype, filename=stem + ext)
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` events per ``period`` seconds per key; thread-safe; never sleeps.
+
+    ``acquire(key)`` records an event or raises :class:`QuotaError` whose ``reset_at`` is when the
+    oldest event in the window leaves it, so a dispatcher can reschedule instead of blocking a
+    worker for up to a minute.
+    """
+
+    def __init__(
+        self, limit: int, period: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        import threading
+
+        self.limit = limit
+        self.period = period
+        self.clock = clock
+        self._events: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str, limit: int | None = None) -> None:
+        limit = limit or self.limit
+        with self._lock:
+            now = self.clock()
+            events = [t for t in self._events.get(key, []) if now - t < self.period]
+            if len(events) >= limit:
+                wait = self.period - (now - events[0])
+                self._events[key] = events
+                raise QuotaError(
+                    f"rate limit: {limit} messages per {self.period:g}s; next slot in {wait:.1f}s",
+                    reset_at=datetime.now(UTC) + timedelta(seconds=wait),
+                )
+            events.append(now)
+            self._events[key] = events
+
+    def release(self, key: str) -> None:
+        """Give back the newest slot (the request never reached the remote)."""
+        with self._lock:
+            events = self._events.get(key)
+            if events:
+                events.pop()
+
+    def reset(self, key: str | None = None) -> None:
+        with self._lock:
+            if key is None:
+                self._events.clear()
+            else:
+                self._events.pop(key, None)

@@ -1,0 +1,214 @@
+"""Atomic folder drop for screen players and CMS folders synced over FTP/SFTP.
+
+Each delivery becomes ``<path>/<delivery uid>/``::
+
+    article.html     the page, its <img> pointing at media/ (images copied; unreadable ones dropped)
+    ticker.txt       one line, at most ``ticker_max`` characters
+    playlist.json    start, end, duration, weekdays, daily window
+    manifest.json    ids, title, channel, files with sizes and sha256, media sources, play entry
+    media/...        the copied images
+    DONE             written last: a syncer that copies files one by one knows the set is complete
+
+Written into ``.tmp-<uid>-<random>`` in the same folder, every file fsynced, the folder fsynced,
+then renamed into place (atomic on one filesystem) and the parent fsynced. A folder that already
+exists with its DONE marker means the delivery was written before: nothing is rewritten, so
+writing the same delivery twice leaves one folder (``idempotent = True``). Leftover temp folders
+of the same delivery (a crash mid-write) are removed first.
+
+Errors: permission problems (EACCES, EPERM, EROFS) are :class:`AuthError` (the channel cannot
+work until someone fixes the folder); other OS errors (disk full...) are retryable.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bs4 import BeautifulSoup
+
+from media_matrix.adapters.base import (
+    AuthError,
+    BaseAdapter,
+    Checkpoint,
+    Message,
+    RetryableError,
+    SendResult,
+    load_image,
+)
+
+DONE = "DONE"
+MANIFEST = "manifest.json"
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,80}$")
+
+
+def folder_name(uid: str) -> str:
+    return uid if _SAFE.match(uid) else hashlib.sha256(uid.encode()).hexdigest()[:32]
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ticker_text(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+class OutboxAdapter(BaseAdapter):
+    type = "outbox"
+    idempotent = True
+    max_items = 1
+
+    @property
+    def root(self) -> Path:
+        return Path(self.channel.path)
+
+    def send(
+        self,
+        message: Message,
+        checkpoint: Checkpoint,
+        state: Mapping[str, Any] | None = None,
+    ) -> SendResult:
+        self.check_items(message)
+        item = message.items[0]
+        name = folder_name(item.delivery_uid)
+        final = self.root / name
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if (final / DONE).is_file():
+                return self._result(final, written=False)
+            for leftover in self.root.glob(f".tmp-{name}-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            if final.exists():  # not ours to trust: no DONE marker
+                shutil.rmtree(final)
+            tmp = self.root / f".tmp-{name}-{secrets.token_hex(4)}"
+            tmp.mkdir()
+            try:
+                self._fill(tmp, message)
+                _fsync_dir(tmp)
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if (final / DONE).is_file():  # a concurrent writer of the same delivery won
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        return self._result(final, written=False)
+                    raise
+                _fsync_dir(self.root)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise AuthError(f"outbox {self.root}: {exc}") from None
+            raise RetryableError(f"outbox {self.root}: {exc}") from None
+        return self._result(final, written=True)
+
+    def _result(self, folder: Path, *, written: bool) -> SendResult:
+        uri = folder.as_uri()
+        return SendResult(
+            "delivered",
+            remote_id=folder.name,
+            url=uri,
+            excerpt=f"{'wrote' if written else 'already present'}: {folder}",
+            item_urls=[uri],
+            state={"folder": str(folder), "written": written},
+        )
+
+    def _copy_media(
+        self, tmp: Path, html: str, extra: list[str]
+    ) -> tuple[str, list[dict[str, Any]]]:
+        media: list[dict[str, Any]] = []
+        by_source: dict[str, str] = {}
+        timeout = 15.0
+
+        def copy(src: str) -> str | None:
+            if src in by_source:
+                return by_source[src]
+            image = load_image(src, self.session, timeout=timeout)
+            if image is None:
+                return None
+            (tmp / "media").mkdir(exist_ok=True)
+            rel = f"media/{len(media) + 1:02d}-{image.filename}"
+            _write(tmp / rel, image.data)
+            media.append(
+                {"file": rel, "source": src, "bytes": len(image.data), "sha256": image.sha256}
+            )
+            by_source[src] = rel
+            return rel
+
+        if "<img" in html.lower():
+            soup = BeautifulSoup(html, "html.parser")
+            for img in soup.find_all("img"):
+                rel = copy(str(img.get("src") or "").strip())
+                if rel:
+                    img["src"] = rel
+                    for attr in ("srcset", "data-src"):
+                        if attr in img.attrs:
+                            del img[attr]
+                else:
+                    img.decompose()
+            html = soup.decode(formatter="minimal")
+        for src in extra:
+            copy(src)
+        return html, media
+
+    def _fill(self, tmp: Path, message: Message) -> None:
+        item = message.items[0]
+        pack = item.pack
+        html, media = self._copy_media(
+            tmp, str(message.parts.get("article.html", "")), list(pack.images)
+        )
+        ticker = ticker_text(str(message.parts.get("ticker.txt", "")), self.channel.ticker_max)
+        playlist = json.loads(message.parts["playlist.json"])
+        files = {
+            "article.html": html.encode("utf-8"),
+            "ticker.txt": (ticker + "\n").encode("utf-8"),
+            "playlist.json": json.dumps(playlist, ensure_ascii=False, indent=2).encode("utf-8"),
+        }
+        for fname, data in files.items():
+            _write(tmp / fname, data)
+        scheduled = item.scheduled_at
+        manifest = {
+            "delivery_id": item.delivery_id,
+            "delivery_uid": item.delivery_uid,
+            "pack_id": pack.id,
+            "title": pack.title,
+            "channel": self.channel.name,
+            "county": self.channel.county,
+            "source": pack.source,
+            "original_url": pack.url,
+            "scheduled_at": scheduled.isoformat() if isinstance(scheduled, datetime) else scheduled,
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "ticker": ticker,
+            "play": message.fields.get("play", playlist),
+            "files": [
+                {"file": f, "bytes": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+                for f, d in files.items()
+            ],
+            "media": media,
+            "done_marker": DONE,
+        }
+        _write(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8"))
+        if media:
+            _fsync_dir(tmp / "media")
+        _write(tmp / DONE, f"{item.delivery_uid}\n".encode())
