@@ -1,0 +1,80 @@
+"""The main job on the embedded default config, in a copy of the project folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """config.yaml, channels/ and content_packs/ copied: the run writes only inside tmp_path."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    for folder in ("content_packs", "channels"):
+        if (REPO / folder).exists():
+            shutil.copytree(REPO / folder, tmp_path / folder)
+    return tmp_path
+
+
+def cli(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "media_matrix", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_run_once_on_default_config_ingests_the_samples(project):
+    result = cli(project, "run", "--once", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    by_feed = {f["feed"]: f for f in report["ingest"]}
+    assert by_feed["kepu-china"]["new"] >= 20
+    assert by_feed["kepu-zhongyuan"]["merged"] >= 3  # the same articles as 科普中国's
+    assert by_feed["local-packs"]["new"] >= 6
+    assert all(f["error"] is None for f in report["ingest"])
+    packs = json.loads(cli(project, "packs", "list", "--json").stdout)
+    assert len(packs) >= 40
+    both = [p for p in packs if p["feeds"] == ["kepu-china", "kepu-zhongyuan"]]
+    assert len(both) == 3
+    # a second run finds nothing new and stores no duplicate
+    again = json.loads(cli(project, "run", "--once", "--json").stdout)
+    assert sum(f["new"] for f in again["ingest"]) == 0
+    assert len(json.loads(cli(project, "packs", "list", "--json").stdout)) == len(packs)
+
+
+def test_config_from_environment_and_bad_pack_in_inbox(project, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("cwd")
+    bad = project / "content_packs" / "inbox" / "坏资源包"
+    bad.mkdir(parents=True)
+    (bad / "pack.yaml").write_text("title: [unclosed\n", encoding="utf-8")
+    env = {"MEDIA_MATRIX_CONFIG": str(project / "config.yaml")}
+    result = subprocess.run(
+        [sys.executable, "-m", "media_matrix", "ingest", "--feed", "inbox"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "坏资源包" in result.stdout and "not valid YAML" in result.stdout
+    assert (bad / "pack.yaml").exists()
+    feeds = json.loads(cli(project, "feeds", "list", "--json", env=env).stdout)
+    inbox = next(f for f in feeds if f["name"] == "inbox")
+    assert inbox["item_errors"][0]["item"] == "坏资源包"
+    assert (project / "var" / "media_matrix.db").exists()
+    assert not (elsewhere / "var").exists()  # paths resolve against the config's folder

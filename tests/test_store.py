@@ -1,0 +1,97 @@
+"""The store: WAL, named migrations that upgrade without losing data, packs and tags."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from media_matrix.models import Item, PackStatus, Tag
+from media_matrix.store import Store, open_store
+from media_matrix.store.base import StoreBase
+
+
+def item(guid: str, title: str = "标题", text: str = "正文" * 20) -> Item:
+    return Item(guid=guid, title=title, text=text, content_hash=f"h-{guid}")
+
+
+def test_wal_and_all_migrations_recorded(tmp_path):
+    store = open_store(tmp_path / "a.db")
+    mode = store.conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert store.schema_version() == [name for name, _ in Store.migrations]
+    assert store.migrate() == []  # idempotent
+    store.close()
+
+
+def test_a_later_migration_upgrades_an_old_database_without_losing_data(tmp_path):
+    path = tmp_path / "old.db"
+
+    class OldStore(Store):
+        migrations = Store.migrations[:2]  # feeds and packs only: an early release
+
+    old = OldStore(path)
+    old.migrate()
+    pack_id = old.insert_pack(
+        "kp", item("g1"), at="2026-11-01T00:00:00+00:00", status=PackStatus.APPROVED
+    )
+    old.close()
+
+    class NewStore(Store):
+        migrations = [
+            *Store.migrations,
+            ("packs_999_reading_level", "ALTER TABLE packs ADD COLUMN reading_level TEXT"),
+        ]
+
+    new = NewStore(path)
+    applied = new.migrate()
+    assert "audit_001_create" in applied and "packs_999_reading_level" in applied
+    assert new.get_pack(pack_id).title == "标题"
+    assert new.query_one("SELECT reading_level FROM packs")["reading_level"] is None
+    new.close()
+
+
+def test_failed_migration_rolls_back_and_keeps_data(tmp_path):
+    path = tmp_path / "x.db"
+    store = open_store(path)
+    store.insert_pack("kp", item("g1"), at="2026-11-01T00:00:00+00:00", status=PackStatus.NEW)
+    store.close()
+
+    class Broken(Store):
+        migrations = [*Store.migrations, ("broken_001", "ALTER TABLE packs ADD COLUMN a; NOPE")]
+
+    broken = Broken(path)
+    with pytest.raises(sqlite3.OperationalError):
+        broken.migrate()
+    assert "broken_001" not in broken.schema_version()
+    assert "a" not in {c.name for c in broken.db["packs"].columns}
+    assert len(broken.list_packs()) == 1
+    broken.close()
+
+
+def test_editor_tags_survive_rule_retagging(tmp_path):
+    store = open_store(tmp_path / "t.db")
+    pid = store.insert_pack("kp", item("g1"), at="2026-11-01T00:00:00+00:00", status=PackStatus.NEW)
+    at = "2026-11-01T00:00:00+00:00"
+    rule = [Tag("group", "farmers", 3.0, "标题命中 农民"), Tag("topic", "agriculture", 2.0, "x")]
+    assert store.replace_rule_tags(pid, rule, at=at) == 2
+    store.set_editor_tag(pid, "group", "farmers", removed=True, who="王编辑", at=at)
+    store.set_editor_tag(pid, "group", "seniors", removed=False, who="王编辑", at=at)
+    # rules run again (e.g. after a rule change): editor decisions stay
+    changes = store.replace_rule_tags(pid, [Tag("group", "farmers", 4.0, "y")], at=at)
+    assert changes == 1  # agriculture dropped
+    pack = store.get_pack(pid)
+    assert pack.groups == ["seniors"] and pack.topics == []
+    removed = [t for t in pack.tags if t.removed]
+    assert [(t.tag, t.origin) for t in removed] == [("farmers", "editor")]
+    assert store.list_packs(group="seniors")[0].id == pid
+    assert store.list_packs(group="farmers") == []
+    store.close()
+
+
+def test_statement_splitter_keeps_trigger_bodies():
+    from media_matrix.store.base import _statements
+
+    script = "CREATE TABLE a (x); CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END"
+    assert len(_statements(script)) == 2
+    assert issubclass(Store, StoreBase)
