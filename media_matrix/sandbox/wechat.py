@@ -5,7 +5,8 @@ Faithful where it matters to the adapter (request shapes, answers, errcodes):
 * ``GET cgi-bin/token``: a new token invalidates the previous ``token`` tokens of the app (after
   ``token_grace`` seconds; the real grace is 5 minutes, 0 here by default).
   ``POST cgi-bin/stable_token``: the same token until it expires unless ``force_refresh``, which
-  invalidates the previous one. The two families are isolated, as in the real API.
+  invalidates the previous one; in its last 5 minutes (a fifth of the lifetime when shorter)
+  normal mode already hands out the next one. The two families are isolated, as in the API.
   Errors: 40002 bad grant_type, 40013 bad appid, 40125 bad secret; on API calls 41001 missing
   token, 40014 malformed token, 40001 stale/invalidated token, 42001 expired token.
 * ``material/add_material`` (multipart ``media``; type image <= 10 MB bmp/png/jpeg/gif, thumb
@@ -16,7 +17,8 @@ Faithful where it matters to the adapter (request shapes, answers, errcodes):
   content_source_url > 1 KB, 40007 unknown thumb_media_id. External <img> are dropped (counted).
   ``draft/get``; a draft leaves the box when submitted or mass-sent.
 * ``freepublish/submit`` -> publish_id + msg_data_id; ``freepublish/get`` answers
-  publish_status 1 for ``publish_polls`` polls, then the final status (0 with article_detail
+  publish_status 1 for ``publish_polls`` polls (or until ``publish_seconds`` passed), then the
+  final status (0 with article_detail
   and article_url, or a configured failure 2-6 with fail_idx); ``freepublish/batchget``.
 * ``message/mass/sendall`` with ``clientmsgid`` dedupe (45065 + the earlier msg_id) and a daily
   limit (``mass_daily_limit``, 1 like a subscription account; then 45028 no mass quota);
@@ -109,6 +111,7 @@ class _Publish:
     articles: list[dict[str, Any]]
     polls_left: int
     final: int
+    submitted_at: float = 0.0
     status: int = 1
     article_id: str | None = None
     urls: list[str] = field(default_factory=list)
@@ -125,6 +128,7 @@ class WechatSandbox(SandboxApp):
         token_grace: float = 0.0,
         stable_token_enabled: bool = True,
         publish_polls: int = 2,
+        publish_seconds: float | None = None,
         default_outcome: int = 0,
         mass_daily_limit: int = 1,
         api_daily_limits: dict[str, int] | None = None,
@@ -138,6 +142,7 @@ class WechatSandbox(SandboxApp):
         self.token_grace = token_grace
         self.stable_token_enabled = stable_token_enabled
         self.publish_polls = publish_polls
+        self.publish_seconds = publish_seconds  # also finish unpolled publishes after this long
         self.default_outcome = default_outcome
         self.outcomes: deque[int] = deque()  # final statuses for the next submits, in order
         self.mass_daily_limit = mass_daily_limit
@@ -325,8 +330,12 @@ class WechatSandbox(SandboxApp):
                 ),
                 None,
             )
+            early = min(300.0, self.token_lifetime / 5)
             if current is None or force:
                 current = self._issue(body["appid"], "stable", now, 0.0)
+            elif current.expires_at - now <= early:
+                # normal mode renews early (5 min in the real API); the old one stays valid
+                current = self._issue(body["appid"], "stable", now, current.expires_at - now)
             left = max(1, int(current.expires_at - now))
         return Response.json({"access_token": current.value, "expires_in": left})
 
@@ -458,6 +467,7 @@ class WechatSandbox(SandboxApp):
                 articles=draft["articles"],
                 polls_left=self.publish_polls,
                 final=final,
+                submitted_at=self.now(),
             )
             self.publishes[pub.publish_id] = pub
         return _ok(publish_id=pub.publish_id, msg_data_id=pub.msg_data_id)
@@ -481,8 +491,16 @@ class WechatSandbox(SandboxApp):
             )
         )
 
+    def _finish_due(self) -> None:
+        if self.publish_seconds is None:
+            return
+        for pub in self.publishes.values():
+            if pub.status == 1 and self.now() - pub.submitted_at >= self.publish_seconds:
+                self._finish(pub)
+
     def _freepublish_get(self, req: Request, appid: str, body: dict[str, Any]) -> Response:
         with self.lock:
+            self._finish_due()
             pub = self.publishes.get(str(body.get("publish_id", "")))
             if pub is None:
                 return _err(40007, "invalid publish_id")
@@ -510,6 +528,7 @@ class WechatSandbox(SandboxApp):
         count = max(1, min(20, int(body.get("count", 20) or 20)))
         no_content = bool(body.get("no_content", 0))
         with self.lock:
+            self._finish_due()
             rows = [p for p in reversed(self.published) if p.via == "freepublish"]
         items = []
         for pub in rows[offset : offset + count]:
