@@ -303,6 +303,61 @@ class DispatchConfig(_Model):
     workers: int = Field(default=8, ge=1)
 
 
+class DaemonConfig(_Model):
+    """``daemon:`` settings (see daemon.py).
+
+    ``slot_second`` is the seconds field of every slot job's cron (default "0": a slot fires at
+    the start of its minute, where the planner puts it). Tests, demos and the lateness benchmark
+    set e.g. "*/2" to fire each slot minute every two seconds; every such fire fills the slot of
+    its minute (quotas still hold per minute) and dispatches what is due.
+    """
+
+    misfire_grace: float = 600.0  # a slot missed by at most this much still runs, once
+    sweep_every: float = Field(default=15.0, gt=0)
+    heartbeat_every: float = Field(default=5.0, gt=0)
+    stale_after: float = Field(default=60.0, gt=0)  # a lock without heartbeat this long is free
+    stats_at: str = "30 6 * * *"  # daily stats pull (crontab, config time zone)
+    slot_second: str = "0"
+    workers: int = Field(default=8, ge=2)
+
+    @field_validator(
+        "misfire_grace", "sweep_every", "heartbeat_every", "stale_after", mode="before"
+    )
+    @classmethod
+    def _parse_durations(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("stats_at")
+    @classmethod
+    def _valid_stats_cron(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"bad cron expression {value!r}: {exc}") from None
+        return value
+
+    @field_validator("slot_second")
+    @classmethod
+    def _valid_second(cls, value: Any) -> str:
+        value = str(value).strip()
+        try:
+            CronTrigger(second=value)
+        except ValueError as exc:
+            raise ValueError(
+                f"bad seconds field {value!r}: {exc} (expected e.g. 0, */2 or 0,30)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _stale_after_heartbeat(self) -> DaemonConfig:
+        if self.stale_after < 3 * self.heartbeat_every:
+            raise ValueError(
+                f"stale_after ({self.stale_after:g}s) must be at least three heartbeats "
+                f"({3 * self.heartbeat_every:g}s)"
+            )
+        return self
+
+
 class Settings(_Model):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -319,6 +374,7 @@ class Settings(_Model):
     topics: dict[str, RuleConfig] = Field(default_factory=dict)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     sandbox: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("timezone")
