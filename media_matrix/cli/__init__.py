@@ -30,9 +30,9 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 def _register() -> None:
-    from media_matrix.cli import feeds, packs, run
+    from media_matrix.cli import feeds, packs, run, sandbox
 
-    for module in (feeds, packs, run):
+    for module in (feeds, packs, run, sandbox):
         module.register(cli)
 
 

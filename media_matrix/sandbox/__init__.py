@@ -72,8 +72,17 @@ class SandboxServers:
         return self
 
     def stop(self) -> None:
-        for running in self._running.values():
-            running.stop()  # type: ignore[attr-defined]
+        """Stop every server (in parallel: each waits for its serve loop to notice)."""
+        import threading
+
+        stoppers = [
+            threading.Thread(target=running.stop)  # type: ignore[attr-defined]
+            for running in self._running.values()
+        ]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
         self._running.clear()
 
     def __enter__(self) -> SandboxServers:

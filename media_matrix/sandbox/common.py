@@ -67,6 +67,7 @@ class Fault:
     errcode: int | None = None
     seconds: float = 0.0
     after: bool = False  # hang after processing: the remote acted, the answer is lost
+    retry_after: str | None = None  # Retry-After header on an injected error
 
 
 class Faults:
@@ -76,7 +77,8 @@ class Faults:
     * ``error_rate``: share of requests answered with the server's transient error (WeChat:
       errcode -1; others: HTTP 503), drawn from ``random.Random(seed)``.
     * ``timeout_rate``: share of requests that hang ``hang_seconds`` and are then dropped.
-    * ``fail_next(n, status=503 | errcode=-1)``: the next n requests fail that way.
+    * ``fail_next(n, status=503 | errcode=-1, retry_after=None)``: the next n requests fail
+      that way (with a Retry-After header when given).
     * ``hang_next(n, seconds, after=False)``: the next n requests hang, then the connection is
       dropped; with ``after=True`` the request is processed first (the remote acted but the
       client never hears it: the ambiguous case).
@@ -98,10 +100,18 @@ class Faults:
         self._queue: deque[Fault] = deque()
         self._lock = threading.Lock()
 
-    def fail_next(self, n: int = 1, status: int | None = None, errcode: int | None = None) -> None:
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int | None = None,
+        errcode: int | None = None,
+        retry_after: str | None = None,
+    ) -> None:
         with self._lock:
             for _ in range(n):
-                self._queue.append(Fault("error", status=status, errcode=errcode))
+                self._queue.append(
+                    Fault("error", status=status, errcode=errcode, retry_after=retry_after)
+                )
 
     def hang_next(self, n: int = 1, seconds: float | None = None, after: bool = False) -> None:
         with self._lock:
@@ -157,7 +167,8 @@ class SandboxApp:
 
     def transient_error(self, fault: Fault) -> Response:
         status = fault.status or 503
-        return Response.json({"error": "service unavailable (injected)"}, status)
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+        return Response.json({"error": "service unavailable (injected)"}, status, headers)
 
     def handle(self, req: Request) -> Response | None:
         """None means: drop the connection without an answer."""
@@ -238,7 +249,7 @@ class Running:
         app.stopping.clear()
         self.thread = threading.Thread(
             target=self.server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.05},
             daemon=True,
             name=f"sandbox-{app.name}",
         )

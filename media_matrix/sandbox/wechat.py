@@ -18,12 +18,13 @@ Faithful where it matters to the adapter (request shapes, answers, errcodes):
   ``draft/get``; a draft leaves the box when submitted or mass-sent.
 * ``freepublish/submit`` -> publish_id + msg_data_id; ``freepublish/get`` answers
   publish_status 1 for ``publish_polls`` polls (or until ``publish_seconds`` passed), then the
-  final status (0 with article_detail
-  and article_url, or a configured failure 2-6 with fail_idx); ``freepublish/batchget``.
+  final status (0 with article_detail and article_url, or a configured failure 2-6 with
+  fail_idx; ``queue_outcomes``); ``freepublish/batchget`` lists finished publishes.
 * ``message/mass/sendall`` with ``clientmsgid`` dedupe (45065 + the earlier msg_id) and a daily
   limit (``mass_daily_limit``, 1 like a subscription account; then 45028 no mass quota);
   ``message/mass/get``.
 * ``api_daily_limits`` / ``api_minute_limits`` per endpoint -> 45009 / 45011.
+* ``stale_next = n``: the next n API calls answer 40001 (another process rotated the token).
 * ``datacube/getarticlesummary`` and ``datacube/getarticletotaldetail``: deterministic reads and
   shares for published articles; 61500 bad date format, 61501 when end_date is later than
   yesterday (Beijing) or the span exceeds 1 day.
@@ -151,6 +152,7 @@ class WechatSandbox(SandboxApp):
         self.followers = followers
         self._ids = itertools.count(1)
         self.tokens: dict[str, _Token] = {}
+        self.stale_next = 0  # the next n API calls answer 40001 whatever the token
         self.token_requests: list[tuple[str, bool]] = []  # (endpoint, force_refresh)
         self.materials: dict[str, dict[str, Any]] = {}
         self.images: dict[str, bytes] = {}  # uploadimg url path -> bytes
@@ -236,6 +238,9 @@ class WechatSandbox(SandboxApp):
                 return _err(40001, "invalid credential, access_token is invalid or not latest")
             if now >= token.expires_at:
                 return _err(42001, "access_token expired")
+            if self.stale_next > 0:
+                self.stale_next -= 1
+                return _err(40001, "invalid credential, access_token is invalid or not latest")
             quota = self._count(token.appid, endpoint, now)
             if quota is not None:
                 return quota

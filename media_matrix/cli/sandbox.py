@@ -1,0 +1,81 @@
+"""``media-matrix sandbox [--port N]``: the loopback channel servers in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import click
+
+from media_matrix.sandbox import (
+    Faults,
+    MediaCentreSandbox,
+    SandboxServers,
+    WechatSandbox,
+    WecomSandbox,
+)
+
+DEFAULT_PORT = 8700
+
+
+def _faults(latency: float, error_rate: float, seed: int) -> Faults:
+    return Faults(latency=latency, error_rate=error_rate, seed=seed)
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("sandbox")
+    @click.option(
+        "--port",
+        type=click.IntRange(0, 65533),
+        default=DEFAULT_PORT,
+        show_default=True,
+        help="first port: wechat on N, wecom on N+1, media centre on N+2 (0: any free ports)",
+    )
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--latency", type=float, default=0.0, help="seconds added to every answer")
+    @click.option(
+        "--error-rate", type=click.FloatRange(0, 1), default=0.0, help="share of transient errors"
+    )
+    @click.option("--seed", type=int, default=0, help="seed of the error draw")
+    @click.option("--verbose", is_flag=True, help="log every request")
+    def sandbox(
+        port: int, host: str, latency: float, error_rate: float, seed: int, verbose: bool
+    ) -> None:
+        """Run the sandbox WeChat MP, WeCom robot and media-centre servers until Ctrl-C.
+
+        WeChat app: appid wx-sandbox-appid, secret sandbox-secret. Media centre secret:
+        sandbox-secret. WeCom accepts any robot key.
+        """
+        servers = SandboxServers(
+            host=host,
+            port=port,
+            verbose=verbose,
+            wechat=WechatSandbox(faults=_faults(latency, error_rate, seed)),
+            wecom=WecomSandbox(faults=_faults(latency, error_rate, seed + 1)),
+            mediacentre=MediaCentreSandbox(faults=_faults(latency, error_rate, seed + 2)),
+        )
+        try:
+            servers.start()
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.set()
+
+        previous = signal.signal(signal.SIGTERM, on_signal)
+        try:
+            urls = servers.urls
+            click.echo(f"wechat       {urls['wechat']}    (appid wx-sandbox-appid)")
+            click.echo(f"wecom        {urls['wecom']}    (robot: /cgi-bin/webhook/send?key=ANY)")
+            click.echo(f"mediacentre  {urls['mediacentre']}    (POST /api/manuscripts)")
+            click.echo("Ctrl-C to stop.", err=True)
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            servers.stop()
+            click.echo("sandbox stopped", err=True)
