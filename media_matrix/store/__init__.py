@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from media_matrix.store import audit, deliveries, dispatching, feeds, metrics, packs
+from media_matrix.store import audit, deliveries, dispatching, feeds, locks, metrics, packs
 from media_matrix.store.base import NotFound, StoreBase, StoreError
 
-_FAMILIES = (feeds, packs, audit, deliveries, dispatching, metrics)
+_FAMILIES = (feeds, packs, audit, deliveries, dispatching, metrics, locks)
 
 
 class Store(
@@ -20,6 +20,7 @@ class Store(
     deliveries.DeliveryStore,
     dispatching.DispatchStore,
     metrics.MetricsStore,
+    locks.LockStore,
 ):
     migrations = [m for family in _FAMILIES for m in family.MIGRATIONS]
 

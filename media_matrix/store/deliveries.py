@@ -170,3 +170,88 @@ class DeliveryStore(StoreBase):
             row["remote_state"] = loads(row["remote_state"], {})
             row["urgent"] = bool(row["urgent"])
         return rows
+
+    # -- editor actions and planning reads (scheduling.py) --------------------------------------
+
+    def cancel_queued(self, delivery_id: int) -> bool:
+        """Cancel a delivery that has not started: still ``queued`` and not under a live lease.
+
+        The guard is in the SQL, so a delivery a sender claimed a moment ago is never taken back.
+        Returns False when the delivery is missing or has started (see :meth:`get_delivery`).
+        """
+        now = now_iso()
+        cursor = self.execute(
+            """
+            UPDATE deliveries SET status = 'cancelled', updated_at = ?, lease_until = NULL,
+                lease_owner = NULL
+            WHERE id = ? AND status = 'queued' AND (lease_until IS NULL OR lease_until < ?)
+            """,
+            (now, delivery_id, now),
+        )
+        return cursor.rowcount == 1
+
+    def cancel_queued_for_pack(self, pack_id: int) -> list[int]:
+        """Cancel every not-yet-started delivery of a pack (it was rejected); returns their ids."""
+        now = now_iso()
+        with self.transaction() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM deliveries WHERE pack_id = ? AND status = 'queued'"
+                    " AND (lease_until IS NULL OR lease_until < ?)",
+                    (pack_id, now),
+                )
+            ]
+            conn.executemany(
+                "UPDATE deliveries SET status = 'cancelled', updated_at = ? WHERE id = ?",
+                [(now, i) for i in ids],
+            )
+        return ids
+
+    def list_bookings(
+        self, *, channels: list[str] | None = None, pack_ids: list[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Live (not cancelled) deliveries as the planner needs them: pack_id, channel,
+        slot_at, scheduled_at, status."""
+        where, params = ["status != 'cancelled'"], []  # type: ignore[var-annotated]
+        if channels is not None:
+            where.append(f"channel IN ({', '.join('?' for _ in channels)})")
+            params += channels
+        if pack_ids is not None:
+            where.append(f"pack_id IN ({', '.join('?' for _ in pack_ids)})")
+            params += pack_ids
+        return self.query(
+            "SELECT id, pack_id, channel, slot_at, scheduled_at, status, urgent FROM deliveries"
+            f" WHERE {' AND '.join(where)} ORDER BY scheduled_at, id",
+            params,
+        )
+
+    def delivery_counts(self) -> dict[str, dict[str, int]]:
+        """channel -> status -> number of deliveries."""
+        out: dict[str, dict[str, int]] = {}
+        for row in self.query(
+            "SELECT channel, status, count(*) AS n FROM deliveries GROUP BY channel, status"
+        ):
+            out.setdefault(row["channel"], {})[row["status"]] = row["n"]
+        return out
+
+    def next_queued(self) -> dict[str, str]:
+        """channel -> earliest scheduled_at among its queued deliveries."""
+        rows = self.query(
+            "SELECT channel, min(scheduled_at) AS at FROM deliveries WHERE status = 'queued'"
+            " GROUP BY channel"
+        )
+        return {r["channel"]: r["at"] for r in rows}
+
+    def recent_delivery_errors(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest deliveries carrying an error, newest first, with their pack title."""
+        return self.query(
+            """
+            SELECT d.id, d.pack_id, d.channel, d.status, d.attempts, d.last_error, d.updated_at,
+                   p.title AS pack_title
+            FROM deliveries d JOIN packs p ON p.id = d.pack_id
+            WHERE d.last_error IS NOT NULL AND d.last_error != ''
+            ORDER BY d.updated_at DESC, d.id DESC LIMIT ?
+            """,
+            (limit,),
+        )
