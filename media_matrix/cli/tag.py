@@ -1,0 +1,114 @@
+"""`tag`: dry-run tagging for rule tuning. JSON Lines in, JSON Lines out; the database is never
+opened, only the config (for the rules).
+
+    echo '{"title": "小麦春季田间管理", "summary": "...", "content": "<p>...</p>"}' \\
+        | media-matrix tag
+
+Each input line is an object with ``title`` and, optionally, ``summary``, ``content`` (plain text
+or HTML), ``categories`` (source column labels) and ``hint_groups`` / ``hint_topics`` (as a
+pack.yaml gives them). Each output line is ``{"groups": [...], "topics": [...], "reasons":
+{id: reason}}`` (with ``--scores``, also ``"scores": {id: score}``), in input order. Blank lines
+are skipped. A bad line stops the run with a message naming its line number, exit 2.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+from typing import Any
+
+import click
+
+from media_matrix.cli.common import AppContext, UsageFailure, pass_app
+from media_matrix.tagging import Tagger, compile_rules
+
+_DROP = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
+_BLOCK = re.compile(
+    r"</?(?:p|div|br|li|ul|ol|h[1-6]|tr|td|th|table|section|article|blockquote|pre)\b[^>]*>",
+    re.I,
+)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def strip_html(text: str) -> str:
+    """Plain text from an HTML fragment, simply: scripts and styles dropped, block tags become
+    line breaks, other tags vanish (so <b>农</b>民 still reads 农民), entities decoded."""
+    if "<" in text:
+        text = _DROP.sub(" ", text)
+        text = _BLOCK.sub("\n", text)
+        text = _TAG.sub("", text)
+    return html.unescape(text) if "&" in text else text
+
+
+def _strings(value: Any, key: str, line_no: int) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise UsageFailure(f"stdin line {line_no}: {key!r} must be a string or a list of strings")
+
+
+def tag_line(tagger: Tagger, line: str, line_no: int, *, scores: bool = False) -> dict[str, Any]:
+    """One input line -> one output object; UsageFailure (exit 2) for a bad line."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UsageFailure(f"stdin line {line_no}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageFailure(f"stdin line {line_no}: expected a JSON object with a title")
+    fields: dict[str, str] = {}
+    for key in ("title", "summary", "content"):
+        value = data.get(key)
+        if value is None:
+            if key == "title":
+                raise UsageFailure(f"stdin line {line_no}: 'title' is missing")
+            value = ""
+        if not isinstance(value, str):
+            raise UsageFailure(f"stdin line {line_no}: {key!r} must be a string")
+        fields[key] = value
+    result = tagger.tag(
+        strip_html(fields["title"]),
+        strip_html(fields["summary"]),
+        strip_html(fields["content"]),
+        categories=_strings(data.get("categories"), "categories", line_no),
+        hint_groups=_strings(data.get("hint_groups"), "hint_groups", line_no),
+        hint_topics=_strings(data.get("hint_topics"), "hint_topics", line_no),
+    )
+    out = result.to_json()
+    if scores:
+        out["scores"] = {t.tag: t.score for t in result.tags}
+    return out
+
+
+@click.command("tag")
+@click.option("--scores", is_flag=True, help="also print each tag's score")
+@pass_app
+def tag_command(app: AppContext, scores: bool) -> None:
+    """试标注 (dry run): JSON Lines on stdin -> groups, topics and reasons on stdout."""
+    settings = app.settings  # rules only: the database is not opened
+    tagger = compile_rules(
+        settings.groups,
+        settings.topics,
+        threshold=settings.tagging.threshold,
+        title_weight=settings.tagging.title_weight,
+    )
+    stdin = click.get_binary_stream("stdin")
+    out = sys.stdout.buffer
+    for line_no, raw in enumerate(stdin, 1):
+        try:
+            line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageFailure(f"stdin line {line_no}: not UTF-8: {exc}") from None
+        if not line.strip():
+            continue
+        result = tag_line(tagger, line, line_no, scores=scores)
+        out.write(json.dumps(result, ensure_ascii=False).encode("utf-8") + b"\n")
+        out.flush()
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(tag_command)
