@@ -1,11 +1,575 @@
-"""Dispatching family of the store (see store/__init__.py)."""
+"""Dispatching family of the store: claims with a lease, the attempt log's writes, outcomes.
+
+Invariants kept by these statements (the engine in ``dispatch.py`` relies on them):
+
+* ``queued`` has no ``next_attempt_at``; ``failed`` always has one (when to try again).
+* ``sending`` has ``lease_owner`` and ``lease_until``; every other status has neither.
+* A delivery is claimed (queued/failed -> sending) in one IMMEDIATE transaction whose UPDATE
+  re-checks the status, so two dispatchers never claim the same row.
+* ``attempts`` on a delivery counts the send attempts that count toward ``max_attempts``
+  (a quota reschedule gives its attempt back); the ``attempts`` table logs every attempt, poll
+  and recovery, numbered per delivery (``n``), and is only ever appended to and closed.
+* Finishing a delivery re-checks that the caller still holds its lease (``owner``), so a
+  dispatcher whose lease was taken over by a sweeper cannot overwrite the sweeper's outcome.
+
+Times are ISO-8601 strings with offset; comparisons go through ``julianday`` so any offset and
+any sub-second precision compare correctly.
+"""
 
 from __future__ import annotations
 
-from media_matrix.store.base import Migration, StoreBase
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-MIGRATIONS: list[Migration] = []
+from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, dumps, loads
+from media_matrix.timeutil import now_iso
+
+MIGRATIONS: list[Migration] = [
+    (
+        "dispatching_001_attempt_details",
+        """
+        ALTER TABLE attempts ADD COLUMN kind TEXT NOT NULL DEFAULT 'send';
+        ALTER TABLE attempts ADD COLUMN owner TEXT;
+        ALTER TABLE attempts ADD COLUMN batch TEXT;
+        ALTER TABLE attempts ADD COLUMN retry_at TEXT;
+        ALTER TABLE attempts ADD COLUMN retry_in REAL;
+        CREATE INDEX attempts_started ON attempts (started_at);
+        CREATE INDEX deliveries_lease ON deliveries (status, lease_until);
+        CREATE INDEX deliveries_batch ON deliveries (batch)
+        """,
+    ),
+]
+
+CLAIMABLE = ("queued", "failed")
+RETRYABLE_BY_OPERATOR = ("dead", "unknown", "failed", "cancelled")
+NOT_CANCELLABLE = ("delivered", "sending", "submitted", "cancelled")
+COUNTED_KINDS = ("send", "recover")  # attempt kinds that talk to the remote to send
+
+
+class InvalidTransition(StoreError):
+    """An operator action that the delivery's current status does not allow."""
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    if "remote_state" in row:
+        row["remote_state"] = loads(row["remote_state"], {})
+    if "urgent" in row:
+        row["urgent"] = bool(row["urgent"])
+    return row
 
 
 class DispatchStore(StoreBase):
-    pass
+    # -- claiming -------------------------------------------------------------------------------
+
+    def claim_due(
+        self,
+        *,
+        now: str,
+        owner: str,
+        lease_until: str,
+        channels: Iterable[str],
+        limits: dict[str, int] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Claim due deliveries of these channels for ``owner`` until ``lease_until``.
+
+        Due: ``queued``, or ``failed`` whose ``next_attempt_at`` has come, with ``scheduled_at``
+        at or before ``now``. Urgent first, then oldest scheduled. ``limits`` caps the rows
+        claimed per channel (rate budgets); ``limit`` caps the total. Returns the claimed rows
+        (status already ``sending``) with ``previous_status``.
+        """
+        names = list(channels)
+        if not names:
+            return []
+        limits = limits or {}
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                f"""
+                SELECT id, channel, status FROM deliveries
+                WHERE channel IN ({_marks(names)})
+                  AND (status = 'queued'
+                       OR (status = 'failed' AND julianday(next_attempt_at) <= julianday(?)))
+                  AND julianday(scheduled_at) <= julianday(?)
+                ORDER BY urgent DESC, julianday(scheduled_at), id
+                """,
+                (*names, now, now),
+            )
+            chosen: list[int] = []
+            previous: dict[int, str] = {}
+            taken: dict[str, int] = {}
+            for delivery_id, channel, status in cursor.fetchall():
+                cap = limits.get(channel)
+                if cap is not None and taken.get(channel, 0) >= cap:
+                    continue
+                taken[channel] = taken.get(channel, 0) + 1
+                chosen.append(delivery_id)
+                previous[delivery_id] = status
+                if limit is not None and len(chosen) >= limit:
+                    break
+            if not chosen:
+                return []
+            rows = []
+            for start in range(0, len(chosen), 500):
+                part = chosen[start : start + 500]
+                cur = conn.execute(
+                    f"""
+                    UPDATE deliveries
+                    SET status = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?
+                    WHERE id IN ({_marks(part)}) AND status IN ('queued', 'failed')
+                    RETURNING *
+                    """,
+                    (owner, lease_until, now, *part),
+                )
+                columns = [c[0] for c in cur.description]
+                rows += [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
+        for row in rows:
+            row["previous_status"] = previous[row["id"]]
+            _decode(row)
+        rows.sort(key=lambda r: chosen.index(r["id"]))
+        return rows
+
+    def renew_leases(self, ids: Sequence[int], owner: str, lease_until: str) -> int:
+        """Extend the lease of the rows ``owner`` still holds; returns how many it holds."""
+        if not ids:
+            return 0
+        cur = self.execute(
+            f"""
+            UPDATE deliveries SET lease_until = ?
+            WHERE id IN ({_marks(ids)}) AND status = 'sending' AND lease_owner = ?
+            """,
+            (lease_until, *ids, owner),
+        )
+        return cur.rowcount
+
+    def release_claims(self, ids: Sequence[int], owner: str, *, at: str | None = None) -> int:
+        """Give claimed-but-unsent rows back: queued (or failed, keeping its retry time)."""
+        if not ids:
+            return 0
+        cur = self.execute(
+            f"""
+            UPDATE deliveries
+            SET status = CASE WHEN next_attempt_at IS NULL THEN 'queued' ELSE 'failed' END,
+                lease_owner = NULL, lease_until = NULL, updated_at = ?
+            WHERE id IN ({_marks(ids)}) AND status = 'sending' AND lease_owner = ?
+            """,
+            (at or now_iso(), *ids, owner),
+        )
+        return cur.rowcount
+
+    def holds_lease(self, delivery_id: int, owner: str) -> bool:
+        row = self.query_one(
+            "SELECT 1 FROM deliveries WHERE id = ? AND status = 'sending' AND lease_owner = ?",
+            (delivery_id, owner),
+        )
+        return row is not None
+
+    # -- expired leases (sweeper) -----------------------------------------------------------------
+
+    def expired_leases(
+        self, now: str, channels: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Deliveries left in ``sending`` past their lease (their sender crashed or hung)."""
+        sql = """
+            SELECT * FROM deliveries
+            WHERE status = 'sending' AND julianday(lease_until) < julianday(?)
+        """
+        params: list[Any] = [now]
+        if channels is not None:
+            names = list(channels)
+            if not names:
+                return []
+            sql += f" AND channel IN ({_marks(names)})"
+            params += names
+        return [_decode(r) for r in self.query(sql + " ORDER BY id", params)]
+
+    def take_over(
+        self, ids: Sequence[int], *, owner: str, lease_until: str, now: str
+    ) -> list[dict[str, Any]]:
+        """Take the expired leases of these rows for ``owner`` (atomic: one sweeper wins)."""
+        if not ids:
+            return []
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"""
+                UPDATE deliveries SET lease_owner = ?, lease_until = ?, updated_at = ?
+                WHERE id IN ({_marks(ids)}) AND status = 'sending'
+                  AND julianday(lease_until) < julianday(?)
+                RETURNING *
+                """,
+                (owner, lease_until, now, *ids, now),
+            )
+            columns = [c[0] for c in cur.description]
+            rows = [_decode(dict(zip(columns, r, strict=True))) for r in cur.fetchall()]
+        return sorted(rows, key=lambda r: r["id"])
+
+    def interrupt_open_attempts(self, delivery_id: int, *, at: str, note: str) -> int:
+        """Close attempts left open by a crashed sender; returns how many were open."""
+        cur = self.execute(
+            """
+            UPDATE attempts SET finished_at = ?, outcome = 'interrupted', error = ?
+            WHERE delivery_id = ? AND finished_at IS NULL
+            """,
+            (at, note, delivery_id),
+        )
+        return cur.rowcount
+
+    # -- attempts -----------------------------------------------------------------------------
+
+    def start_attempts(
+        self,
+        ids: Sequence[int],
+        *,
+        owner: str,
+        started_at: str,
+        kind: str = "send",
+        batch: str | None = None,
+    ) -> dict[int, dict[str, int]]:
+        """Open one attempt row per delivery; a counted kind adds to ``deliveries.attempts``.
+
+        Records ``batch`` (the message key) on the deliveries so a sweeper can regroup them.
+        Returns ``{delivery_id: {"attempt_id", "n", "attempts"}}``.
+        """
+        counted = kind in COUNTED_KINDS
+        out: dict[int, dict[str, int]] = {}
+        with self.transaction() as conn:
+            for delivery_id in ids:
+                n = conn.execute(
+                    "SELECT coalesce(max(n), 0) + 1 FROM attempts WHERE delivery_id = ?",
+                    (delivery_id,),
+                ).fetchone()[0]
+                cur = conn.execute(
+                    """
+                    INSERT INTO attempts (delivery_id, n, started_at, kind, owner, batch)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                    (delivery_id, n, started_at, kind, owner, batch),
+                )
+                row = conn.execute(
+                    f"""
+                    UPDATE deliveries
+                    SET attempts = attempts + {1 if counted else 0},
+                        batch = coalesce(?, batch), updated_at = ?
+                    WHERE id = ? RETURNING attempts
+                    """,
+                    (batch, started_at, delivery_id),
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"delivery {delivery_id} not found")
+                out[delivery_id] = {
+                    "attempt_id": int(cur.lastrowid or 0),
+                    "n": int(n),
+                    "attempts": int(row[0]),
+                }
+        return out
+
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        *,
+        finished_at: str,
+        outcome: str,
+        http_status: int | None = None,
+        remote_id: str | None = None,
+        error: str | None = None,
+        excerpt: str | None = None,
+        retry_at: str | None = None,
+        retry_in: float | None = None,
+    ) -> None:
+        self.execute(
+            """
+            UPDATE attempts SET finished_at = ?, outcome = ?, http_status = ?, remote_id = ?,
+                error = ?, excerpt = ?, retry_at = ?, retry_in = ?
+            WHERE id = ?
+            """,
+            (
+                finished_at,
+                outcome,
+                http_status,
+                remote_id,
+                error,
+                excerpt,
+                retry_at,
+                retry_in,
+                attempt_id,
+            ),
+        )
+
+    def log_attempt(
+        self,
+        delivery_id: int,
+        *,
+        kind: str,
+        started_at: str,
+        finished_at: str,
+        outcome: str,
+        owner: str | None = None,
+        http_status: int | None = None,
+        remote_id: str | None = None,
+        error: str | None = None,
+        excerpt: str | None = None,
+    ) -> int:
+        """A whole attempt row at once (polls, reconciliations): never counted."""
+        opened = self.start_attempts(
+            [delivery_id], owner=owner or "", started_at=started_at, kind=kind
+        )[delivery_id]
+        self.finish_attempt(
+            opened["attempt_id"],
+            finished_at=finished_at,
+            outcome=outcome,
+            http_status=http_status,
+            remote_id=remote_id,
+            error=error,
+            excerpt=excerpt,
+        )
+        return opened["attempt_id"]
+
+    def uncount_attempt(self, delivery_id: int) -> None:
+        """Give back a counted attempt (a quota reschedule is no failure)."""
+        self.execute(
+            "UPDATE deliveries SET attempts = max(0, attempts - 1) WHERE id = ?", (delivery_id,)
+        )
+
+    def last_retry_delay(self, delivery_id: int) -> float | None:
+        """The backoff chosen after the latest attempt that scheduled one (decorrelated jitter)."""
+        row = self.query_one(
+            """
+            SELECT retry_in FROM attempts
+            WHERE delivery_id = ? AND retry_in IS NOT NULL AND outcome != 'quota'
+            ORDER BY n DESC LIMIT 1
+            """,
+            (delivery_id,),
+        )
+        return float(row["retry_in"]) if row else None
+
+    def attempts_of(self, delivery_id: int) -> list[dict[str, Any]]:
+        return self.query(
+            "SELECT * FROM attempts WHERE delivery_id = ? ORDER BY n, id", (delivery_id,)
+        )
+
+    def recent_messages(self, channel: str, since: str) -> int:
+        """Messages sent (or tried) on a channel since ``since``: the rate window's content."""
+        row = self.query_one(
+            f"""
+            SELECT count(DISTINCT coalesce(a.batch, 'd' || a.delivery_id)) AS n
+            FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+            WHERE d.channel = ? AND a.kind IN ({_marks(COUNTED_KINDS)})
+              AND a.started_at >= ? AND (a.outcome IS NULL OR a.outcome != 'quota')
+            """,
+            (channel, *COUNTED_KINDS, since),
+        )
+        return int(row["n"]) if row else 0
+
+    # -- remote state and outcomes --------------------------------------------------------------
+
+    def save_remote_state(self, ids: Sequence[int], state: dict[str, Any], *, at: str) -> None:
+        """Persist an adapter checkpoint for every delivery of a message (replaces the old)."""
+        if not ids:
+            return
+        self.execute(
+            f"UPDATE deliveries SET remote_state = ?, updated_at = ? WHERE id IN ({_marks(ids)})",
+            (dumps(state), at, *ids),
+        )
+
+    def _finish(
+        self,
+        delivery_id: int,
+        status: str,
+        *,
+        owner: str | None,
+        at: str,
+        expect: str = "sending",
+        **values: Any,
+    ) -> bool:
+        """Set the outcome; ``owner`` (when given) must still hold the lease. True if applied."""
+        sets = {"status": status, "updated_at": at, "lease_owner": None, "lease_until": None}
+        for key, value in values.items():
+            sets[key] = dumps(value) if key == "remote_state" else value
+        assignments = ", ".join(f"{k} = ?" for k in sets)
+        sql = f"UPDATE deliveries SET {assignments} WHERE id = ? AND status = ?"
+        params: list[Any] = [*sets.values(), delivery_id, expect]
+        if owner is not None:
+            sql += " AND lease_owner = ?"
+            params.append(owner)
+        return self.execute(sql, params).rowcount == 1
+
+    def mark_delivered(
+        self,
+        delivery_id: int,
+        *,
+        owner: str | None,
+        at: str,
+        remote_id: str | None,
+        url: str | None,
+        state: dict[str, Any] | None = None,
+        expect: str = "sending",
+    ) -> bool:
+        values: dict[str, Any] = {
+            "remote_id": remote_id,
+            "url": url,
+            "delivered_at": at,
+            "next_attempt_at": None,
+            "last_error": None,
+        }
+        if state is not None:
+            values["remote_state"] = state
+        return self._finish(delivery_id, "delivered", owner=owner, at=at, expect=expect, **values)
+
+    def mark_submitted(
+        self,
+        delivery_id: int,
+        *,
+        owner: str | None,
+        at: str,
+        remote_id: str | None,
+        state: dict[str, Any] | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"remote_id": remote_id, "next_attempt_at": None}
+        if state is not None:
+            values["remote_state"] = state
+        return self._finish(delivery_id, "submitted", owner=owner, at=at, **values)
+
+    def mark_failed(
+        self,
+        delivery_id: int,
+        *,
+        owner: str | None,
+        at: str,
+        next_attempt_at: str,
+        error: str,
+        expect: str = "sending",
+    ) -> bool:
+        """Failed, will retry at ``next_attempt_at``."""
+        return self._finish(
+            delivery_id,
+            "failed",
+            owner=owner,
+            at=at,
+            expect=expect,
+            next_attempt_at=next_attempt_at,
+            last_error=error,
+        )
+
+    def mark_dead(
+        self, delivery_id: int, *, owner: str | None, at: str, error: str, expect: str = "sending"
+    ) -> bool:
+        return self._finish(
+            delivery_id,
+            "dead",
+            owner=owner,
+            at=at,
+            expect=expect,
+            next_attempt_at=None,
+            last_error=error,
+        )
+
+    def mark_unknown(
+        self, delivery_id: int, *, owner: str | None, at: str, error: str, expect: str = "sending"
+    ) -> bool:
+        return self._finish(
+            delivery_id,
+            "unknown",
+            owner=owner,
+            at=at,
+            expect=expect,
+            next_attempt_at=None,
+            last_error=error,
+        )
+
+    def submitted_deliveries(self, channels: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM deliveries WHERE status = 'submitted'"
+        params: list[Any] = []
+        if channels is not None:
+            names = list(channels)
+            if not names:
+                return []
+            sql += f" AND channel IN ({_marks(names)})"
+            params += names
+        return [_decode(r) for r in self.query(sql + " ORDER BY id", params)]
+
+    def deliveries_by_id(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        rows = self.query(
+            f"SELECT * FROM deliveries WHERE id IN ({_marks(ids)}) ORDER BY id", list(ids)
+        )
+        return [_decode(r) for r in rows]
+
+    def touch_delivery(self, delivery_id: int, *, at: str) -> None:
+        self.execute("UPDATE deliveries SET updated_at = ? WHERE id = ?", (at, delivery_id))
+
+    def status_counts(self, channels: Iterable[str] | None = None) -> dict[str, int]:
+        sql = "SELECT status, count(*) AS n FROM deliveries"
+        params: list[Any] = []
+        if channels is not None:
+            names = list(channels)
+            sql += f" WHERE channel IN ({_marks(names)})" if names else " WHERE 0"
+            params += names
+        return {r["status"]: r["n"] for r in self.query(sql + " GROUP BY status", params)}
+
+    # -- operator actions -----------------------------------------------------------------------
+
+    def retry_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
+        """dead / unknown / failed / cancelled -> queued, due now (or at its future slot).
+
+        The attempt counter restarts and the recorded remote state is cleared: the operator has
+        decided the earlier attempt does not count (for ``unknown``: checked that nothing went
+        out). The attempt log keeps everything.
+        """
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT status FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"delivery {delivery_id} not found")
+            if row[0] not in RETRYABLE_BY_OPERATOR:
+                raise InvalidTransition(
+                    f"delivery {delivery_id} is {row[0]}; only "
+                    f"{'/'.join(RETRYABLE_BY_OPERATOR)} deliveries can be re-sent"
+                )
+            at = now_iso()
+            conn.execute(
+                """
+                UPDATE deliveries
+                SET status = 'queued', attempts = 0, next_attempt_at = NULL, lease_owner = NULL,
+                    lease_until = NULL, remote_state = '{}', batch = NULL, updated_at = ?
+                WHERE id = ?
+                """,
+                (at, delivery_id),
+            )
+            conn.execute(
+                "INSERT INTO audit (at, who, action, subject, note) VALUES (?, ?, ?, ?, ?)",
+                (at, who, "delivery.retry", f"delivery:{delivery_id}", f"from {row[0]}"),
+            )
+        return self.deliveries_by_id([delivery_id])[0]
+
+    def cancel_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
+        """Cancel a delivery that has not gone out: not delivered, not being sent right now, and
+        not submitted (a WeChat publish in progress cannot be recalled)."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT status FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"delivery {delivery_id} not found")
+            if row[0] in NOT_CANCELLABLE:
+                raise InvalidTransition(
+                    f"delivery {delivery_id} is {row[0]} and cannot be cancelled"
+                )
+            at = now_iso()
+            conn.execute(
+                """
+                UPDATE deliveries
+                SET status = 'cancelled', next_attempt_at = NULL, updated_at = ?
+                WHERE id = ?
+                """,
+                (at, delivery_id),
+            )
+            conn.execute(
+                "INSERT INTO audit (at, who, action, subject, note) VALUES (?, ?, ?, ?, ?)",
+                (at, who, "delivery.cancel", f"delivery:{delivery_id}", f"from {row[0]}"),
+            )
+        return self.deliveries_by_id([delivery_id])[0]
