@@ -193,6 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SandboxHTTPServer
     timeout = 30
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stalls
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         if self.server.verbose:
