@@ -166,6 +166,8 @@ class SandboxApp:
         raise NotImplementedError
 
     def transient_error(self, fault: Fault) -> Response:
+        if fault.errcode is not None and not fault.status:  # an API-level error, HTTP 200
+            return Response.json({"errcode": fault.errcode, "errmsg": "system busy (injected)"})
         status = fault.status or 503
         headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
         return Response.json({"error": "service unavailable (injected)"}, status, headers)
