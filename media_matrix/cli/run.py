@@ -60,7 +60,10 @@ def ingest_command(app: AppContext, feed_names: tuple[str, ...], due: bool, as_j
 def run_command(app: AppContext, once: bool, as_json: bool) -> None:
     """Run the main job: ingest, tag, review rules, plan and dispatch."""
     if not once:
-        raise click.UsageError("the daemon is not available yet; use `run --once`")
+        from media_matrix.cli.schedule import start_daemon  # the daemon: until SIGTERM/SIGINT
+
+        start_daemon(app)
+        return
     settings = app.settings
     total = len([f for f in settings.feeds if f.enabled])
     with _progress(total, "导入订阅源") as advance:

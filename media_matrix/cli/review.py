@@ -1,0 +1,190 @@
+"""`packs approve|reject|urgent` and `audit`: the editor's review, and the log of who did what."""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+import click
+
+from media_matrix import review, scheduling
+from media_matrix.cli.common import (
+    AppContext,
+    RuntimeFailure,
+    echo_json,
+    echo_table,
+    json_option,
+    pass_app,
+)
+from media_matrix.cli.packs import packs_group
+from media_matrix.timeutil import from_iso
+
+USER_ENV = "MEDIA_MATRIX_USER"
+ACTION_LABELS = {
+    "approve": "通过",
+    "reject": "驳回",
+    "urgent_on": "标记紧急",
+    "urgent_off": "取消紧急",
+    "queue": "排期",
+    "resend": "重发",
+    "unqueue": "撤回投递",
+    "queue_auto": "自动排期",
+}
+
+
+def default_user() -> str:
+    """Who acts when --by is not given: $MEDIA_MATRIX_USER, else the login name."""
+    try:
+        return os.environ.get(USER_ENV) or getpass.getuser()
+    except (KeyError, OSError):
+        return "editor"
+
+
+def by_option(func):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--by",
+        default=None,
+        metavar="NAME",
+        help=f"who does this (default: ${USER_ENV}, else the login name)",
+    )(func)
+
+
+def _local(at: str | None, app: AppContext) -> str:
+    value = from_iso(at)
+    return value.astimezone(app.settings.tz).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _print_result(result: review.ReviewResult, verb: str) -> None:
+    rows = []
+    for item in result.to_dict()["packs"]:
+        before = review.STATUS_LABELS.get(item["before"], item["before"])
+        after = review.STATUS_LABELS.get(item["after"], item["after"])
+        notes = []
+        if item["cancelled_deliveries"]:
+            notes.append("已撤回投递 " + ", ".join(map(str, item["cancelled_deliveries"])))
+        if item["started_deliveries"]:
+            notes.append("已开始的投递未动 " + ", ".join(map(str, item["started_deliveries"])))
+        rows.append((item["id"], before, after, "; ".join(notes)))
+    echo_table(["ID", "原状态", "新状态", "说明"], rows, title=f"已{verb} {len(rows)} 个内容包")
+
+
+@packs_group.command("approve")
+@click.argument("pack_ids", nargs=-1, type=int, required=True)
+@by_option
+@click.option("--note", default=None, help="note for the audit log")
+@json_option
+@pass_app
+def approve_command(
+    app: AppContext, pack_ids: tuple[int, ...], by: str | None, note: str | None, as_json: bool
+) -> None:
+    """Approve packs (new or rejected ones); all or nothing."""
+    try:
+        result = review.approve(app.store, pack_ids, by or default_user(), note)
+    except review.ReviewError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        _print_result(result, "通过")
+
+
+@packs_group.command("reject")
+@click.argument("pack_ids", nargs=-1, type=int, required=True)
+@by_option
+@click.option("--note", default=None, help="why (kept in the audit log)")
+@json_option
+@pass_app
+def reject_command(
+    app: AppContext, pack_ids: tuple[int, ...], by: str | None, note: str | None, as_json: bool
+) -> None:
+    """Reject packs (new, or approved: their deliveries not yet started are withdrawn)."""
+    try:
+        result = review.reject(app.store, pack_ids, by or default_user(), note)
+    except review.ReviewError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        _print_result(result, "驳回")
+
+
+@packs_group.command("urgent")
+@click.argument("pack_id", type=int)
+@click.option("--off", is_flag=True, help="clear the urgent flag")
+@by_option
+@click.option("--note", default=None, help="note for the audit log")
+@json_option
+@pass_app
+def urgent_command(
+    app: AppContext, pack_id: int, off: bool, by: str | None, note: str | None, as_json: bool
+) -> None:
+    """Flag a pack urgent (disaster, weather, safety warnings): once approved, it goes to every
+    matching channel at once, skipping slots and quiet hours, within daily quotas."""
+    who = by or default_user()
+    try:
+        changed = review.set_urgent(app.store, pack_id, not off, who, note)
+    except review.ReviewError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    pack = app.store.get_pack(pack_id)
+    queued: scheduling.AutoReport | None = None
+    if not off and pack.status == "approved":
+        queued = scheduling.queue_urgent(app.settings, app.store, pack_ids=[pack_id], by=who)
+    if as_json:
+        echo_json(
+            {
+                "pack_id": pack_id,
+                "urgent": not off,
+                "changed": changed,
+                "status": pack.status,
+                "queued": [q.to_dict() for q in queued.queued] if queued else [],
+                "skipped": queued.skipped if queued else [],
+            }
+        )
+        return
+    state = "紧急" if not off else "非紧急"
+    click.echo(f"内容包 {pack_id} 已标记为{state}" + ("" if changed else " (原本如此)"))
+    if not off and pack.status != "approved":
+        click.echo("该内容包尚未通过审核; 通过后将立即发往所有匹配渠道")
+    if queued is not None:
+        if queued.queued:
+            echo_table(
+                ["投递", "渠道", "时间"],
+                [(q.delivery_id, q.channel, _local(q.scheduled_at, app)) for q in queued.queued],
+                title="已立即排入",
+            )
+        for skip in queued.skipped:
+            click.echo(f"未排入 {skip['channel']}: {skip['reason']}")
+        if not queued.queued and not queued.skipped:
+            click.echo("没有尚未排入的匹配渠道")
+
+
+@click.command("audit")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--subject", default=None, help="only this subject, e.g. pack:12")
+@json_option
+@pass_app
+def audit_command(app: AppContext, limit: int, subject: str | None, as_json: bool) -> None:
+    """Editor and operator actions, newest first."""
+    rows = app.store.audit_log(limit=limit, subject=subject)
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(
+        ["时间", "操作人", "操作", "对象", "备注"],
+        [
+            (
+                _local(r["at"], app),
+                r["who"],
+                ACTION_LABELS.get(r["action"], r["action"]),
+                r["subject"],
+                r["note"] or "",
+            )
+            for r in rows
+        ],
+        title=f"操作日志 ({len(rows)})",
+    )
+
+
+def register(cli: click.Group) -> None:
+    # approve/reject/urgent are on the packs group (added by the decorators above)
+    cli.add_command(audit_command)

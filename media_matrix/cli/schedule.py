@@ -1,0 +1,363 @@
+"""`queue`, `unqueue`, `plan`, `status` and `daemon`: when and where packs go out."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import click
+
+from media_matrix import scheduling
+from media_matrix.cli.common import (
+    AppContext,
+    RuntimeFailure,
+    UsageFailure,
+    echo_json,
+    echo_table,
+    json_option,
+    pass_app,
+)
+from media_matrix.cli.review import by_option, default_user
+from media_matrix.store import NotFound, StoreError
+from media_matrix.store.deliveries import AlreadyQueued
+from media_matrix.timeutil import from_iso
+
+WEEKDAYS = "一二三四五六日"
+STATE_LABELS = {**scheduling.DELIVERY_LABELS, "proposal": "拟排 (建议)"}
+HEALTH_LABELS = {"ok": "正常", "failing": "失败", "never": "未抓取", "disabled": "已停用"}
+
+
+def _when(app: AppContext, text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return scheduling.parse_when(text, app.settings.tz)
+    except ValueError as exc:
+        raise UsageFailure(f"{option}: {exc}") from None
+
+
+def _local(app: AppContext, at: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    value = from_iso(at)
+    return value.astimezone(app.settings.tz).strftime(fmt) if value else "-"
+
+
+def _check_channel(app: AppContext, name: str | None) -> None:
+    if name is not None:
+        try:
+            scheduling.config_channel(app.settings, name)
+        except scheduling.UnknownChannel as exc:
+            raise UsageFailure(str(exc)) from None
+
+
+# -- queue / unqueue ----------------------------------------------------------------------------
+
+
+@click.command("queue")
+@click.argument("pack_id", type=int, required=False)
+@click.option("--channel", "channel", default=None, metavar="NAME", help="channel name")
+@click.option("--at", "at_text", default=None, metavar="ISO", help="at this time, not a slot")
+@click.option("--resend", is_flag=True, help="send again to a channel it went to (new edition)")
+@click.option("--force", is_flag=True, help="queue despite a county mismatch or a disabled channel")
+@click.option("--auto", is_flag=True, help="let the planner fill the coming slots")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=7.0, show_default=True)
+@click.option("--now", "now_text", default=None, metavar="ISO", help="plan as of this moment")
+@by_option
+@json_option
+@pass_app
+def queue_command(
+    app: AppContext,
+    pack_id: int | None,
+    channel: str | None,
+    at_text: str | None,
+    resend: bool,
+    force: bool,
+    auto: bool,
+    days: float,
+    now_text: str | None,
+    by: str | None,
+    as_json: bool,
+) -> None:
+    """Queue a pack on a channel (next free slot, or --at), or fill slots with --auto.
+
+    \b
+    media-matrix queue 12 --channel qingfeng-media-centre [--at 2024-09-10T08:00]
+    media-matrix queue --auto [--days 7] [--now 2024-09-10T06:00]
+    Times without an offset are read in the config time zone.
+    """
+    who = by or default_user()
+    if auto:
+        if pack_id is not None or channel or at_text or resend or force:
+            raise UsageFailure("queue --auto 不接受内容包 ID、--channel、--at、--resend 或 --force")
+        now = _when(app, now_text, "--now")
+        report = scheduling.queue_auto(app.settings, app.store, days, now, by=who)
+        if as_json:
+            echo_json(report.to_dict())
+            return
+        _print_auto(app, report)
+        return
+    if pack_id is None or not channel:
+        raise UsageFailure("用法: queue ID --channel NAME [--at ISO] [--resend], 或 queue --auto")
+    _check_channel(app, channel)
+    at = _when(app, at_text, "--at")
+    now = _when(app, now_text, "--now")
+    try:
+        queued = scheduling.queue_pack(
+            app.settings,
+            app.store,
+            pack_id,
+            channel,
+            at,
+            by=who,
+            resend=resend,
+            force=force,
+            now=now,
+        )
+    except NotFound as exc:
+        raise RuntimeFailure(f"未找到 (not found): {exc}") from None
+    except (scheduling.SchedulingError, AlreadyQueued) as exc:
+        raise RuntimeFailure(str(exc)) from None
+    if as_json:
+        echo_json(queued.to_dict())
+        return
+    kind = "时段" if queued.slot_at else "指定时间"
+    click.echo(
+        f"已排期: 内容包 {queued.pack_id} -> {queued.channel}, {kind} "
+        f"{_local(app, queued.scheduled_at)} (投递 {queued.delivery_id})"
+    )
+    for warning in queued.warnings:
+        click.echo(f"提示: {warning}", err=True)
+
+
+def _print_auto(app: AppContext, report: scheduling.AutoReport) -> None:
+    if report.queued:
+        echo_table(
+            ["投递", "内容包", "渠道", "时间", "理由"],
+            [
+                (
+                    q.delivery_id,
+                    q.pack_id,
+                    q.channel,
+                    _local(app, q.scheduled_at) + (" ⚡紧急" if q.urgent else ""),
+                    q.reason,
+                )
+                for q in report.queued
+            ],
+            title=f"自动排期 {len(report.queued)} 条 (自 {_local(app, report.now)} 起 "
+            f"{report.days:g} 天)",
+        )
+    else:
+        click.echo("没有可排的内容: 时段已满, 或没有匹配的已通过内容包")
+    for skip in report.skipped:
+        click.echo(f"未排入: 内容包 {skip['pack_id']} -> {skip['channel']}: {skip['reason']}")
+
+
+@click.command("unqueue")
+@click.argument("delivery_id", type=int)
+@by_option
+@click.option("--note", default=None, help="why (kept in the audit log)")
+@json_option
+@pass_app
+def unqueue_command(
+    app: AppContext, delivery_id: int, by: str | None, note: str | None, as_json: bool
+) -> None:
+    """Take a queued delivery back while it has not started."""
+    try:
+        delivery = scheduling.unqueue(app.store, delivery_id, by or default_user(), note)
+    except NotFound as exc:
+        raise RuntimeFailure(f"未找到 (not found): {exc}") from None
+    except StoreError as exc:
+        raise RuntimeFailure(str(exc)) from None
+    if as_json:
+        echo_json({"delivery_id": delivery["id"], "status": "cancelled", "was": delivery})
+        return
+    click.echo(
+        f"已撤回投递 {delivery['id']}: 内容包 {delivery['pack_id']} ({delivery['pack_title']}) "
+        f"-> {delivery['channel']}, 原定 {_local(app, delivery['scheduled_at'])}"
+    )
+
+
+# -- plan ---------------------------------------------------------------------------------------
+
+
+@click.command("plan")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True)
+@click.option("--channel", default=None, metavar="NAME", help="only this channel")
+@click.option("--now", "now_text", default=None, metavar="ISO", help="plan as of this moment")
+@json_option
+@pass_app
+def plan_command(
+    app: AppContext, days: float, channel: str | None, now_text: str | None, as_json: bool
+) -> None:
+    """The coming slots and what fills them: booked deliveries and the planner's proposals."""
+    _check_channel(app, channel)
+    now = _when(app, now_text, "--now")
+    view = scheduling.plan_view(app.settings, app.store, days, channel, now)
+    if as_json:
+        echo_json(view)
+        return
+    _print_plan(view)
+
+
+def _print_plan(view: dict[str, Any]) -> None:
+    days: dict[str, list[tuple[str, str, str, str, str, str]]] = defaultdict(list)
+
+    def add(at: str, channel: dict[str, Any], content: str, state: str, note: str) -> None:
+        moment = datetime.fromisoformat(at)
+        days[moment.strftime("%Y-%m-%d")].append(
+            (moment.strftime("%H:%M"), channel["name"], content, state, note, at)
+        )
+
+    for channel in view["channels"]:
+        off = "" if channel["enabled"] else " (已停用)"
+        for slot in channel["slots"]:
+            for item in slot["items"]:
+                add(slot["at"], channel, _content(item), _state(item) + off, _note(item))
+            if slot["free"]:
+                add(slot["at"], channel, f"(空位 ×{slot['free']})", "空闲" + off, "")
+        for item in channel["other"]:
+            add(item["at"], channel, _content(item), _state(item) + off, "非时段; " + _note(item))
+    if not days:
+        click.echo(f"未来 {view['days']:g} 天没有时段 (自 {view['now']} 起, {view['timezone']})")
+        return
+    for day in sorted(days):
+        rows = sorted(days[day], key=lambda r: (r[5], r[1]))
+        weekday = WEEKDAYS[datetime.fromisoformat(day).weekday()]
+        echo_table(
+            ["时间", "渠道", "内容", "状态", "说明"],
+            [row[:5] for row in rows],
+            title=f"{day} 星期{weekday}",
+        )
+    click.echo(f"时区 {view['timezone']}; 自 {view['now']} 起 {view['days']:g} 天; 拟排为建议")
+
+
+def _content(item: dict[str, Any]) -> str:
+    return f"#{item['pack_id']} {item['title']}" + (" ⚡" if item["urgent"] else "")
+
+
+def _state(item: dict[str, Any]) -> str:
+    label = STATE_LABELS.get(item["status"], item["status"])
+    if item["delivery_id"]:
+        label += f" (投递 {item['delivery_id']})"
+    return label
+
+
+def _note(item: dict[str, Any]) -> str:
+    return item.get("reason") or ""
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+@click.command("status")
+@json_option
+@pass_app
+def status_command(app: AppContext, as_json: bool) -> None:
+    """Feeds' health, queue depth per channel, the next slots, the last errors."""
+    view = scheduling.status_view(app.settings, app.store)
+    if as_json:
+        echo_json(view)
+        return
+    daemon = view["daemon"]
+    if daemon.get("running"):
+        click.echo(
+            f"守护进程: 运行中 (pid {daemon['pid']} @ {daemon['host']}, "
+            f"心跳 {daemon['heartbeat_age_seconds']:.0f} 秒前)"
+        )
+    elif "pid" in daemon:
+        click.echo(f"守护进程: 未运行 (残留锁 pid {daemon['pid']} @ {daemon['host']})")
+    else:
+        click.echo("守护进程: 未运行")
+    packs = view["packs"]
+    click.echo(
+        "内容包: "
+        + (", ".join(f"{STATUS_NAMES.get(k, k)} {v}" for k, v in sorted(packs.items())) or "无")
+    )
+    echo_table(
+        ["订阅源", "类型", "状态", "上次抓取", "连续失败", "下次抓取", "错误"],
+        [
+            (
+                f["name"],
+                f["kind"],
+                HEALTH_LABELS.get(f["health"], f["health"]),
+                _local(app, f["last_fetch_at"], "%m-%d %H:%M"),
+                f["failures"],
+                _local(app, f["next_fetch_at"], "%m-%d %H:%M"),
+                (f["last_error"] or "")[:80],
+            )
+            for f in view["feeds"]
+        ],
+        title="订阅源",
+    )
+    echo_table(
+        ["渠道", "类型", "区县", "待发送", "发送中", "失败", "放弃", "未知", "已送达", "下一时段"],
+        [
+            (
+                c["name"] + ("" if c["enabled"] else " (停用)"),
+                c["type"],
+                c["county"],
+                c["queued"],
+                c["in_flight"],
+                c["failed"],
+                c["dead"],
+                c["unknown"],
+                c["delivered"],
+                ", ".join(_local(app, s, "%m-%d %H:%M") for s in c["next_slots"]) or "-",
+            )
+            for c in view["channels"]
+        ],
+        title="渠道与队列",
+    )
+    if view["errors"]:
+        echo_table(
+            ["时间", "类别", "对象", "错误"],
+            [
+                (
+                    _local(app, e["at"], "%m-%d %H:%M"),
+                    ERROR_KINDS.get(e["kind"], e["kind"]),
+                    e["subject"],
+                    (e["error"] or "")[:100],
+                )
+                for e in view["errors"]
+            ],
+            title="最近错误",
+        )
+    else:
+        click.echo("最近没有错误")
+
+
+STATUS_NAMES = {"new": "待审", "approved": "已通过", "rejected": "已驳回", "archived": "已归档"}
+ERROR_KINDS = {"feed": "订阅源", "feed_item": "条目", "delivery": "投递"}
+
+
+# -- daemon -------------------------------------------------------------------------------------
+
+
+def start_daemon(app: AppContext) -> None:
+    """Run the daemon in the foreground until SIGTERM/SIGINT (`daemon`, `run` without --once)."""
+    from media_matrix.daemon import DaemonRefused, run_daemon
+
+    settings = app.settings
+    app.store.migrate()  # create or upgrade before the daemon opens its own connections
+    app.close()
+    try:
+        code = run_daemon(settings)
+    except DaemonRefused as exc:
+        raise RuntimeFailure(str(exc)) from None
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@click.command("daemon")
+@pass_app
+def daemon_command(app: AppContext) -> None:
+    """Run the scheduler: feeds on their intervals, channel slots on their cron, a sweeper.
+
+    One JSON log line per event on stderr. SIGTERM/SIGINT stop it gracefully.
+    """
+    start_daemon(app)
+
+
+def register(cli: click.Group) -> None:
+    for command in (queue_command, unqueue_command, plan_command, status_command, daemon_command):
+        cli.add_command(command)

@@ -1,0 +1,699 @@
+"""Queueing services between the planner (pure decisions) and the store. No printing.
+
+Rules
+-----
+* Only approved packs are queued (:class:`NotApproved`). A pack goes to a channel once; a second
+  time only as an explicit re-send (``resend=True``, a new edition) — otherwise
+  :class:`AlreadyQueued` names the existing delivery.
+* ``queue_pack`` without a time takes the channel's next slot with room (per-slot and daily
+  quota); with a time, it is queued at that time (quiet hours and a full daily quota only warn:
+  the editor chose the time).
+* Audience and county, for an editor's explicit ``queue``: a county mismatch (a 清丰县 pack on a
+  范县 channel) is refused with :class:`ChannelMismatch` unless ``force``; an audience mismatch
+  (the pack's groups are not the channel's) is allowed with a warning, the editor knows the
+  channel. A disabled channel is refused unless ``force``.
+* ``queue_auto`` lets the planner fill every enabled channel's coming slots with approved packs,
+  after queueing urgent approved packs to every matching channel at once. Planning and queueing
+  happen in one write transaction, so two planners (the daemon and an editor) cannot overfill
+  a slot between them.
+* ``unqueue`` cancels a delivery only while it is queued and not claimed by a sender.
+
+Times given by people (``--at``, ``--now``) may carry an offset; without one they are read in
+the config time zone (see :func:`parse_when`). Everything stored is UTC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from media_matrix import planner
+from media_matrix.config import ConfigError, Settings
+from media_matrix.models import GROUPS, PackStatus
+from media_matrix.planner import Assignment, Booking, PlanChannel, PlanPack
+from media_matrix.review import STATUS_LABELS, subject
+from media_matrix.store import NotFound, Store, StoreError
+from media_matrix.store.deliveries import AlreadyQueued
+from media_matrix.timeutil import from_iso, to_iso, utcnow
+
+HORIZON_DAYS = 30  # how far `queue ID --channel` looks for a free slot
+WEEKDAYS = "一二三四五六日"
+DELIVERY_LABELS = {
+    "queued": "待发送",
+    "sending": "发送中",
+    "submitted": "已提交",
+    "delivered": "已送达",
+    "failed": "失败待重试",
+    "dead": "已放弃",
+    "unknown": "状态未知",
+    "cancelled": "已撤回",
+}
+LIVE = ("queued", "sending", "submitted", "delivered", "failed", "dead", "unknown")
+
+
+class SchedulingError(StoreError):
+    """A queueing request that cannot be done as asked (exit 1 in the CLI)."""
+
+
+class NotApproved(SchedulingError):
+    pass
+
+
+class ChannelMismatch(SchedulingError):
+    pass
+
+
+class NoFreeSlot(SchedulingError):
+    pass
+
+
+class NotQueued(SchedulingError):
+    """The delivery has started (or ended) and can no longer be taken back."""
+
+
+class UnknownChannel(ValueError):
+    """No channel of that name in config (a usage error: exit 2 in the CLI)."""
+
+
+@dataclass
+class QueuedDelivery:
+    delivery_id: int
+    pack_id: int
+    channel: str
+    scheduled_at: str
+    slot_at: str | None
+    urgent: bool = False
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class AutoReport:
+    """What :func:`queue_auto` queued, and what it could not."""
+
+    now: str
+    days: float
+    queued: list[QueuedDelivery] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # urgent skips and races
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "now": self.now,
+            "days": self.days,
+            "queued": [q.to_dict() for q in self.queued],
+            "skipped": self.skipped,
+        }
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def parse_when(text: str, tz: tzinfo) -> datetime:
+    """ISO-8601 from a person: with an offset as given, without one in the config time zone.
+
+    Raises ValueError with a message fit for the CLI (exit 2).
+    """
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"无法识别的时间 {text!r}: 请用 ISO-8601, 例如 2024-09-10T08:00 或 "
+            "2024-09-10T08:00+08:00 (bad ISO time)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(UTC)
+
+
+def _aware(now: datetime | None) -> datetime:
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(UTC)
+
+
+def config_channel(settings: Settings, name: str) -> Any:
+    try:
+        return settings.channel(name)
+    except ConfigError:
+        names = ", ".join(c.name for c in settings.channels) or "(无)"
+        raise UnknownChannel(f"未知渠道 {name!r}; 已配置的渠道: {names}") from None
+
+
+def _bookings(rows: Iterable[dict[str, Any]]) -> list[Booking]:
+    return [Booking.from_delivery(r) for r in rows]
+
+
+def _local(at: str | datetime | None, tz: tzinfo) -> str:
+    value = from_iso(at) if isinstance(at, str) else at
+    if value is None:
+        return "-"
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _existing(store: Store, pack_id: int, channel: str) -> dict[str, Any] | None:
+    rows = store.list_bookings(channels=[channel], pack_ids=[pack_id])
+    return rows[-1] if rows else None
+
+
+def _fits(pack: PlanPack, channel: PlanChannel) -> tuple[bool, bool]:
+    """(audience fits, county fits), each judged by the planner's own ``matches``."""
+    audience = planner.matches(dataclasses.replace(pack, county=planner.CITY), channel)
+    county = planner.matches(pack, dataclasses.replace(channel, audience=(planner.PUBLIC,)))
+    return audience, county
+
+
+# -- queue one pack -----------------------------------------------------------------------------
+
+
+def queue_pack(
+    settings: Settings,
+    store: Store,
+    pack_id: int,
+    channel: str,
+    at: datetime | None = None,
+    *,
+    by: str = "editor",
+    resend: bool = False,
+    force: bool = False,
+    now: datetime | None = None,
+) -> QueuedDelivery:
+    """Queue an approved pack on a channel at its next free slot, or at ``at``."""
+    chan = config_channel(settings, channel)
+    now = _aware(now)
+    tz = settings.tz
+    with store.transaction():
+        pack = store.get_pack(int(pack_id))
+        if pack.status != PackStatus.APPROVED:
+            label = STATUS_LABELS.get(pack.status, pack.status)
+            raise NotApproved(
+                f"内容包 {pack.id} 状态为 {label} ({pack.status}), 只有已通过的内容包可以排期 "
+                f"(only approved packs can be queued); 请先 packs approve {pack.id}"
+            )
+        plan_pack = PlanPack.from_pack(pack)
+        plan_chan = PlanChannel.from_config(chan)
+        warnings: list[str] = []
+        if not chan.enabled:
+            if not force:
+                raise SchedulingError(f"渠道 {chan.name} 已停用 (disabled); 如确需排期请加 --force")
+            warnings.append(f"渠道 {chan.name} 已停用, 投递可能不会发出")
+        audience_ok, county_ok = _fits(plan_pack, plan_chan)
+        if not county_ok:
+            message = (
+                f"内容包 {pack.id} 属于 {pack.county}, 渠道 {chan.name} 面向 {chan.county} "
+                "(county mismatch)"
+            )
+            if not force:
+                raise ChannelMismatch(message + "; 如确需排期请加 --force")
+            warnings.append(message)
+        if not audience_ok:
+            groups = "、".join(GROUPS.get(g, g) for g in plan_pack.groups) or GROUPS["public"]
+            audience = "、".join(GROUPS.get(g, g) for g in chan.audience)
+            warnings.append(f"受众不匹配: 内容包面向 {groups}, 渠道受众为 {audience}")
+
+        existing = _existing(store, pack.id, chan.name)
+        if existing is not None and not resend:
+            raise AlreadyQueued(
+                f"内容包 {pack.id} 已排入渠道 {chan.name}: 投递 {existing['id']} "
+                f"({DELIVERY_LABELS.get(existing['status'], existing['status'])}, "
+                f"{_local(existing['slot_at'] or existing['scheduled_at'], tz)}); "
+                "同一内容包不会重复发往同一渠道, 如需重发请加 --resend (already queued)"
+            )
+        bookings = _bookings(store.list_bookings(channels=[chan.name]))
+        if at is not None:
+            when = _aware(at)
+            slot_at = None
+            if planner.in_quiet_hours(plan_chan, when, tz):
+                warnings.append(f"{_local(when, tz)} 在渠道免打扰时段 {chan.quiet_hours} 内")
+            if chan.daily_quota is not None:
+                day = when.astimezone(tz).date()
+                used = sum(1 for b in bookings if b.slot_at.astimezone(tz).date() == day)
+                if used >= chan.daily_quota:
+                    warnings.append(f"当日配额 {chan.daily_quota} 已满 (已有 {used} 条)")
+        else:
+            slot = planner.next_free_slot(
+                plan_pack,
+                plan_chan,
+                bookings,
+                now=now,
+                tz=tz,
+                horizon_days=HORIZON_DAYS,
+                allow_rebook=resend,
+            )
+            if slot is None:
+                raise NoFreeSlot(
+                    f"渠道 {chan.name} 未来 {HORIZON_DAYS} 天内没有空余时段 "
+                    "(no free slot); 可用 --at 指定时间"
+                )
+            when = slot
+            slot_at = to_iso(slot)
+        delivery_id = store.queue_delivery(
+            pack.id,
+            chan.name,
+            scheduled_at=to_iso(when),  # type: ignore[arg-type]
+            slot_at=slot_at,
+            queued_by=by,
+            resend=resend,
+        )
+        note = f"渠道 {chan.name}; 时间 {_local(when, tz)}; 投递 {delivery_id}"
+        if warnings:
+            note += "; 提示: " + "; ".join(warnings)
+        store.audit(by, "resend" if resend else "queue", subject(pack.id), note)
+    return QueuedDelivery(
+        delivery_id=delivery_id,
+        pack_id=pack.id,
+        channel=chan.name,
+        scheduled_at=to_iso(when),  # type: ignore[arg-type]
+        slot_at=slot_at,
+        reason="编辑指定" + (" (重发)" if resend else ""),
+        warnings=warnings,
+    )
+
+
+# -- let the planner fill slots -----------------------------------------------------------------
+
+
+def _enabled_channels(settings: Settings, names: Sequence[str] | None) -> list[Any]:
+    if names is not None:
+        chans = [config_channel(settings, n) for n in names]
+    else:
+        chans = list(settings.channels)
+    return [c for c in chans if c.enabled]
+
+
+def _fill(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime,
+    days: float,
+    channels: Sequence[str] | None,
+    slots: bool,
+    urgent: bool,
+    by: str,
+    audit: bool,
+    pack_ids: Sequence[int] | None = None,
+) -> AutoReport:
+    tz = settings.tz
+    report = AutoReport(now=to_iso(now), days=days)  # type: ignore[arg-type]
+    chans = _enabled_channels(settings, channels)
+    if not chans:
+        return report
+    plan_chans = [PlanChannel.from_config(c) for c in chans]
+    names = [c.name for c in chans]
+    with store.transaction():
+        packs = [PlanPack.from_pack(p) for p in store.list_packs(status=PackStatus.APPROVED)]
+        if pack_ids is not None:
+            packs = [p for p in packs if p.id in set(pack_ids)]
+        bookings = _bookings(store.list_bookings(channels=names))
+        assignments: list[Assignment] = []
+        if urgent:
+            for pack in (p for p in packs if p.urgent):
+                got, skips = planner.plan_urgent_detailed(
+                    pack, plan_chans, bookings, now=now, tz=tz
+                )
+                assignments += got
+                bookings += [Booking(a.pack_id, a.channel, a.slot_at) for a in got]
+                report.skipped += [
+                    {"pack_id": pack.id, "channel": s.channel, "reason": s.reason} for s in skips
+                ]
+        if slots:
+            assignments += planner.plan(
+                packs,
+                plan_chans,
+                bookings,
+                now=now,
+                days=days,
+                tz=tz,
+                campaigns=settings.campaigns,
+            )
+        for a in assignments:
+            at = to_iso(a.slot_at)
+            try:
+                delivery_id = store.queue_delivery(
+                    a.pack_id,
+                    a.channel,
+                    scheduled_at=at,  # type: ignore[arg-type]
+                    slot_at=None if a.urgent else at,
+                    urgent=a.urgent,
+                    queued_by=by,
+                )
+            except AlreadyQueued as exc:  # another writer got there first
+                report.skipped.append(
+                    {"pack_id": a.pack_id, "channel": a.channel, "reason": str(exc)}
+                )
+                continue
+            report.queued.append(
+                QueuedDelivery(
+                    delivery_id,
+                    a.pack_id,
+                    a.channel,
+                    at,
+                    None if a.urgent else at,
+                    a.urgent,
+                    a.reason,
+                )
+            )
+        if audit and report.queued:
+            per_channel: dict[str, int] = defaultdict(int)
+            for q in report.queued:
+                per_channel[q.channel] += 1
+            spread = ", ".join(f"{c} {n}" for c, n in sorted(per_channel.items()))
+            store.audit(
+                by,
+                "queue_auto",
+                "plan",
+                f"自动排期 {len(report.queued)} 条 ({spread}); 起点 {_local(now, tz)}; {days:g} 天",
+            )
+    return report
+
+
+def queue_auto(
+    settings: Settings,
+    store: Store,
+    days: float = 7,
+    now: datetime | None = None,
+    *,
+    channels: Sequence[str] | None = None,
+    include_urgent: bool = True,
+    by: str = "planner",
+    audit: bool = True,
+) -> AutoReport:
+    """Queue urgent approved packs to every matching channel now, then let the planner fill the
+    slots of ``[now, now + days)`` on every enabled channel (or only ``channels``)."""
+    if days <= 0:
+        raise ValueError("days must be positive")
+    return _fill(
+        settings,
+        store,
+        now=_aware(now),
+        days=days,
+        channels=channels,
+        slots=True,
+        urgent=include_urgent,
+        by=by,
+        audit=audit,
+    )
+
+
+def fill_slot(
+    settings: Settings, store: Store, channel: str, slot_at: datetime, *, by: str = "daemon"
+) -> AutoReport:
+    """Fill one slot of one channel: the planner as of the slot's own time, for that minute."""
+    return _fill(
+        settings,
+        store,
+        now=_aware(slot_at),
+        days=1 / 1440,
+        channels=[channel],
+        slots=True,
+        urgent=False,
+        by=by,
+        audit=False,
+    )
+
+
+def queue_urgent(
+    settings: Settings,
+    store: Store,
+    now: datetime | None = None,
+    *,
+    pack_ids: Sequence[int] | None = None,
+    by: str = "daemon",
+) -> AutoReport:
+    """Queue urgent approved packs (all, or only ``pack_ids``) to every matching enabled
+    channel that lacks them, now; ``skipped`` says which channels were left out and why."""
+    return _fill(
+        settings,
+        store,
+        now=_aware(now),
+        days=1 / 1440,
+        channels=None,
+        slots=False,
+        urgent=True,
+        by=by,
+        audit=False,
+        pack_ids=pack_ids,
+    )
+
+
+# -- take one back ------------------------------------------------------------------------------
+
+
+def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) -> dict[str, Any]:
+    """Cancel a delivery that has not started; returns it as it was before."""
+    delivery = store.get_delivery(int(delivery_id))
+    if not store.cancel_queued(delivery["id"]):
+        now = store.get_delivery(delivery["id"])
+        label = DELIVERY_LABELS.get(now["status"], now["status"])
+        why = (
+            "已被发送程序领取" if now["status"] == "queued" else f"状态为 {label} ({now['status']})"
+        )
+        raise NotQueued(
+            f"投递 {delivery['id']} {why}, 已开始或已结束, 无法撤回 (only a queued delivery "
+            "that has not started can be unqueued)"
+        )
+    text = (
+        f"撤回投递 {delivery['id']}: 渠道 {delivery['channel']}, "
+        f"原定 {delivery['slot_at'] or delivery['scheduled_at']}"
+    )
+    store.audit(by, "unqueue", subject(delivery["pack_id"]), f"{text}; {note}" if note else text)
+    return delivery
+
+
+# -- views --------------------------------------------------------------------------------------
+
+
+def plan_view(
+    settings: Settings,
+    store: Store,
+    days: float = 3,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The coming slots per channel and what fills them: existing bookings and, marked as
+    proposals, what ``queue --auto`` would add now. Nothing is written."""
+    now = _aware(now)
+    tz = settings.tz
+    end = now + timedelta(days=days)
+    chans = [config_channel(settings, channel)] if channel else list(settings.channels)
+    names = [c.name for c in chans]
+    approved = store.list_packs(status=PackStatus.APPROVED)
+    titles = {p.id: p.title for p in approved}
+    packs = [PlanPack.from_pack(p) for p in approved]
+    booking_rows = store.list_bookings(channels=names)
+    bookings = _bookings(booking_rows)
+    plan_chans = [PlanChannel.from_config(c) for c in chans]
+
+    proposals: list[Assignment] = []
+    pending = list(bookings)
+    for pack in (p for p in packs if p.urgent):
+        got = planner.plan_urgent(pack, plan_chans, pending, now=now, tz=tz)
+        proposals += got
+        pending += [Booking(a.pack_id, a.channel, a.slot_at) for a in got]
+    proposals += planner.plan(
+        packs, plan_chans, pending, now=now, days=days, tz=tz, campaigns=settings.campaigns
+    )
+
+    detail = {
+        d["id"]: d
+        for d in store.list_deliveries(status=list(LIVE), since=to_iso(now))
+        if d["channel"] in names
+    }
+    out_channels = []
+    for chan, plan_chan in zip(chans, plan_chans, strict=True):
+        slot_list = planner.slot_times(plan_chan, now, end, tz)
+        slots: dict[datetime, dict[str, Any]] = {
+            s.astimezone(UTC): {
+                "at": s.astimezone(tz).isoformat(timespec="seconds"),
+                "capacity": chan.per_slot,
+                "items": [],
+            }
+            for s in slot_list
+        }
+        other: list[dict[str, Any]] = []
+        for row in booking_rows:
+            if row["channel"] != chan.name:
+                continue
+            at = from_iso(row["slot_at"] or row["scheduled_at"])
+            if at is None or not (now <= at < end):
+                continue
+            full = detail.get(row["id"], {})
+            item = {
+                "kind": "booked",
+                "delivery_id": row["id"],
+                "pack_id": row["pack_id"],
+                "title": full.get("pack_title") or titles.get(row["pack_id"], ""),
+                "status": row["status"],
+                "urgent": bool(row["urgent"]),
+                "at": at.astimezone(tz).isoformat(timespec="seconds"),
+            }
+            (slots[at]["items"] if at in slots else other).append(item)
+        for a in proposals:
+            if a.channel != chan.name:
+                continue
+            item = {
+                "kind": "proposal",
+                "delivery_id": None,
+                "pack_id": a.pack_id,
+                "title": titles.get(a.pack_id, ""),
+                "status": "proposal",
+                "urgent": a.urgent,
+                "reason": a.reason,
+                "at": a.slot_at.astimezone(tz).isoformat(timespec="seconds"),
+            }
+            (slots[a.slot_at]["items"] if a.slot_at in slots and not a.urgent else other).append(
+                item
+            )
+        for slot in slots.values():
+            slot["free"] = max(slot["capacity"] - len(slot["items"]), 0)
+        out_channels.append(
+            {
+                "name": chan.name,
+                "type": chan.type,
+                "county": chan.county,
+                "audience": list(chan.audience),
+                "enabled": chan.enabled,
+                "per_slot": chan.per_slot,
+                "daily_quota": chan.daily_quota,
+                "quiet_hours": chan.quiet_hours,
+                "slots": list(slots.values()),
+                "other": sorted(other, key=lambda i: i["at"]),
+            }
+        )
+    return {
+        "now": now.astimezone(tz).isoformat(timespec="seconds"),
+        "days": days,
+        "timezone": settings.timezone,
+        "channels": out_channels,
+    }
+
+
+def status_view(settings: Settings, store: Store, now: datetime | None = None) -> dict[str, Any]:
+    """Feeds' health, queue depth per channel, the next slots, the last errors, the daemon."""
+    from media_matrix.daemon import LOCK_NAME, describe_lock  # the daemon's lock rules
+
+    now = _aware(now)
+    tz = settings.tz
+    states = {s["name"]: s for s in store.list_feed_states()}
+    item_errors = store.item_errors()
+    feeds = []
+    for feed in settings.feeds:
+        state = states.get(feed.name) or {}
+        failures = state.get("failures") or 0
+        if not feed.enabled:
+            health = "disabled"
+        elif not state.get("last_fetch_at"):
+            health = "never"
+        elif failures:
+            health = "failing"
+        else:
+            health = "ok"
+        feeds.append(
+            {
+                "name": feed.name,
+                "kind": feed.kind,
+                "enabled": feed.enabled,
+                "health": health,
+                "every_seconds": feed.every,
+                "last_fetch_at": state.get("last_fetch_at"),
+                "last_success_at": state.get("last_success_at"),
+                "next_fetch_at": state.get("next_fetch_at"),
+                "failures": failures,
+                "last_error": state.get("last_error"),
+                "item_errors": sum(1 for e in item_errors if e["feed"] == feed.name),
+            }
+        )
+    counts = store.delivery_counts()
+    next_queued = store.next_queued()
+    channels = []
+    for chan in settings.channels:
+        by_status = counts.get(chan.name, {})
+        upcoming = planner.slot_times(
+            PlanChannel.from_config(chan), now, now + timedelta(days=8), tz
+        )[:3]
+        channels.append(
+            {
+                "name": chan.name,
+                "type": chan.type,
+                "county": chan.county,
+                "enabled": chan.enabled,
+                "queued": by_status.get("queued", 0),
+                "in_flight": by_status.get("sending", 0) + by_status.get("submitted", 0),
+                "failed": by_status.get("failed", 0),
+                "dead": by_status.get("dead", 0),
+                "unknown": by_status.get("unknown", 0),
+                "delivered": by_status.get("delivered", 0),
+                "next_queued_at": next_queued.get(chan.name),
+                "next_slots": [s.astimezone(tz).isoformat(timespec="seconds") for s in upcoming],
+            }
+        )
+    errors = [
+        {
+            "kind": "feed",
+            "subject": f["name"],
+            "error": f["last_error"],
+            "at": f["last_fetch_at"],
+        }
+        for f in feeds
+        if f["last_error"]
+    ]
+    errors += [
+        {
+            "kind": "feed_item",
+            "subject": f"{e['feed']}: {e['subject']}",
+            "error": e["error"],
+            "at": e["at"],
+        }
+        for e in item_errors
+    ]
+    errors += [
+        {
+            "kind": "delivery",
+            "subject": f"投递 {d['id']} ({d['channel']}, 内容包 {d['pack_id']})",
+            "error": d["last_error"],
+            "at": d["updated_at"],
+            "status": d["status"],
+        }
+        for d in store.recent_delivery_errors(10)
+    ]
+    errors.sort(key=lambda e: e["at"] or "", reverse=True)
+    return {
+        "now": now.astimezone(tz).isoformat(timespec="seconds"),
+        "timezone": settings.timezone,
+        "daemon": describe_lock(settings, store.get_lock(LOCK_NAME)),
+        "packs": store.count_packs_by_status(),
+        "feeds": feeds,
+        "channels": channels,
+        "errors": errors[:20],
+    }
+
+
+__all__ = [
+    "AlreadyQueued",
+    "AutoReport",
+    "ChannelMismatch",
+    "NoFreeSlot",
+    "NotApproved",
+    "NotFound",
+    "NotQueued",
+    "QueuedDelivery",
+    "SchedulingError",
+    "UnknownChannel",
+    "fill_slot",
+    "parse_when",
+    "plan_view",
+    "queue_auto",
+    "queue_pack",
+    "queue_urgent",
+    "status_view",
+    "unqueue",
+]
