@@ -30,9 +30,9 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 def _register() -> None:
-    from media_matrix.cli import feeds, packs, review, run, sandbox, schedule, tag
+    from media_matrix.cli import deliveries, feeds, packs, review, run, sandbox, schedule, tag
 
-    for module in (feeds, packs, run, sandbox, tag, review, schedule):
+    for module in (feeds, packs, run, sandbox, tag, review, schedule, deliveries):
         module.register(cli)
 
 

@@ -1,0 +1,319 @@
+"""`dispatch [--once]` and `deliveries [show|retry|cancel]`: sending and the delivery log."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import click
+
+from media_matrix import dispatch as engine
+from media_matrix.cli.common import (
+    AppContext,
+    RuntimeFailure,
+    echo_json,
+    echo_table,
+    json_option,
+    pass_app,
+)
+from media_matrix.models import DeliveryStatus
+
+STATUS_LABELS = {
+    "queued": "排队中",
+    "sending": "发送中",
+    "submitted": "已提交(发布中)",
+    "delivered": "已送达",
+    "failed": "失败(将重试)",
+    "dead": "已放弃",
+    "unknown": "状态不明(待人工核实)",
+    "cancelled": "已取消",
+}
+OUTCOME_LABELS = {
+    "delivered": "送达",
+    "submitted": "已提交",
+    "retry": "暂时失败",
+    "quota": "配额已满",
+    "auth": "认证失败",
+    "rejected": "被拒绝",
+    "unknown": "状态不明",
+    "render": "模板错误",
+    "error": "程序错误",
+    "interrupted": "中断(进程退出)",
+}
+KIND_LABELS = {"send": "发送", "recover": "恢复", "poll": "查询"}
+
+
+def _label(status: str) -> str:
+    return STATUS_LABELS.get(status, status)
+
+
+# -- dispatch -----------------------------------------------------------------------------------
+
+
+@click.command("dispatch")
+@click.option("--once", is_flag=True, help="sweep, send what is due, poll, then exit")
+@click.option("--channel", "channel_names", multiple=True, help="only this channel (repeatable)")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="seconds between rounds without --once",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="with --once: keep polling submitted (WeChat publishing) up to this many seconds",
+)
+@json_option
+@pass_app
+def dispatch_command(
+    app: AppContext,
+    once: bool,
+    channel_names: tuple[str, ...],
+    interval: float,
+    wait_s: float,
+    as_json: bool,
+) -> None:
+    """Send due deliveries (投递到期的分发任务). Without --once: loop until Ctrl-C."""
+    settings = app.settings
+    names = list(channel_names) or None
+    if names:
+        for name in names:
+            settings.channel(name)  # ConfigError (exit 2) for an unknown channel
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    store = app.store
+    if once:
+        swept = engine.sweep(settings, store, channels=names)
+        report = engine.dispatch_due(settings, store, channels=names)
+        polled = engine.sweep(settings, store, channels=names, wait=wait_s)
+        if as_json:
+            echo_json(
+                {
+                    "sweep": swept.to_dict(),
+                    "dispatch": report.to_dict(),
+                    "poll": polled.to_dict(),
+                    "counts": store.status_counts(names),
+                }
+            )
+        else:
+            _print_round(swept, report, polled, verbose=True)
+            counts = store.status_counts(names)
+            click.echo(
+                "投递状态: "
+                + (", ".join(f"{_label(k)} {v}" for k, v in sorted(counts.items())) or "无")
+            )
+            unknown = store.list_deliveries(status="unknown", channel=None)
+            if unknown:
+                click.echo(
+                    "状态不明、需人工核实的投递: "
+                    + ", ".join(str(d["id"]) for d in unknown)
+                    + " (用 `deliveries show ID` 查看, `deliveries retry ID` 重发)"
+                )
+        paused = {**swept.paused, **report.paused, **polled.paused}
+        if paused:
+            raise RuntimeFailure(
+                "渠道已暂停 (channel paused): "
+                + "; ".join(f"{name}: {reason}" for name, reason in paused.items())
+            )
+        return
+    click.echo(f"开始投递循环, 每 {interval:g} 秒一轮; 按 Ctrl-C 停止。")
+    try:
+        while True:
+            swept = engine.sweep(settings, store, channels=names)
+            report = engine.dispatch_due(settings, store, channels=names)
+            if as_json:
+                if swept.expired or swept.polled or report.claimed:
+                    echo_json({"sweep": swept.to_dict(), "dispatch": report.to_dict()})
+            else:
+                _print_round(swept, report, None, verbose=False)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        click.echo("已停止投递循环 (stopped).")
+
+
+def _print_round(
+    swept: engine.SweepReport,
+    report: engine.DispatchReport,
+    polled: engine.SweepReport | None,
+    *,
+    verbose: bool,
+) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    if swept.expired:
+        click.echo(
+            f"[{stamp}] 恢复过期租约 {swept.expired} 条: 放回队列 {swept.released}, "
+            f"重新发送/核对 {swept.recovered}, 状态不明 {len(swept.unknown_ids)}"
+        )
+    polls = [r for r in (swept, polled) if r is not None and r.polled]
+    for r in polls:
+        click.echo(
+            f"[{stamp}] 查询发布状态 {r.polled} 条: 已送达 {r.delivered}, 发布失败 {r.dead}, "
+            f"仍在发布 {r.submitted}"
+        )
+    if report.claimed or verbose:
+        click.echo(
+            f"[{stamp}] 投递 {report.claimed} 条 ({report.messages} 条消息): "
+            f"送达 {report.delivered}, 已提交 {report.submitted}, 将重试 {report.retrying}, "
+            f"配额顺延 {report.quota}, 放弃 {report.dead}, 状态不明 {report.unknown}, "
+            f"退回队列 {report.released}"
+        )
+    for name, reason in {**swept.paused, **report.paused}.items():
+        click.echo(f"[{stamp}] ⚠ 渠道 {name} 本轮暂停: {reason}", err=True)
+    for line in report.errors[:5]:
+        click.echo(f"[{stamp}] 错误: {line}", err=True)
+
+
+# -- deliveries ---------------------------------------------------------------------------------
+
+
+def _row(d: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": d["id"],
+        "pack_id": d["pack_id"],
+        "pack_title": d.get("pack_title"),
+        "channel": d["channel"],
+        "status": d["status"],
+        "scheduled_at": d["scheduled_at"],
+        "next_attempt_at": d.get("next_attempt_at"),
+        "attempts": d["attempts"],
+        "remote_id": d.get("remote_id"),
+        "url": d.get("url"),
+        "last_error": d.get("last_error"),
+        "edition": d.get("edition"),
+        "uid": d.get("uid"),
+        "delivered_at": d.get("delivered_at"),
+        "updated_at": d.get("updated_at"),
+    }
+
+
+@click.group("deliveries", invoke_without_command=True)
+@click.option("--status", type=click.Choice([s.value for s in DeliveryStatus]), default=None)
+@click.option("--channel", default=None, help="channel name")
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@json_option
+@click.pass_context
+def deliveries_group(
+    ctx: click.Context, status: str | None, channel: str | None, limit: int | None, as_json: bool
+) -> None:
+    """投递记录 (deliveries): list, or show / retry / cancel one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app: AppContext = ctx.find_object(AppContext)
+    rows = [_row(d) for d in app.store.list_deliveries(status=status, channel=channel, limit=limit)]
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(
+        ["ID", "内容包", "渠道", "状态", "计划时间", "尝试", "远端ID", "链接", "最近错误"],
+        [
+            (
+                r["id"],
+                f"{r['pack_id']} {r['pack_title'] or ''}".strip(),
+                r["channel"],
+                _label(r["status"]),
+                r["scheduled_at"],
+                r["attempts"],
+                r["remote_id"] or "",
+                r["url"] or "",
+                (r["last_error"] or "")[:80],
+            )
+            for r in rows
+        ],
+        title=f"投递记录 ({len(rows)})",
+    )
+
+
+@deliveries_group.command("show")
+@click.argument("delivery_id", type=int)
+@json_option
+@pass_app
+def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
+    """One delivery with its whole attempt log."""
+    delivery = app.store.get_delivery(delivery_id)
+    attempts = app.store.attempts_of(delivery_id)
+    if as_json:
+        echo_json(
+            {
+                **_row(delivery),
+                "remote_state": delivery.get("remote_state"),
+                "lease_owner": delivery.get("lease_owner"),
+                "lease_until": delivery.get("lease_until"),
+                "slot_at": delivery.get("slot_at"),
+                "batch": delivery.get("batch"),
+                "attempt_log": attempts,
+            }
+        )
+        return
+    r = _row(delivery)
+    click.echo(f"投递 {r['id']}  ({r['uid']})")
+    click.echo(f"  内容包: {r['pack_id']} {r['pack_title'] or ''}")
+    click.echo(f"  渠道:   {r['channel']}   版次: {r['edition']}")
+    click.echo(f"  状态:   {_label(r['status'])}   计入重试的尝试: {r['attempts']}")
+    click.echo(f"  计划:   {r['scheduled_at']}")
+    if r["next_attempt_at"]:
+        click.echo(f"  下次尝试: {r['next_attempt_at']}")
+    if delivery.get("lease_owner"):
+        click.echo(f"  租约:   {delivery['lease_owner']} 至 {delivery['lease_until']}")
+    if r["remote_id"]:
+        click.echo(f"  远端ID: {r['remote_id']}")
+    if r["url"]:
+        click.echo(f"  链接:   {r['url']}")
+    if r["delivered_at"]:
+        click.echo(f"  送达:   {r['delivered_at']}")
+    if r["last_error"]:
+        click.echo(f"  最近错误: {r['last_error']}")
+    echo_table(
+        ["#", "类型", "开始", "结束", "结果", "HTTP", "远端ID", "错误", "下次尝试", "响应摘录"],
+        [
+            (
+                a["n"],
+                KIND_LABELS.get(a.get("kind") or "", a.get("kind")),
+                a["started_at"],
+                a["finished_at"] or "(未结束)",
+                OUTCOME_LABELS.get(a["outcome"] or "", a["outcome"] or ""),
+                a["http_status"] or "",
+                a["remote_id"] or "",
+                a["error"] or "",
+                a.get("retry_at") or "",
+                (a["excerpt"] or "")[:120],
+            )
+            for a in attempts
+        ],
+        title=f"尝试记录 ({len(attempts)})",
+    )
+
+
+@deliveries_group.command("retry")
+@click.argument("delivery_id", type=int)
+@json_option
+@pass_app
+def retry_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
+    """Re-queue a dead, unknown, failed or cancelled delivery (重新排队, 立即到期)."""
+    delivery = app.store.retry_delivery(delivery_id, who="cli")
+    if as_json:
+        echo_json(_row(delivery))
+        return
+    click.echo(f"投递 {delivery_id} 已重新排队 (queued), 下一轮投递时发送。")
+
+
+@deliveries_group.command("cancel")
+@click.argument("delivery_id", type=int)
+@json_option
+@pass_app
+def cancel_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
+    """Cancel a delivery that has not gone out (不可取消已送达、发送中或发布中的投递)."""
+    delivery = app.store.cancel_delivery(delivery_id, who="cli")
+    if as_json:
+        echo_json(_row(delivery))
+        return
+    click.echo(f"投递 {delivery_id} 已取消 (cancelled)。")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(dispatch_command)
+    cli.add_command(deliveries_group)
