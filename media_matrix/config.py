@@ -279,6 +279,8 @@ class TaggingConfig(_Model):
     rules_file: Path | None = None  # None: media_matrix/rules.yaml shipped with the package
     threshold: float = Field(default=2.0, gt=0)
     title_weight: float = Field(default=2.0, ge=0)
+    # a topic also needs this share of the pack's best topic score (0 turns the check off)
+    topic_share: float = Field(default=0.3, ge=0, le=1)
 
 
 class IngestConfig(_Model):

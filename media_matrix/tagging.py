@@ -15,7 +15,9 @@ How a pack is scored
   long article that repeats a word cannot carry a tag on its own.
 * Only the first ``MAX_BODY_CHARS`` characters of the body are scanned: the lead of an article
   says who it is for; the tail of a very long one only adds noise and time.
-* A rule passes when its score reaches its own ``threshold`` (or the global one).
+* A rule passes when its score reaches its own ``threshold`` (or the global one). A topic must
+  also reach ``topic_share`` (0.3) of the best topic score of the pack: an article about fire
+  safety that mentions 急救 once is not also a health article.
 * A source category (a 科普中国 column label, a pack.yaml topic) equal to a rule's id, label or one
   of its ``categories`` passes that rule outright, as do hints from a local pack's pack.yaml;
   such a tag scores ``threshold + max(keyword score, 0)``.
@@ -131,10 +133,12 @@ class Tagger:
         categories: Mapping[str, Sequence[int]],
         *,
         title_weight: float,
+        topic_share: float = 0.0,
         engine: str = "auto",
     ) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self.title_weight = title_weight
+        self.topic_share = topic_share
         # term -> ((rule, weight, "shown(weight)", negative), ...). A zero weight is dropped here,
         # but the term stays in the automaton where it claims its span (骨干 hides the 干部
         # of 骨干部件).
@@ -175,8 +179,10 @@ class Tagger:
         summary_n = normalize(summary)
         body_n = normalize(text[:MAX_BODY_CHARS]) if text else ""
         # Feeds often repeat the summary as the article's lead: count those words once.
-        if summary_n and body_n and summary_n in body_n[: len(summary_n) + 200]:
-            summary_n = ""
+        if body_n and len(summary_n) >= 8:
+            lead = summary_n.rstrip("….。 ")
+            if lead in body_n[: len(lead) + 200]:
+                summary_n = ""
         terms = self._terms
         for field_index, value, factor in (
             (0, title_n, self.title_weight),
@@ -219,13 +225,16 @@ class Tagger:
 
         groups: list[tuple[float, int, Tag]] = []
         topics: list[tuple[float, int, Tag]] = []
+        rules = self.rules
+        best_topic = max((scores[i] for i in evidence if rules[i].kind == "topic"), default=0.0)
+        topic_floor = best_topic * self.topic_share
         for rule_index in {**evidence, **forced}:
-            rule = self.rules[rule_index]
+            rule = rules[rule_index]
             score = scores[rule_index]
             why = forced.get(rule_index)
             if why:
                 score = rule.threshold + max(score, 0.0)
-            elif score < rule.threshold:
+            elif score < rule.threshold or (rule.kind == "topic" and score < topic_floor):
                 continue
             reason = self._reason(rule, scores[rule_index], evidence.get(rule_index, ()), why)
             tag = Tag(rule.kind, rule.id, round(score, 2), reason)
@@ -334,6 +343,7 @@ def compile_rules(
     *,
     threshold: float = 2.0,
     title_weight: float = 2.0,
+    topic_share: float = 0.3,
     engine: str = "auto",
 ) -> Tagger:
     """Compile group and topic rules (from config) into a :class:`Tagger`.
@@ -377,7 +387,27 @@ def compile_rules(
 
     # A zero-weight term stays in the pattern: it scores nothing but claims its span, which hides
     # the shorter terms inside it (骨干 hides the 干部 of 骨干部件).
-    return Tagger(rules, terms, display, categories, title_weight=title_weight, engine=engine)
+    return Tagger(
+        rules,
+        terms,
+        display,
+        categories,
+        title_weight=title_weight,
+        topic_share=topic_share,
+        engine=engine,
+    )
+
+
+def tagger_for(settings: Any) -> Tagger:
+    """The Tagger of loaded settings (config.Settings): its rules and its ``tagging:`` knobs."""
+    options = settings.tagging
+    return compile_rules(
+        settings.groups,
+        settings.topics,
+        threshold=options.threshold,
+        title_weight=options.title_weight,
+        topic_share=options.topic_share,
+    )
 
 
 __all__ = [
@@ -388,4 +418,5 @@ __all__ = [
     "compile_rules",
     "normalize",
     "repeat_factor",
+    "tagger_for",
 ]

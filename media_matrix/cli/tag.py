@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from media_matrix.cli.common import AppContext, UsageFailure, pass_app
-from media_matrix.tagging import Tagger, compile_rules
+from media_matrix.tagging import Tagger, tagger_for
 
 _DROP = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
 _BLOCK = re.compile(
@@ -90,12 +90,7 @@ def tag_line(tagger: Tagger, line: str, line_no: int, *, scores: bool = False) -
 def tag_command(app: AppContext, scores: bool) -> None:
     """试标注 (dry run): JSON Lines on stdin -> groups, topics and reasons on stdout."""
     settings = app.settings  # rules only: the database is not opened
-    tagger = compile_rules(
-        settings.groups,
-        settings.topics,
-        threshold=settings.tagging.threshold,
-        title_weight=settings.tagging.title_weight,
-    )
+    tagger = tagger_for(settings)
     stdin = click.get_binary_stream("stdin")
     out = sys.stdout.buffer
     for line_no, raw in enumerate(stdin, 1):
