@@ -12,8 +12,10 @@ Each delivery becomes ``<path>/<delivery uid>/``::
 Written into ``.tmp-<uid>-<random>`` in the same folder, every file fsynced, the folder fsynced,
 then renamed into place (atomic on one filesystem) and the parent fsynced. A folder that already
 exists with its DONE marker means the delivery was written before: nothing is rewritten, so
-writing the same delivery twice leaves one folder (``idempotent = True``). Leftover temp folders
-of the same delivery (a crash mid-write) are removed first.
+writing the same delivery twice leaves one folder (``idempotent = True``). A writer holds an
+``flock`` on ``.tmp-...lock`` beside its temp folder while it works; leftover temp folders of the
+same delivery whose lock nobody holds (a crash mid-write) are removed first, live ones are left
+alone. When two writers race, the first rename wins and the other returns the same result.
 
 Errors: permission problems (EACCES, EPERM, EROFS) are :class:`AuthError` (the channel cannot
 work until someone fixes the folder); other OS errors (disk full...) are retryable.
@@ -22,6 +24,7 @@ work until someone fixes the folder); other OS errors (disk full...) are retryab
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -61,6 +64,19 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+def _lock(path: Path) -> Any:
+    handle = open(path, "a+b")  # noqa: SIM115 - closed by _unlock
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def _unlock(handle: Any) -> None:
+    try:
+        Path(handle.name).unlink(missing_ok=True)
+    finally:
+        handle.close()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -97,31 +113,50 @@ class OutboxAdapter(BaseAdapter):
             self.root.mkdir(parents=True, exist_ok=True)
             if (final / DONE).is_file():
                 return self._result(final, written=False)
-            for leftover in self.root.glob(f".tmp-{name}-*"):
-                shutil.rmtree(leftover, ignore_errors=True)
-            if final.exists():  # not ours to trust: no DONE marker
-                shutil.rmtree(final)
+            self._remove_dead_temps(name)
             tmp = self.root / f".tmp-{name}-{secrets.token_hex(4)}"
-            tmp.mkdir()
+            lock = _lock(tmp.with_name(tmp.name + ".lock"))
             try:
+                tmp.mkdir()
                 self._fill(tmp, message)
                 _fsync_dir(tmp)
+                if final.exists() and not (final / DONE).is_file():
+                    shutil.rmtree(final)  # not ours to trust: a folder without its DONE marker
                 try:
                     os.rename(tmp, final)
                 except OSError:
                     if (final / DONE).is_file():  # a concurrent writer of the same delivery won
-                        shutil.rmtree(tmp, ignore_errors=True)
                         return self._result(final, written=False)
                     raise
                 _fsync_dir(self.root)
-            except BaseException:
+            finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-                raise
+                _unlock(lock)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise AuthError(f"outbox {self.root}: {exc}") from None
             raise RetryableError(f"outbox {self.root}: {exc}") from None
         return self._result(final, written=True)
+
+    def _remove_dead_temps(self, name: str) -> None:
+        for leftover in self.root.glob(f".tmp-{name}-*"):
+            if leftover.name.endswith(".lock") or not leftover.is_dir():
+                continue
+            lock_path = leftover.with_name(leftover.name + ".lock")
+            try:
+                handle = open(lock_path, "a+b")  # noqa: SIM115 - held across the check
+            except OSError:
+                continue
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()  # a live writer holds it
+                continue
+            try:
+                shutil.rmtree(leftover, ignore_errors=True)
+                lock_path.unlink(missing_ok=True)
+            finally:
+                handle.close()
 
     def _result(self, folder: Path, *, written: bool) -> SendResult:
         uri = folder.as_uri()
