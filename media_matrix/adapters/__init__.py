@@ -1,7 +1,8 @@
 """Channel adapters: one module per channel type; the protocol and errors live in ``base``.
 
     from media_matrix.adapters import make_adapter
-    adapter = make_adapter(channel_config, templates_dir=settings.templates)
+    adapter = make_adapter(channel_config, templates_dir=settings.templates,
+                           timezone=settings.timezone)
     message = adapter.render(items)                     # render.TemplateError on a bad template
     result = adapter.send(message, checkpoint, state=previous_state)
 
@@ -10,13 +11,8 @@ See :mod:`media_matrix.adapters.base` for the full contract the dispatcher relie
 
 from __future__ import annotations
 
-from importlib import import_module
-from pathlib import Path
-from typing import Any
-
-import requests
-
 from media_matrix.adapters.base import (
+    ADAPTERS,
     Adapter,
     AdapterError,
     AmbiguousError,
@@ -29,36 +25,9 @@ from media_matrix.adapters.base import (
     RejectedError,
     RetryableError,
     SendResult,
+    adapter_class,
+    make_adapter,
 )
-
-ADAPTERS: dict[str, tuple[str, str]] = {
-    "wechat_mp": ("media_matrix.adapters.wechat_mp", "WechatMpAdapter"),
-    "wecom_robot": ("media_matrix.adapters.wecom_robot", "WecomRobotAdapter"),
-    "webhook": ("media_matrix.adapters.webhook", "WebhookAdapter"),
-    "outbox": ("media_matrix.adapters.outbox", "OutboxAdapter"),
-}
-
-
-def adapter_class(channel_type: str) -> Any:
-    try:
-        module, name = ADAPTERS[channel_type]
-    except KeyError:
-        raise ValueError(f"no adapter for channel type {channel_type!r}") from None
-    return getattr(import_module(module), name)
-
-
-def make_adapter(
-    channel_config: Any,
-    *,
-    templates_dir: Path | str | None = None,
-    session: requests.Session | None = None,
-) -> Adapter:
-    """The adapter for a channel config. ``templates_dir`` is used by ``adapter.render``
-    (default: the ``channels/`` folder of the checkout); ``session`` lets callers share a
-    connection pool (the adapter closes only a session it created)."""
-    cls = adapter_class(channel_config.type)
-    return cls(channel_config, templates_dir=templates_dir, session=session)
-
 
 __all__ = [
     "ADAPTERS",

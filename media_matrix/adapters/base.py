@@ -8,32 +8,46 @@ must persist comes back through return values, exceptions and the ``checkpoint``
 How the dispatcher drives an adapter
 ------------------------------------
 
-``adapter = make_adapter(channel_config, templates_dir=settings.templates)``
-(see :mod:`media_matrix.adapters`), then for each claimed batch of deliveries::
+``adapter = make_adapter(channel_config, templates_dir=settings.templates,
+timezone=settings.timezone)`` (one per channel, reused), then for each claimed batch::
 
-    message = adapter.render(items)             # or render.render_message(...); TemplateError
+    message = adapter.render(items)      # render.TemplateError (file + line): dead, not retried
     result = adapter.send(message, checkpoint, state=previous_state)
 
+* A message carries up to ``adapter.max_items`` items: 8 for wechat_mp (one draft, one
+  publish) and wecom_robot (news), 1 for webhook and outbox.
 * ``checkpoint(state)`` is called by non-idempotent adapters BEFORE and AFTER every remote call
-  that has an effect (upload, draft, publish, post). ``state`` is the whole cumulative, JSON-safe
-  dict (not a delta); persist it (``deliveries.remote_state``) for every delivery in the message,
-  replacing what was there, before returning from the callback.
+  with a public effect (WeChat draft/add, freepublish/submit, mass/sendall; the WeCom post) and
+  after each media upload. ``state`` is the whole cumulative, JSON-safe dict (not a delta);
+  persist it (``deliveries.remote_state``) for every delivery in the message, replacing what
+  was there, before returning from the callback. ``step`` names the call and ``pending: true``
+  means it is in flight (its answer, if lost, leaves the outcome unknown).
 * ``previous_state`` is the last state persisted for that delivery by an earlier attempt (after a
   retryable error, or after a crash), ``None`` on the first attempt. Non-idempotent adapters use it
   never to repeat a public effect: WeChat reuses the uploaded media and the draft, looks up a
   publish that may have happened, and raises :class:`AmbiguousError` when it cannot tell. So a
   crash recovery is the same call as a retry: ``send(message, checkpoint, state=recorded)``;
-  ``AmbiguousError`` -> mark the delivery ``unknown`` for an operator.
-* ``result.status == "submitted"``: asynchronous (WeChat publish); store ``result.remote_id`` and
-  ``result.state`` and call ``adapter.poll(remote_id, state)`` later until it returns
-  ``"delivered"`` or raises.
-* Errors: :class:`RetryableError` (back off, honour ``retry_after`` when set),
-  :class:`QuotaError` (do not count as a failure; reschedule at ``reset_at``),
-  :class:`AuthError` (stop the channel and alert), :class:`RejectedError` (dead, permanent),
-  :class:`AmbiguousError` (``unknown``). Any other exception is a bug: treat as retryable.
-* ``reconcile(state, checkpoint)`` asks the remote what happened to an attempt without resending:
-  a :class:`SendResult` when the remote has it, ``None`` when it cannot tell, and it raises
+  ``AmbiguousError`` -> mark the delivery ``unknown`` for an operator. Idempotent adapters
+  (``idempotent = True``: webhook, outbox) ignore it: resending is safe by construction.
+* ``result.status == "submitted"``: asynchronous (WeChat publish and mass send); store
+  ``result.remote_id`` and ``result.state`` and call ``adapter.poll(remote_id, state)`` later
+  (the sweeper) until it returns ``"delivered"`` or raises. ``result.item_urls`` is aligned with
+  ``message.items``; ``result.state`` is the final state to persist.
+* Errors: :class:`RetryableError` (back off, honour ``retry_after`` seconds when set),
+  :class:`QuotaError` (not the content's fault; reschedule at ``reset_at``, do not count it as a
+  failed attempt), :class:`AuthError` (stop the channel and alert), :class:`RejectedError`
+  (dead, permanent), :class:`AmbiguousError` (``unknown``). Each has ``http_status``,
+  ``excerpt`` (<= 500 chars), ``errcode`` (remote API code or None) and ``outcome`` (a short
+  word for the attempt log). Any other exception is a bug: log it and treat as retryable.
+* ``reconcile(state, checkpoint)`` asks the remote what happened to an attempt without resending
+  blindly: a :class:`SendResult` when the remote has it (WeChat may finish a half-done publish
+  here, checkpointing as it goes), ``None`` when it cannot tell, and it raises
   :class:`NothingSent` when it is certain nothing public happened (safe to send again).
+
+State keys: wechat_mp ``mode, uids, thumbs, images, titles, source_urls, step, pending,
+draft_media_id, publish_id, msg_data_id, clientmsgid, msg_id`` (+ ``article_id, urls,
+publish_status`` once final); wecom_robot ``step, pending, uids``; webhook
+``idempotency_key, replayed``; outbox ``folder, written``.
 
 Adapters are thread-safe: one instance per channel may be used from several pool threads.
 """
@@ -230,9 +244,11 @@ class BaseAdapter:
         *,
         templates_dir: Path | str | None = None,
         session: requests.Session | None = None,
+        timezone: str = "Asia/Shanghai",
     ) -> None:
         self.channel = channel
         self.templates_dir = Path(templates_dir) if templates_dir is not None else None
+        self.timezone = timezone
         self._own_session = session is None
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", USER_AGENT)
@@ -241,7 +257,10 @@ class BaseAdapter:
         from media_matrix.render import default_templates_dir, render_message
 
         return render_message(
-            self.channel, list(items), self.templates_dir or default_templates_dir()
+            self.channel,
+            list(items),
+            self.templates_dir or default_templates_dir(),
+            timezone=self.timezone,
         )
 
     def check_items(self, message: Message) -> None:
@@ -272,6 +291,43 @@ class BaseAdapter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "wechat_mp": ("media_matrix.adapters.wechat_mp", "WechatMpAdapter"),
+    "wecom_robot": ("media_matrix.adapters.wecom_robot", "WecomRobotAdapter"),
+    "webhook": ("media_matrix.adapters.webhook", "WebhookAdapter"),
+    "outbox": ("media_matrix.adapters.outbox", "OutboxAdapter"),
+}
+
+
+def adapter_class(channel_type: str) -> type[BaseAdapter]:
+    from importlib import import_module
+
+    try:
+        module, name = ADAPTERS[channel_type]
+    except KeyError:
+        raise ValueError(f"no adapter for channel type {channel_type!r}") from None
+    return getattr(import_module(module), name)
+
+
+def make_adapter(
+    channel_config: Any,
+    *,
+    templates_dir: Path | str | None = None,
+    session: requests.Session | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> Adapter:
+    """The adapter for a channel config (``channel_config.type`` picks the class).
+
+    ``templates_dir`` (``Settings.templates``) is used by ``adapter.render`` (default: the
+    ``channels/`` folder of the checkout); ``timezone`` (``Settings.timezone``) is the one
+    templates show times in; ``session`` lets callers share a connection pool (an adapter closes
+    only a session it created). Build one adapter per channel and reuse it: WeChat media and
+    tokens are cached per process, and the WeCom rate window is per robot.
+    """
+    cls = adapter_class(channel_config.type)
+    return cls(channel_config, templates_dir=templates_dir, session=session, timezone=timezone)  # type: ignore[return-value]
 
 
 # -- helpers shared by the adapters -------------------------------------------------------------
