@@ -454,12 +454,15 @@ def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) ->
     if not store.cancel_queued(delivery["id"]):
         now = store.get_delivery(delivery["id"])
         label = DELIVERY_LABELS.get(now["status"], now["status"])
-        why = (
-            "已被发送程序领取" if now["status"] == "queued" else f"状态为 {label} ({now['status']})"
-        )
+        if now["status"] == "cancelled":
+            why = "已撤回过"
+        elif now["status"] == "queued":
+            why = "刚被发送程序领取, 已开始"
+        else:
+            why = f"状态为 {label} ({now['status']}), 已开始或已结束"
         raise NotQueued(
-            f"投递 {delivery['id']} {why}, 已开始或已结束, 无法撤回 (only a queued delivery "
-            "that has not started can be unqueued)"
+            f"投递 {delivery['id']} {why}, 无法撤回 (only a queued delivery that has not "
+            "started can be unqueued)"
         )
     text = (
         f"撤回投递 {delivery['id']}: 渠道 {delivery['channel']}, "
