@@ -281,6 +281,8 @@ class TaggingConfig(_Model):
     title_weight: float = Field(default=2.0, ge=0)
     # a topic also needs this share of the pack's best topic score (0 turns the check off)
     topic_share: float = Field(default=0.3, ge=0, le=1)
+    # likewise for groups: long bodies mention many people in passing
+    group_share: float = Field(default=0.2, ge=0, le=1)
 
 
 class IngestConfig(_Model):

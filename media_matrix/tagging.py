@@ -17,7 +17,9 @@ How a pack is scored
   says who it is for; the tail of a very long one only adds noise and time.
 * A rule passes when its score reaches its own ``threshold`` (or the global one). A topic must
   also reach ``topic_share`` (0.3) of the best topic score of the pack: an article about fire
-  safety that mentions 急救 once is not also a health article.
+  safety that mentions 急救 once is not also a health article. Likewise a group needs
+  ``group_share`` (0.2) of the best group score: a long article for rural seniors that mentions
+  子女 five times is not also for youth.
 * A source category (a 科普中国 column label, a pack.yaml topic) equal to a rule's id, label or one
   of its ``categories`` passes that rule outright, as do hints from a local pack's pack.yaml;
   such a tag scores ``threshold + max(keyword score, 0)``.
@@ -134,11 +136,13 @@ class Tagger:
         *,
         title_weight: float,
         topic_share: float = 0.0,
+        group_share: float = 0.0,
         engine: str = "auto",
     ) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self.title_weight = title_weight
         self.topic_share = topic_share
+        self.group_share = group_share
         # term -> ((rule, weight, "shown(weight)", negative), ...). A zero weight is dropped here,
         # but the term stays in the automaton where it claims its span (骨干 hides the 干部
         # of 骨干部件).
@@ -226,15 +230,17 @@ class Tagger:
         groups: list[tuple[float, int, Tag]] = []
         topics: list[tuple[float, int, Tag]] = []
         rules = self.rules
-        best_topic = max((scores[i] for i in evidence if rules[i].kind == "topic"), default=0.0)
-        topic_floor = best_topic * self.topic_share
+        floors = {
+            kind: share * max((scores[i] for i in evidence if rules[i].kind == kind), default=0.0)
+            for kind, share in (("group", self.group_share), ("topic", self.topic_share))
+        }
         for rule_index in {**evidence, **forced}:
             rule = rules[rule_index]
             score = scores[rule_index]
             why = forced.get(rule_index)
             if why:
                 score = rule.threshold + max(score, 0.0)
-            elif score < rule.threshold or (rule.kind == "topic" and score < topic_floor):
+            elif score < rule.threshold or score < floors[rule.kind]:
                 continue
             reason = self._reason(rule, scores[rule_index], evidence.get(rule_index, ()), why)
             tag = Tag(rule.kind, rule.id, round(score, 2), reason)
@@ -344,6 +350,7 @@ def compile_rules(
     threshold: float = 2.0,
     title_weight: float = 2.0,
     topic_share: float = 0.3,
+    group_share: float = 0.2,
     engine: str = "auto",
 ) -> Tagger:
     """Compile group and topic rules (from config) into a :class:`Tagger`.
@@ -394,6 +401,7 @@ def compile_rules(
         categories,
         title_weight=title_weight,
         topic_share=topic_share,
+        group_share=group_share,
         engine=engine,
     )
 
@@ -407,6 +415,7 @@ def tagger_for(settings: Any) -> Tagger:
         threshold=options.threshold,
         title_weight=options.title_weight,
         topic_share=options.topic_share,
+        group_share=options.group_share,
     )
 
 

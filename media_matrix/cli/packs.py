@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import click
 
-from media_matrix.cli.common import AppContext, echo_json, echo_table, json_option, pass_app
+from media_matrix.cli.common import (
+    AppContext,
+    UsageFailure,
+    echo_json,
+    echo_table,
+    json_option,
+    pass_app,
+)
 from media_matrix.models import GROUPS, TOPICS, Pack, PackStatus
+from media_matrix.retag import edit_tags, retag_all
 
 STATUS_LABELS = {"new": "待审", "approved": "已通过", "rejected": "已驳回", "archived": "已归档"}
 
@@ -111,3 +119,68 @@ def _print_pack(pack: Pack) -> None:
 
 def register(cli: click.Group) -> None:
     cli.add_command(packs_group)
+
+
+@packs_group.command("retag")
+@click.argument("pack_id", type=int, required=False)
+@click.option("--all", "retag_every", is_flag=True, help="re-apply the rules to every pack")
+@click.option("--add-group", multiple=True, help="group id to add (repeatable)")
+@click.option("--remove-group", multiple=True, help="group id to remove (repeatable)")
+@click.option("--add-topic", multiple=True, help="topic id to add (repeatable)")
+@click.option("--remove-topic", multiple=True, help="topic id to remove (repeatable)")
+@click.option("--by", default="editor", show_default=True, help="who makes the change")
+@json_option
+@pass_app
+def retag_pack(
+    app: AppContext,
+    pack_id: int | None,
+    retag_every: bool,
+    add_group: tuple[str, ...],
+    remove_group: tuple[str, ...],
+    add_topic: tuple[str, ...],
+    remove_topic: tuple[str, ...],
+    by: str,
+    as_json: bool,
+) -> None:
+    """Correct a pack's tags as an editor, or re-apply changed rules with --all.
+
+    Editor decisions survive re-ingest and `retag --all`.
+    """
+    edits = add_group or remove_group or add_topic or remove_topic
+    if retag_every == (pack_id is not None):
+        raise UsageFailure("give either a pack ID or --all")
+    if retag_every:
+        if edits:
+            raise UsageFailure("--all re-applies rules; editor changes need a pack ID")
+        report = retag_all(app.settings, app.store)
+        if as_json:
+            echo_json(report.__dict__)
+        else:
+            click.echo(
+                f"已重新打标 {report.packs} 个内容包: {report.changed_tags} 个标签变化,"
+                f" 涉及 {report.changed_packs} 个内容包 (编辑的标签保持不变)"
+            )
+        return
+    assert pack_id is not None
+    if not edits:
+        raise UsageFailure("nothing to change: use --add-group/--remove-group/--add-topic/...")
+    try:
+        done = edit_tags(
+            app.settings,
+            app.store,
+            pack_id,
+            add_groups=add_group,
+            remove_groups=remove_group,
+            add_topics=add_topic,
+            remove_topics=remove_topic,
+            by=by,
+        )
+    except ValueError as exc:
+        raise UsageFailure(str(exc)) from None
+    pack = app.store.get_pack(pack_id)
+    if as_json:
+        echo_json({"id": pack.id, "changes": done, "groups": pack.groups, "topics": pack.topics})
+        return
+    click.echo(f"内容包 {pack.id}: " + "; ".join(done))
+    click.echo("人群: " + "、".join(GROUPS.get(g, g) for g in pack.groups))
+    click.echo("主题: " + "、".join(TOPICS.get(t, t) for t in pack.topics))

@@ -28,6 +28,7 @@ from media_matrix.ingest.packdir import read_packdir
 from media_matrix.ingest.rss import parse_feed
 from media_matrix.ingest.source import SourceError, SourceResult
 from media_matrix.models import IngestOutcome, Item, PackStatus, Tag
+from media_matrix.retag import item_tagger
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
 
@@ -123,9 +124,11 @@ def run_ingest(
 ) -> IngestReport:
     """Ingest the named feeds (default: every enabled feed); one feed's failure stays its own.
 
-    Fetching and parsing run in a small thread pool; storing is serialized.
+    Fetching and parsing run in a small thread pool; storing is serialized. New and changed
+    packs are tagged as they are stored (``tagger`` defaults to the configured rules).
     """
     now = now or utcnow()
+    tagger = tagger or item_tagger(settings)
     wanted = [settings.feed(name) for name in feeds] if feeds else settings.feeds
     if not feeds:
         wanted = [f for f in wanted if f.enabled]
@@ -208,7 +211,7 @@ def _record(
     feed: FeedConfig,
     outcome: SourceResult | Exception,
     now: datetime,
-    tagger: ItemTagger | None,
+    tagger: ItemTagger,
 ) -> FeedReport:
     report = FeedReport(feed.name, feed.kind)
     at = to_iso(now) or ""
@@ -247,9 +250,8 @@ def _record(
             last_modified=outcome.last_modified,
             items=len(outcome.items),
         )
-        if tagger is not None:
-            for pack_id, item in changed:
-                store.replace_rule_tags(pack_id, tagger(item), at=at)
+        for pack_id, item in changed:
+            store.replace_rule_tags(pack_id, tagger(item), at=at)
     report.item_errors = outcome.item_errors
     return report
 

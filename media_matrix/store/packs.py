@@ -74,6 +74,13 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX pack_tags_tag ON pack_tags (kind, tag, removed)
         """,
     ),
+    (
+        "packs_002_tag_hints",
+        """
+        ALTER TABLE packs ADD COLUMN hint_groups TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE packs ADD COLUMN hint_topics TEXT NOT NULL DEFAULT '[]'
+        """,
+    ),
 ]
 
 # Fields an item carries into its pack; compared to tell what changed.
@@ -89,12 +96,14 @@ ITEM_FIELDS = (
     "categories",
     "published_at",
 )
-_JSON_FIELDS = ("images", "enclosures", "categories")
+_JSON_FIELDS = ("images", "enclosures", "categories", "hint_groups", "hint_topics")
 
 
 def _item_row(item: Item) -> dict[str, Any]:
     row = {name: getattr(item, name) for name in ITEM_FIELDS}
     row["enclosures"] = [asdict(e) for e in item.enclosures]
+    row["hint_groups"] = item.groups
+    row["hint_topics"] = item.topics
     for name in _JSON_FIELDS:
         row[name] = dumps(row[name])
     return row
@@ -335,6 +344,19 @@ class PackStore(StoreBase):
             {"LIMIT " + str(int(limit)) if limit else ""}
         """
         return [_pack_from_row(r) for r in self.query(sql, params)]
+
+    def packs_for_tagging(self, ids: list[int] | None = None) -> list[dict[str, Any]]:
+        """What the tagger reads of each pack: text fields, source categories, pack.yaml hints."""
+        sql = "SELECT id, title, summary, text, categories, hint_groups, hint_topics FROM packs"
+        params: list[Any] = []
+        if ids is not None:
+            sql += f" WHERE id IN ({', '.join('?' for _ in ids)})"
+            params = list(ids)
+        rows = self.query(sql + " ORDER BY id", params)
+        for row in rows:
+            for name in ("categories", "hint_groups", "hint_topics"):
+                row[name] = loads(row[name], [])
+        return rows
 
     def count_packs_by_status(self) -> dict[str, int]:
         rows = self.query("SELECT status, count(*) AS n FROM packs GROUP BY status")
