@@ -346,6 +346,7 @@ class WechatMpAdapter(BaseAdapter):
                 if files is not None:
                     resp = self.session.post(url, params=query, files=files, timeout=self.timeout)
                 else:
+                    # raw UTF-8, not \uXXXX escapes: WeChat counts an escape as six characters
                     payload = json.dumps(body or {}, ensure_ascii=False).encode("utf-8")
                     resp = self.session.post(
                         url,
