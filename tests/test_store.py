@@ -46,7 +46,9 @@ def test_a_later_migration_upgrades_an_old_database_without_losing_data(tmp_path
     new = NewStore(path)
     applied = new.migrate()
     assert "audit_001_create" in applied and "packs_999_reading_level" in applied
-    assert new.get_pack(pack_id).title == "标题"
+    assert "packs_002_tag_hints" in applied
+    upgraded = new.get_pack(pack_id)
+    assert (upgraded.title, upgraded.status) == ("标题", "approved")
     assert new.query_one("SELECT reading_level FROM packs")["reading_level"] is None
     new.close()
 
