@@ -309,10 +309,15 @@ def _fill(
         return report
     plan_chans = [PlanChannel.from_config(c) for c in chans]
     names = [c.name for c in chans]
+    # Packs are read before the write transaction (the longest read; it must not hold the
+    # database's write lock); the packs assigned are re-checked inside it, so a pack rejected
+    # meanwhile is never queued.
+    if pack_ids is not None:
+        listed = store.list_packs(status=PackStatus.APPROVED, ids=list(pack_ids))
+    else:
+        listed = store.list_packs(status=PackStatus.APPROVED)
+    packs = [PlanPack.from_pack(p) for p in listed]
     with store.transaction():
-        packs = [PlanPack.from_pack(p) for p in store.list_packs(status=PackStatus.APPROVED)]
-        if pack_ids is not None:
-            packs = [p for p in packs if p.id in set(pack_ids)]
         bookings = _bookings(store.list_bookings(channels=names))
         assignments: list[Assignment] = []
         if urgent:
@@ -335,6 +340,14 @@ def _fill(
                 tz=tz,
                 campaigns=settings.campaigns,
             )
+        if assignments:
+            wanted = sorted({a.pack_id for a in assignments})
+            still = {p.id for p in store.list_packs(status=PackStatus.APPROVED, ids=wanted)}
+            for a in [a for a in assignments if a.pack_id not in still]:
+                report.skipped.append(
+                    {"pack_id": a.pack_id, "channel": a.channel, "reason": "已不是已通过状态"}
+                )
+            assignments = [a for a in assignments if a.pack_id in still]
         for a in assignments:
             at = to_iso(a.slot_at)
             try:
@@ -431,6 +444,10 @@ def queue_urgent(
 ) -> AutoReport:
     """Queue urgent approved packs (all, or only ``pack_ids``) to every matching enabled
     channel that lacks them, now; ``skipped`` says which channels were left out and why."""
+    if pack_ids is None:
+        pack_ids = store.urgent_approved_pack_ids()
+        if not pack_ids:
+            return AutoReport(now=to_iso(_aware(now)), days=1 / 1440)  # type: ignore[arg-type]
     return _fill(
         settings,
         store,

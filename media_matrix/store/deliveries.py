@@ -255,3 +255,9 @@ class DeliveryStore(StoreBase):
             """,
             (limit,),
         )
+
+    def urgent_approved_pack_ids(self) -> list[int]:
+        """Ids of approved packs flagged urgent (the sweeper asks every few seconds: a cheap
+        read instead of loading every approved pack)."""
+        rows = self.query("SELECT id FROM packs WHERE status = 'approved' AND urgent = 1")
+        return [r["id"] for r in rows]
