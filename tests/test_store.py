@@ -32,9 +32,12 @@ def test_a_later_migration_upgrades_an_old_database_without_losing_data(tmp_path
 
     old = OldStore(path)
     old.migrate()
-    pack_id = old.insert_pack(
-        "kp", item("g1"), at="2026-11-01T00:00:00+00:00", status=PackStatus.APPROVED
-    )
+    # what the early release wrote (its own code, its own columns)
+    pack_id = old.execute(
+        "INSERT INTO packs (guid, title, fetched_at, updated_at, content_hash, status)"
+        " VALUES ('g1', '标题', '2026-11-01T00:00:00+00:00', '2026-11-01T00:00:00+00:00',"
+        " 'h', 'approved')"
+    ).lastrowid
     old.close()
 
     class NewStore(Store):
