@@ -288,7 +288,8 @@ class Daemon:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.exit_code = 0
-        self.stopping = threading.Event()
+        self.stopping = threading.Event()  # no new job runs start
+        self.halted = threading.Event()  # the scheduler is down: the heartbeat may end
         self.started = threading.Event()
         self._local = threading.local()
         self._stores: list[Store] = []
@@ -343,7 +344,9 @@ class Daemon:
     def _heartbeat(self) -> None:
         store = open_store(self.settings.database, migrate=False)
         try:
-            while not self.stopping.wait(self.settings.daemon.heartbeat_every):
+            # beats until the scheduler is down: in-flight jobs finishing after SIGTERM still
+            # hold the lock, so no second daemon starts beside them
+            while not self.halted.wait(self.settings.daemon.heartbeat_every):
                 try:
                     held = store.heartbeat_lock(LOCK_NAME, self.owner)
                 except Exception as exc:  # noqa: BLE001 - a busy database must not kill it
@@ -639,6 +642,9 @@ class Daemon:
             store.close()
             raise
         heartbeat = threading.Thread(target=self._heartbeat, name="daemon-heartbeat", daemon=True)
+        previous = {  # from here on a signal stops the daemon cleanly, even while it starts
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
         try:
             self.scheduler = self.build(store)
             jobs = self.scheduler.get_jobs()
@@ -655,16 +661,13 @@ class Daemon:
                 slot_second=settings.daemon.slot_second,
             )
             heartbeat.start()
-            previous = {
-                sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-            }
-            try:
+            if not self.stopping.is_set():
                 self.scheduler.start()  # blocks until shutdown
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
         finally:
             self.stopping.set()
+            self.halted.set()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             if heartbeat.is_alive():
                 heartbeat.join(timeout=settings.daemon.heartbeat_every + 5)
             self._close_stores()
