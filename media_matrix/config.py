@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from media_matrix.models import GROUPS, TOPICS
+from media_matrix.models import TOPICS, check_group_ids
 
 CONFIG_ENV = "MEDIA_MATRIX_CONFIG"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -111,10 +111,7 @@ class _ChannelBase(_Model):
     @field_validator("audience")
     @classmethod
     def _known_groups(cls, value: list[str]) -> list[str]:
-        unknown = [g for g in value if g not in GROUPS]
-        if unknown:
-            raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
-        return value
+        return check_group_ids(value)  # type: ignore[return-value]
 
     @field_validator("slots")
     @classmethod
@@ -393,10 +390,7 @@ class Settings(_Model):
     @field_validator("groups")
     @classmethod
     def _known_group_rules(cls, value: dict[str, RuleConfig]) -> dict[str, RuleConfig]:
-        unknown = [g for g in value if g not in GROUPS]
-        if unknown:
-            raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
-        return value
+        return check_group_ids(value)  # type: ignore[return-value]
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -481,10 +475,7 @@ class _RulesFile(_Model):
     @field_validator("groups")
     @classmethod
     def _known_groups(cls, value: dict[str, RuleConfig]) -> dict[str, RuleConfig]:
-        unknown = [g for g in value if g not in GROUPS]
-        if unknown:
-            raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
-        return value
+        return check_group_ids(value)  # type: ignore[return-value]
 
 
 def load_rules(settings: Settings) -> tuple[dict[str, RuleConfig], dict[str, RuleConfig]]:

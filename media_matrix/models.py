@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,6 +31,14 @@ TOPICS: dict[str, str] = {
     "digital": "信息素养",
     "frontier": "前沿科技",
 }
+
+
+def check_group_ids(ids: Iterable[str]) -> Iterable[str]:
+    """``ids`` unchanged when every one is a known group id; else ValueError naming the first."""
+    unknown = [g for g in ids if g not in GROUPS]
+    if unknown:
+        raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
+    return ids
 
 
 class FeedKind(StrEnum):

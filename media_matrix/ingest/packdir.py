@@ -26,7 +26,7 @@ from media_matrix.ingest.clean import (
     summarize,
 )
 from media_matrix.ingest.source import SourceError, SourceResult
-from media_matrix.models import GROUPS, Item
+from media_matrix.models import Item, check_group_ids
 from media_matrix.timeutil import to_iso
 
 MANIFEST = "pack.yaml"
@@ -53,10 +53,7 @@ class PackManifest(BaseModel):
     @field_validator("groups")
     @classmethod
     def _known_groups(cls, value: list[str]) -> list[str]:
-        unknown = [g for g in value if g not in GROUPS]
-        if unknown:
-            raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
-        return value
+        return check_group_ids(value)  # type: ignore[return-value]
 
 
 class BadPack(Exception):
