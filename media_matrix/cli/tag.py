@@ -13,33 +13,15 @@ are skipped. A bad line stops the run with a message naming its line number, exi
 
 from __future__ import annotations
 
-import html
 import json
-import re
 import sys
 from typing import Any
 
 import click
 
 from media_matrix.cli.common import AppContext, UsageFailure, pass_app
+from media_matrix.ingest.clean import html_to_text, plain_text, sanitize_html
 from media_matrix.tagging import Tagger, tagger_for
-
-_DROP = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
-_BLOCK = re.compile(
-    r"</?(?:p|div|br|li|ul|ol|h[1-6]|tr|td|th|table|section|article|blockquote|pre)\b[^>]*>",
-    re.I,
-)
-_TAG = re.compile(r"<[^>]*>")
-
-
-def strip_html(text: str) -> str:
-    """Plain text from an HTML fragment, simply: scripts and styles dropped, block tags become
-    line breaks, other tags vanish (so <b>农</b>民 still reads 农民), entities decoded."""
-    if "<" in text:
-        text = _DROP.sub(" ", text)
-        text = _BLOCK.sub("\n", text)
-        text = _TAG.sub("", text)
-    return html.unescape(text) if "&" in text else text
 
 
 def _strings(value: Any, key: str, line_no: int) -> list[str]:
@@ -71,9 +53,9 @@ def tag_line(tagger: Tagger, line: str, line_no: int, *, scores: bool = False) -
             raise UsageFailure(f"stdin line {line_no}: {key!r} must be a string")
         fields[key] = value
     result = tagger.tag(
-        strip_html(fields["title"]),
-        strip_html(fields["summary"]),
-        strip_html(fields["content"]),
+        plain_text(fields["title"]),
+        plain_text(fields["summary"]),
+        html_to_text(sanitize_html(fields["content"])),  # exactly what ingest stores
         categories=_strings(data.get("categories"), "categories", line_no),
         hint_groups=_strings(data.get("hint_groups"), "hint_groups", line_no),
         hint_topics=_strings(data.get("hint_topics"), "hint_topics", line_no),
