@@ -1,0 +1,296 @@
+"""`stats pull | summary | export`: dissemination figures (科普资源传播量)."""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from media_matrix import stats
+from media_matrix.cli.common import (
+    AppContext,
+    RuntimeFailure,
+    UsageFailure,
+    echo_json,
+    echo_table,
+    json_option,
+    pass_app,
+)
+from media_matrix.stats.core import SOURCE_LABELS, STATUS_LABELS
+
+
+@click.group("stats")
+def stats_group() -> None:
+    """传播量统计 (dissemination statistics)."""
+
+
+def _day(value: str | None, option: str) -> Any:
+    try:
+        return stats.parse_day(value, option)
+    except stats.StatsUsageError as exc:
+        raise UsageFailure(str(exc)) from None
+
+
+def _query(start: str | None, end: str | None, by: str | None = None) -> stats.Query:
+    first, last = _day(start, "--from"), _day(end, "--to")
+    try:
+        stats.check_range(first, last)
+        dims = stats.parse_dims(by)
+    except stats.StatsUsageError as exc:
+        raise UsageFailure(str(exc)) from None
+    return stats.Query(first, last, dims)
+
+
+# -- pull ---------------------------------------------------------------------------------------
+
+
+@stats_group.command("pull")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 366),
+    default=stats.DEFAULT_DAYS,
+    show_default=True,
+    help="stat days to fetch, ending yesterday (Beijing)",
+)
+@click.option(
+    "--endpoint",
+    type=click.Choice(stats.ENDPOINTS),
+    default=stats.TOTAL_DETAIL,
+    show_default=True,
+    help="WeChat datacube endpoint",
+)
+@click.option("--reestimate", is_flag=True, help="recompute every estimate (after reach changes)")
+@json_option
+@pass_app
+def pull_cmd(app: AppContext, days: int, endpoint: str, reestimate: bool, as_json: bool) -> None:
+    """Write estimated reach and pull measured WeChat reads/shares (datacube)."""
+    settings, store = app.settings, app.store
+    reestimated = stats.estimate(settings, store) if reestimate else 0
+    result = stats.pull(settings, store, days=days, endpoint=endpoint)
+    result["estimated_rows"] += reestimated
+    if as_json:
+        echo_json(result)
+    else:
+        echo_table(
+            ["项目", "值"],
+            [
+                ("统计日期", f"{result['begin_date']} 至 {result['end_date']}（北京时间）"),
+                ("接口", f"datacube/{result['endpoint']}"),
+                ("写入估算行", result["estimated_rows"]),
+                ("写入实测行", result["measured_rows"]),
+                ("接口调用次数", result["calls"]),
+                ("未匹配的文章", result["unmatched"]),
+            ],
+            title="传播量数据拉取",
+        )
+        if result["accounts"]:
+            echo_table(
+                ["公众号 appid", "渠道", "投放", "错误"],
+                [
+                    (a["appid"], ", ".join(a["channels"]), a["deliveries"], a.get("error", ""))
+                    for a in result["accounts"]
+                ],
+                title="微信公众号",
+            )
+    if result["errors"]:
+        raise RuntimeFailure("; ".join(f"{e['appid']}: {e['error']}" for e in result["errors"]))
+
+
+# -- summary ------------------------------------------------------------------------------------
+
+
+@stats_group.command("summary")
+@click.option("--from", "start", metavar="DATE", help="first day, YYYY-MM-DD (default: all)")
+@click.option("--to", "end", metavar="DATE", help="last day, YYYY-MM-DD, inclusive")
+@json_option
+@pass_app
+def summary_cmd(app: AppContext, start: str | None, end: str | None, as_json: bool) -> None:
+    """Headline figures: volume, deliveries by status, coverage per county."""
+    query = _query(start, end)
+    report = stats.summary(app.settings, app.store, query)
+    if as_json:
+        data = report.as_dict()
+        data["by_county"] = data.pop("breakdowns").get("county", [])
+        data.pop("rows", None)
+        data["by"] = []
+        echo_json(data)
+        return
+    total = report.total
+    period = f"{query.start or '最早'} 至 {query.end or '最新'}"
+    echo_table(
+        ["指标", "数值"],
+        [
+            ("统计区间", period),
+            ("传播量", f"{total['volume']:,}（{SOURCE_LABELS[total['volume_source']]}）"),
+            ("投放数", f"{total['deliveries']:,}"),
+            ("已送达", f"{total['delivered']:,}"),
+            ("失败", f"{total['failed']:,}"),
+            ("估算触达", f"{total['estimated_reach']:,}"),
+            ("实测阅读", f"{total['measured_reads']:,}"),
+            ("实测分享", f"{total['measured_shares']:,}"),
+        ],
+        title="传播量概况",
+    )
+    echo_table(
+        ["状态", "投放数"],
+        [(f"{STATUS_LABELS[s]} ({s})", f"{n:,}") for s, n in report.by_status.items() if n],
+        title="投放状态",
+    )
+    echo_table(
+        ["区县", "人口", "有送达渠道/渠道", "受众规模", "覆盖率(估算)"],
+        [
+            (
+                c["county"],
+                f"{c['population']:,}" if c["population"] else "-",
+                f"{c['active_channels']}/{c['channels']}",
+                f"{c['reach']:,}",
+                "-" if c["coverage"] is None else f"{c['coverage'] * 100:.1f}%",
+            )
+            for c in report.coverage
+        ],
+        title="覆盖率（估算，目标 90%）",
+    )
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A rich spinner on stderr: SQL steps, then rows written. Off when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.steps = 0
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("汇总查询中 (aggregating)…", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def step(self) -> None:
+        if self.progress is not None:
+            self.steps += 1
+            self.progress.update(self.task, description=f"汇总查询中 (aggregating)… {self.steps}")
+
+    def rows(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"写出 (writing) {n:,} 行")
+
+    def stage(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=text)
+
+
+@contextmanager
+def _text_out(output: str | None, encoding: str) -> Iterator[io.TextIOBase]:
+    if output is None or output == "-":
+        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+        try:
+            yield stream
+        finally:
+            stream.flush()
+            stream.detach()
+        return
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding=encoding, newline="") as handle:
+        yield handle  # type: ignore[misc]
+
+
+def default_name(query: stats.Query, fmt: str) -> str:
+    dims = "-".join(query.by) or "total"
+    return f"stats_{query.start}_{query.end}_{dims}.{fmt}"
+
+
+@stats_group.command("export")
+@click.option("--from", "start", metavar="DATE", required=True, help="first day, YYYY-MM-DD")
+@click.option("--to", "end", metavar="DATE", required=True, help="last day, YYYY-MM-DD, inclusive")
+@click.option(
+    "--by",
+    "by",
+    metavar="DIMS",
+    default="county",
+    show_default=True,
+    help="comma list of " + ", ".join(stats.DIMENSIONS),
+)
+@click.option("--format", "fmt", type=click.Choice(stats.FORMATS), default="csv", show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="output file; CSV/JSON default to stdout, XLSX/HTML to stats_FROM_TO_DIMS.EXT",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="progress on stderr (default: when stderr is a terminal)",
+)
+@pass_app
+def export_cmd(
+    app: AppContext,
+    start: str,
+    end: str,
+    by: str,
+    fmt: str,
+    output: str | None,
+    progress: bool | None,
+) -> None:
+    """Figures per combination of the --by dimensions, as CSV, JSON, XLSX or HTML.
+
+    Group, topic and campaign rows overlap (a pack counts toward each of its groups and
+    topics); the JSON ``total`` and the summary sheet never double count.
+    """
+    query = _query(start, end, by)
+    settings, store = app.settings, app.store
+    show = sys.stderr.isatty() if progress is None else progress
+    with _Progress(show) as bar:
+        if fmt in ("csv", "json"):
+            stream = stats.RowStream(settings, store, query, on_step=bar.step)
+            encoding = "utf-8-sig" if fmt == "csv" else "utf-8"  # BOM: Excel reads UTF-8
+            with _text_out(output, encoding) as out:
+                if fmt == "csv":
+                    n = stats.write_csv(stream, out, on_row=bar.rows)  # type: ignore[arg-type]
+                else:
+                    n = stats.write_json(
+                        stream,
+                        out,  # type: ignore[arg-type]
+                        timezone=settings.timezone,
+                        on_row=bar.rows,
+                    )
+            if output and output != "-":
+                click.echo(f"已写入 (written) {output}: {n} 行", err=True)
+            return
+        target = output or default_name(query, fmt)
+        report = stats.build_report(settings, store, query, on_step=bar.step)
+        bar.stage("写出 (writing) " + target)
+        if fmt == "xlsx":
+            stats.write_xlsx(report, target, settings)
+        else:
+            stats.write_html(report, target, settings)
+    note = "" if output else "（未指定 -o，使用默认文件名 / no -o given, default name）"
+    click.echo(f"已写入 (written) {target}{note}", err=True)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(stats_group)

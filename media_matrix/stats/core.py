@@ -1,0 +1,583 @@
+"""Dissemination figures from the delivery log: dimensions, date ranges, rows and reports.
+
+Rules held here (every exporter and the CLI show the same figures):
+
+* A delivery belongs to the range and period of its ``scheduled_at`` in the config time zone,
+  exactly as the delivery log lists it. Its reads measured on later days count in that period.
+* Volume (传播量) per delivery = its measured WeChat reads where it has measured rows, else
+  its estimated reach. A row's ``volume_source`` says which: ``measured`` (every delivery with
+  figures is measured), ``estimated`` (none is) or ``mixed``.
+* ``failed`` counts ``failed`` and ``dead`` deliveries; ``deliveries`` counts every status.
+* Group, topic and campaign breakdowns overlap: a delivery counts toward each group and topic of
+  its pack and each campaign it falls in, so their rows add up to more than the total. Packs
+  without a group/topic, and deliveries outside every campaign, appear under an empty key
+  (``null`` in JSON). The total (``Report.total``, JSON ``total``) never double counts.
+* Coverage per county = configured ``reach`` of the county's channels that delivered at least
+  once in the range / the county population from config. Audiences overlap and a reach is a
+  channel's audience, not unique people: it is an estimate (估算) toward the 90% target.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+from media_matrix.config import Settings
+from media_matrix.models import GROUPS, TOPICS
+from media_matrix.planner import active_campaigns
+from media_matrix.store.metrics import (
+    FIGURES,
+    SET_KEYS,
+    STATUSES,
+    AggregateSpec,
+    CampaignSpec,
+    Edges,
+    MetricsStore,
+)
+from media_matrix.timeutil import to_iso, utcnow
+
+DIMENSIONS = ("county", "group", "topic", "channel", "campaign", "day", "week", "month")
+TIME_DIMENSIONS = ("day", "week", "month")
+FIELDS = (
+    "deliveries",
+    "delivered",
+    "failed",
+    "estimated_reach",
+    "measured_reads",
+    "measured_shares",
+    "volume",
+    "volume_source",
+)
+DIM_LABELS = {
+    "county": "区县",
+    "group": "重点人群",
+    "topic": "主题",
+    "channel": "渠道",
+    "campaign": "活动",
+    "day": "日期",
+    "week": "周",
+    "month": "月份",
+}
+FIELD_LABELS = {
+    "deliveries": "投放数",
+    "delivered": "已送达",
+    "failed": "失败",
+    "estimated_reach": "估算触达",
+    "measured_reads": "实测阅读",
+    "measured_shares": "实测分享",
+    "volume": "传播量",
+    "volume_source": "数据来源",
+}
+SOURCE_LABELS = {"measured": "实测", "estimated": "估算", "mixed": "混合(实测+估算)"}
+STATUS_LABELS = {
+    "queued": "待发送",
+    "sending": "发送中",
+    "submitted": "已提交",
+    "delivered": "已送达",
+    "failed": "失败待重试",
+    "dead": "已放弃",
+    "unknown": "状态未知",
+    "cancelled": "已取消",
+}
+EMPTY_LABELS = {
+    "county": "（未配置区县）",
+    "group": "（未标注人群）",
+    "topic": "（未标注主题）",
+    "campaign": "（非活动期）",
+    "channel": "（无）",
+}
+CITY = "市级"
+NOTES = (
+    "传播量：有实测数据（微信公众号阅读人数）的投放取实测值，否则取估算触达；“数据来源”标明实测、估算或混合。",
+    "按投放计划时间（配置时区）归入日期区间和日/周/月；投放后各日的实测阅读计入投放所在期间。",
+    "重点人群、主题、活动分组会重叠：一条内容计入其每个人群、主题和所在活动，分组合计大于总计；总计不重复计算。",
+    "覆盖率为估算：区县内当期有送达的渠道的受众规模之和 ÷ 区县人口，渠道受众可能重叠。",
+    "估算触达：渠道配置的受众规模；户外屏为播放窗口内的播放次数 × 每次路过人数。",
+)
+
+_FIGURE_INDEX = {name: i for i, name in enumerate(FIGURES)}
+_STATUS_SLICE = slice(0, len(STATUSES))
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class StatsUsageError(ValueError):
+    """A bad dimension or date given by the user (the CLI exits 2 with this message)."""
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+
+def parse_dims(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'county,group,month' -> ('county', 'group', 'month'); duplicates dropped, order kept."""
+    if text is None:
+        return ()
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    dims: list[str] = []
+    for raw in parts:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in DIMENSIONS:
+            raise StatsUsageError(
+                f"unknown dimension {raw.strip()!r} in --by; expected a comma list of "
+                f"{', '.join(DIMENSIONS)}"
+            )
+        if name not in dims:
+            dims.append(name)
+    return tuple(dims)
+
+
+def parse_day(text: str | date | None, option: str = "--from") -> date | None:
+    """'2024-05-01' -> date; a bad value raises StatsUsageError naming the option."""
+    if text is None or isinstance(text, date):
+        return text
+    value = text.strip()
+    try:
+        if not _DATE.match(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise StatsUsageError(
+            f"bad date {text!r} for {option}: expected YYYY-MM-DD (e.g. 2024-05-01)"
+        ) from None
+
+
+def check_range(start: date | None, end: date | None) -> None:
+    if start and end and start > end:
+        raise StatsUsageError(f"--from {start} is after --to {end}")
+
+
+# -- time zone plumbing -------------------------------------------------------------------------
+
+
+def day_start_utc(day: date, tz: tzinfo) -> datetime:
+    return datetime.combine(day, time(0), tz).astimezone(UTC)
+
+
+def offset_segments(tz: tzinfo, start: datetime, end: datetime) -> tuple[tuple[str | None, int]]:
+    """UTC offset of ``tz`` in minutes over [start, end], as (until UTC ISO, minutes) segments
+    (the last one open, None). One segment for zones without DST such as Asia/Shanghai."""
+
+    def minutes(at: datetime) -> int:
+        offset = at.astimezone(tz).utcoffset() or timedelta(0)
+        return int(offset.total_seconds() // 60)
+
+    start = start.astimezone(UTC) - timedelta(days=1)
+    end = end.astimezone(UTC) + timedelta(days=1)
+    segments: list[tuple[str | None, int]] = []
+    current = minutes(start)
+    at = start
+    while at < end:
+        step = min(at + timedelta(hours=6), end)
+        if minutes(step) != current:
+            lo, hi = at, step  # find the change to the minute
+            while hi - lo > timedelta(minutes=1):
+                mid = lo + (hi - lo) / 2
+                if minutes(mid) == current:
+                    lo = mid
+                else:
+                    hi = mid
+            hi = hi.replace(second=0, microsecond=0)
+            segments.append((to_iso(hi), current))
+            current = minutes(step)
+        at = step
+    segments.append((None, current))
+    return tuple(segments)  # type: ignore[return-value]
+
+
+# -- the query ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """A date range (local days, both inclusive; None: open) and the --by dimensions."""
+
+    start: date | None = None
+    end: date | None = None
+    by: tuple[str, ...] = ()
+
+    def bounds(self, tz: tzinfo) -> tuple[str | None, str | None]:
+        lo = to_iso(day_start_utc(self.start, tz)) if self.start else None
+        hi = to_iso(day_start_utc(self.end + timedelta(days=1), tz)) if self.end else None
+        return lo, hi
+
+
+def channel_counties(settings: Settings) -> dict[str, str]:
+    return {c.name: c.county for c in settings.channels}
+
+
+def _merged(days: list[date], label: Callable[[date], str], tz: tzinfo) -> Edges:
+    """Buckets of consecutive local days sharing a label, as (UTC ISO start, label)."""
+    edges: list[tuple[str, str | None]] = []
+    for day in days:
+        text = label(day)
+        if not edges or edges[-1][1] != text:
+            edges.append((to_iso(day_start_utc(day, tz)) or "", text))
+    if days:  # instants after the last day fall out of every bucket
+        edges.append((to_iso(day_start_utc(days[-1] + timedelta(days=1), tz)) or "", None))
+    return tuple(edges)
+
+
+def time_edges(
+    settings: Settings, first: date, last: date, names: Iterable[str]
+) -> dict[str, Edges]:
+    """Local-day buckets over [first, last] for the time keys and campaign days wanted."""
+    tz = settings.tz
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    campaigns = list(settings.campaigns)
+    positions = {id(c): i for i, c in enumerate(campaigns)}
+
+    def campaign_days(day: date) -> str:
+        active = sorted(positions[id(c)] for c in active_campaigns(campaigns, day, tz))
+        return "," + ",".join(str(i) for i in active) + "," if active else ","
+
+    labels: dict[str, Callable[[date], str]] = {
+        "day": date.isoformat,
+        "week": lambda d: "{}-W{:02d}".format(*d.isocalendar()[:2]),
+        "month": lambda d: d.isoformat()[:7],
+        "campaign_days": campaign_days,
+    }
+    out = {}
+    for name in names:
+        out[name] = _merged(days, labels[name], tz)
+    return out
+
+
+def build_spec(
+    settings: Settings,
+    store: MetricsStore,
+    query: Query,
+    keys: Sequence[str],
+    sets: Sequence[str],
+    *,
+    order: bool = True,
+) -> AggregateSpec:
+    tz = settings.tz
+    lo, hi = query.bounds(tz)
+    wanted = [k for k in TIME_DIMENSIONS if k in keys]
+    if "campaign" in sets:
+        wanted.append("campaign_days")
+    edges: dict[str, Edges] = {}
+    if wanted:
+        first, last = query.start, query.end
+        if first is None or last is None:
+            stored_first, stored_last = store.scheduled_range()
+            today = utcnow().astimezone(tz).date()
+            if first is None:
+                first = _local_day(stored_first, tz) or today
+            if last is None:
+                last = _local_day(stored_last, tz) or today
+        edges = time_edges(settings, first, max(first, last), wanted)
+    campaigns = tuple(
+        CampaignSpec(c.start, c.end, tuple(c.topics), tuple(c.groups)) for c in settings.campaigns
+    )
+    return AggregateSpec(
+        start=lo,
+        end=hi,
+        keys=tuple(keys),
+        sets=tuple(sets),
+        edges=edges,
+        counties=channel_counties(settings),
+        campaigns=campaigns,
+        order=order,
+    )
+
+
+def _local_day(value: str | None, tz: tzinfo) -> date | None:
+    return datetime.fromisoformat(value).astimezone(tz).date() if value else None
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+def new_acc() -> list[int]:
+    return [0] * len(FIGURES)
+
+
+def add(acc: list[int], figures: Sequence[int]) -> None:
+    for i, value in enumerate(figures):
+        acc[i] += value or 0
+
+
+def finish(acc: Sequence[int]) -> dict[str, Any]:
+    """Summed FIGURES -> the stable output fields."""
+    n = dict(zip(FIGURES, acc, strict=True))
+    measured, estimated = n["n_measured"], n["n_estimated"]
+    if measured and estimated:
+        source = "mixed"
+    elif measured:
+        source = "measured"
+    else:
+        source = "estimated"
+    return {
+        "deliveries": sum(acc[_STATUS_SLICE]),
+        "delivered": n["n_delivered"],
+        "failed": n["n_failed"] + n["n_dead"],
+        "estimated_reach": n["estimated_reach"],
+        "measured_reads": n["measured_reads"],
+        "measured_shares": n["measured_shares"],
+        "volume": n["volume"],
+        "volume_source": source,
+    }
+
+
+def status_counts(acc: Sequence[int]) -> dict[str, int]:
+    return {s: acc[_FIGURE_INDEX[f"n_{s}"]] for s in STATUSES}
+
+
+def _sort_key(key: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple((value is None, value or "") for value in key)
+
+
+class _Decoder:
+    """Turns one aggregate row's keys into output values: week labels, campaign names, sets."""
+
+    def __init__(self, settings: Settings, keys: Sequence[str], sets: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+        self.sets = tuple(sets)
+        self.campaign_names = [c.name for c in settings.campaigns]
+        self.nkeys = len(self.keys) + len(self.sets)
+
+    def plain(self, row: Sequence[Any]) -> dict[str, Any]:
+        return dict(zip(self.keys, row, strict=False))
+
+    def set_values(self, row: Sequence[Any]) -> dict[str, list[str | None]]:
+        out: dict[str, list[str | None]] = {}
+        for i, name in enumerate(self.sets):
+            raw = row[len(self.keys) + i]
+            if not raw:
+                out[name] = [None]
+            elif name == "campaign":
+                out[name] = [self.campaign_names[int(p)] for p in str(raw).split(",")]
+            else:
+                out[name] = sorted(set(str(raw).split(",")))
+        return out
+
+    def figures(self, row: Sequence[Any]) -> Sequence[int]:
+        return row[self.nkeys :]
+
+
+def _split_dims(by: Sequence[str]) -> tuple[list[str], list[str]]:
+    return [d for d in by if d not in SET_KEYS], [d for d in by if d in SET_KEYS]
+
+
+class RowStream:
+    """One row per combination of the --by keys, streamed in key order; then ``total`` and
+    ``by_status`` hold the range's figures (no double counting).
+
+    The SQL groups by the plain keys and the set lists, ordered by the plain keys; rows that
+    share the plain keys preceding the first set dimension are expanded and re-summed together,
+    so memory holds one such block, never the whole result.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MetricsStore,
+        query: Query,
+        *,
+        on_step: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.query = query
+        self.on_step = on_step
+        self.total_acc = new_acc()
+        self.rows_out = 0
+
+    @property
+    def total(self) -> dict[str, Any]:
+        return finish(self.total_acc)
+
+    @property
+    def by_status(self) -> dict[str, int]:
+        return status_counts(self.total_acc)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        by = self.query.by
+        plain, sets = _split_dims(by)
+        spec = build_spec(self.settings, self.store, self.query, plain, sets)
+        decoder = _Decoder(self.settings, plain, sets)
+        first_set = next((i for i, d in enumerate(by) if d in SET_KEYS), len(by))
+        prefix_len = len([d for d in by[:first_set] if d not in SET_KEYS])
+        block: dict[tuple[Any, ...], list[int]] = {}
+        block_prefix: tuple[Any, ...] | None = None
+        for row in self.store.aggregate(spec, on_step=self.on_step):
+            figures = decoder.figures(row)
+            add(self.total_acc, figures)
+            prefix = tuple(row[:prefix_len])
+            if prefix != block_prefix and block:
+                yield from self._flush(block)
+                block = {}
+            block_prefix = prefix
+            values = decoder.plain(row)
+            choices = decoder.set_values(row)
+            for combo in itertools.product(*(choices[s] for s in sets)):
+                values.update(zip(sets, combo, strict=True))
+                key = tuple(values[d] for d in by)
+                acc = block.get(key)
+                if acc is None:
+                    acc = block[key] = new_acc()
+                add(acc, figures)
+        if block:
+            yield from self._flush(block)
+
+    def _flush(self, block: dict[tuple[Any, ...], list[int]]) -> Iterator[dict[str, Any]]:
+        for key in sorted(block, key=_sort_key):
+            self.rows_out += 1
+            yield {**dict(zip(self.query.by, key, strict=True)), **finish(block[key])}
+
+
+# -- reports (summary, XLSX, HTML) --------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """Everything a report shows, for one range and --by list."""
+
+    query: Query
+    timezone: str
+    generated_at: str
+    total: dict[str, Any]
+    by_status: dict[str, int]
+    coverage: list[dict[str, Any]]
+    breakdowns: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    combined: list[dict[str, Any]] | None = None
+    notes: tuple[str, ...] = NOTES
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.query.start.isoformat() if self.query.start else None,
+            "to": self.query.end.isoformat() if self.query.end else None,
+            "timezone": self.timezone,
+            "by": list(self.query.by),
+            "generated_at": self.generated_at,
+            "total": self.total,
+            "by_status": self.by_status,
+            "coverage": self.coverage,
+            "breakdowns": self.breakdowns,
+            "rows": self.combined if self.combined is not None else None,
+            "notes": list(self.notes),
+        }
+
+
+def build_report(
+    settings: Settings,
+    store: MetricsStore,
+    query: Query,
+    *,
+    on_step: Callable[[], None] | None = None,
+) -> Report:
+    """One aggregate scan grouped by channel, the plain --by keys and the set lists; every
+    breakdown, the combined rows, the total and the coverage are summed from it in memory
+    (the scan returns grouped rows, at most one per channel x key combination x tag set)."""
+    by = query.by
+    plain, sets = _split_dims(by)
+    keys = ["channel", *[d for d in plain if d not in ("channel", "county")]]
+    spec = build_spec(settings, store, query, keys, sets, order=False)
+    decoder = _Decoder(settings, keys, sets)
+    counties = channel_counties(settings)
+    total = new_acc()
+    per_channel: dict[str | None, list[int]] = {}
+    per_dim: dict[str, dict[Any, list[int]]] = {d: {} for d in by}
+    combined: dict[tuple[Any, ...], list[int]] = {}
+    for row in store.aggregate(spec, on_step=on_step):
+        figures = decoder.figures(row)
+        add(total, figures)
+        values = decoder.plain(row)
+        values["county"] = counties.get(values["channel"])
+        add(per_channel.setdefault(values["channel"], new_acc()), figures)
+        choices = decoder.set_values(row)
+        for dim in by:
+            for value in choices[dim] if dim in SET_KEYS else [values[dim]]:
+                add(per_dim[dim].setdefault(value, new_acc()), figures)
+        if len(by) > 1:
+            for combo in itertools.product(*(choices[s] for s in sets)):
+                values.update(zip(sets, combo, strict=True))
+                key = tuple(values[d] for d in by)
+                add(combined.setdefault(key, new_acc()), figures)
+    breakdowns = {}
+    for dim in by:
+        rows = [{dim: value, **finish(acc)} for value, acc in per_dim[dim].items()]
+        if dim in TIME_DIMENSIONS:
+            rows.sort(key=lambda r, d=dim: _sort_key((r[d],)))
+        else:
+            rows.sort(key=lambda r, d=dim: (-r["volume"], *_sort_key((r[d],))))
+        breakdowns[dim] = rows
+    combined_rows = None
+    if len(by) > 1:
+        combined_rows = [
+            {**dict(zip(by, key, strict=True)), **finish(combined[key])}
+            for key in sorted(combined, key=_sort_key)
+        ]
+    return Report(
+        query=query,
+        timezone=settings.timezone,
+        generated_at=to_iso(utcnow()) or "",
+        total=finish(total),
+        by_status=status_counts(total),
+        coverage=coverage(settings, per_channel),
+        breakdowns=breakdowns,
+        combined=combined_rows,
+    )
+
+
+def coverage(settings: Settings, per_channel: dict[str | None, list[int]]) -> list[dict[str, Any]]:
+    """Per county: reach of its channels that delivered in the range / its population."""
+    delivered_index = _FIGURE_INDEX["n_delivered"]
+    active = {name for name, acc in per_channel.items() if acc[delivered_index] > 0}
+    counties = list(settings.counties)
+    for channel in settings.channels:
+        if channel.county not in counties:
+            counties.append(channel.county)
+    total_population = sum(settings.counties.values())
+    out = []
+    for county in counties:
+        channels = [c for c in settings.channels if c.county == county]
+        live = [c for c in channels if c.name in active]
+        reach = sum(c.reach for c in live)
+        population = (
+            settings.counties.get(county) or (total_population if county == CITY else 0) or None
+        )
+        out.append(
+            {
+                "county": county,
+                "population": population,
+                "channels": len(channels),
+                "active_channels": len(live),
+                "reach": reach,
+                "coverage": round(reach / population, 4) if population else None,
+                "estimate": True,
+            }
+        )
+    return out
+
+
+def summary(settings: Settings, store: MetricsStore, query: Query) -> Report:
+    """Headline figures of a range: total, statuses, coverage and the breakdown by county."""
+    return build_report(settings, store, Query(query.start, query.end, ("county",)))
+
+
+# -- labels -------------------------------------------------------------------------------------
+
+
+def value_label(dim: str, value: Any, settings: Settings | None = None) -> str:
+    """How a key value reads in a report (Chinese labels for group and topic ids)."""
+    if value is None:
+        return EMPTY_LABELS.get(dim, "（无）")
+    if dim == "group":
+        return GROUPS.get(value, value)
+    if dim == "topic":
+        rule = settings.topics.get(value) if settings is not None else None
+        if rule is not None and rule.label:
+            return rule.label
+        return TOPICS.get(value, value)
+    return str(value)
+
+
+def iter_labels(dim: str, values: Iterable[Any], settings: Settings | None = None) -> list[str]:
+    return [value_label(dim, v, settings) for v in values]

@@ -1,0 +1,379 @@
+"""Exporters: CSV and JSON (streamed rows), XLSX (xlsxwriter, native charts), HTML (Jinja2,
+inline SVG). CSV/JSON carry stable ids (group/topic ids, ISO dates); XLSX/HTML are for people:
+Chinese headers and labels."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from media_matrix.config import Settings
+from media_matrix.stats.charts import bar_chart, column_chart
+from media_matrix.stats.core import (
+    DIM_LABELS,
+    FIELD_LABELS,
+    FIELDS,
+    NOTES,
+    SOURCE_LABELS,
+    STATUS_LABELS,
+    TIME_DIMENSIONS,
+    Report,
+    RowStream,
+    value_label,
+)
+
+FORMATS = ("csv", "xlsx", "json", "html")
+SHEET_NAMES = {
+    "county": "按区县",
+    "group": "按重点人群",
+    "topic": "按主题",
+    "channel": "按渠道",
+    "campaign": "按活动",
+    "day": "按日",
+    "week": "按周",
+    "month": "按月",
+}
+NUMERIC = FIELDS[:-1]
+CHART_ROWS = 30  # categorical charts show the top rows by volume
+HTML_ROWS = 2000  # rows of a table shown in the HTML page
+CONSTANT_MEMORY_ROWS = 20_000
+COVERAGE_TARGET = 0.9
+
+RowCallback = Callable[[int], None]
+
+
+# -- CSV / JSON -----------------------------------------------------------------------------------
+
+
+def write_csv(stream: RowStream, out: TextIO, *, on_row: RowCallback | None = None) -> int:
+    """Header (the --by keys then FIELDS) and one line per row; empty key = none."""
+    writer = csv.writer(out, lineterminator="\n")
+    by = list(stream.query.by)
+    writer.writerow([*by, *FIELDS])
+    n = 0
+    for row in stream:
+        writer.writerow(["" if row[k] is None else row[k] for k in (*by, *FIELDS)])
+        n += 1
+        if on_row is not None and n % 1000 == 0:
+            on_row(n)
+    return n
+
+
+def write_json(
+    stream: RowStream,
+    out: TextIO,
+    *,
+    timezone: str,
+    on_row: RowCallback | None = None,
+) -> int:
+    """``{"from", "to", "timezone", "by", "fields", "rows": [...], "total", "by_status",
+    "notes"}``; rows are written as they come."""
+    query = stream.query
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    out.write("{\n")
+    out.write(f'  "from": {dump(query.start.isoformat() if query.start else None)},\n')
+    out.write(f'  "to": {dump(query.end.isoformat() if query.end else None)},\n')
+    out.write(f'  "timezone": {dump(timezone)},\n')
+    out.write(f'  "by": {dump(list(query.by))},\n')
+    out.write(f'  "fields": {dump([*query.by, *FIELDS])},\n')
+    out.write('  "rows": [')
+    n = 0
+    for row in stream:
+        out.write(("," if n else "") + "\n    " + dump(row))
+        n += 1
+        if on_row is not None and n % 1000 == 0:
+            on_row(n)
+    out.write("\n  ],\n" if n else "],\n")
+    out.write(f'  "total": {dump(stream.total)},\n')
+    out.write(f'  "by_status": {dump(stream.by_status)},\n')
+    out.write(f'  "notes": {dump(list(NOTES))}\n')
+    out.write("}\n")
+    return n
+
+
+# -- XLSX -----------------------------------------------------------------------------------------
+
+
+def _range_text(report: Report) -> str:
+    q = report.query
+    start = q.start.isoformat() if q.start else "最早"
+    end = q.end.isoformat() if q.end else "最新"
+    return f"{start} 至 {end}（{report.timezone}）"
+
+
+def write_xlsx(report: Report, path: Path | str, settings: Settings | None = None) -> Path:
+    """A summary sheet, one sheet per --by dimension (with a native chart) and, for two or
+    more dimensions, a 明细 sheet with every combination. Header rows are frozen."""
+    import xlsxwriter
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    big = len(report.combined or []) > CONSTANT_MEMORY_ROWS
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": big})
+    fmt = {
+        "title": wb.add_format({"bold": True, "font_size": 16}),
+        "head": wb.add_format(
+            {"bold": True, "bg_color": "#DCE6F1", "border": 1, "text_wrap": True}
+        ),
+        "section": wb.add_format({"bold": True, "font_size": 12}),
+        "int": wb.add_format({"num_format": "#,##0"}),
+        "pct": wb.add_format({"num_format": "0.0%"}),
+        "text": wb.add_format({}),
+        "note": wb.add_format({"italic": True, "font_color": "#555555"}),
+    }
+    _summary_sheet(wb, fmt, report)
+    for dim, rows in report.breakdowns.items():
+        _breakdown_sheet(wb, fmt, SHEET_NAMES[dim], [dim], rows, settings, chart=True)
+    if report.combined is not None:
+        _breakdown_sheet(
+            wb, fmt, "明细", list(report.query.by), report.combined, settings, chart=False
+        )
+    wb.close()
+    return path
+
+
+def _summary_sheet(wb: Any, fmt: dict[str, Any], report: Report) -> None:
+    ws = wb.add_worksheet("汇总")
+    ws.set_column(0, 0, 22)
+    ws.set_column(1, 6, 14)
+    ws.write(0, 0, "科普资源传播量统计报告", fmt["title"])
+    ws.freeze_panes(1, 0)
+    ws.write(1, 0, "统计区间")
+    ws.write(1, 1, _range_text(report))
+    ws.write(2, 0, "生成时间 (UTC)")
+    ws.write(2, 1, report.generated_at)
+    row = 4
+    ws.write(row, 0, "总计（不重复计算）", fmt["section"])
+    row += 1
+    ws.write(row, 0, "指标", fmt["head"])
+    ws.write(row, 1, "数值", fmt["head"])
+    for name in FIELDS:
+        row += 1
+        ws.write(row, 0, FIELD_LABELS[name])
+        value = report.total[name]
+        if name == "volume_source":
+            ws.write(row, 1, SOURCE_LABELS[value])
+        else:
+            ws.write_number(row, 1, value, fmt["int"])
+    row += 2
+    ws.write(row, 0, "投放状态", fmt["section"])
+    row += 1
+    ws.write(row, 0, "状态", fmt["head"])
+    ws.write(row, 1, "投放数", fmt["head"])
+    status_first = row + 1
+    for status, n in report.by_status.items():
+        row += 1
+        ws.write(row, 0, STATUS_LABELS[status])
+        ws.write_number(row, 1, n, fmt["int"])
+    status_last = row
+    chart = wb.add_chart({"type": "column"})
+    chart.add_series(
+        {
+            "name": "投放数",
+            "categories": ["汇总", status_first, 0, status_last, 0],
+            "values": ["汇总", status_first, 1, status_last, 1],
+            "data_labels": {"value": True},
+        }
+    )
+    chart.set_title({"name": "投放状态"})
+    chart.set_legend({"none": True})
+    ws.insert_chart(4, 3, chart, {"x_scale": 1.2, "y_scale": 1.0})
+    row += 2
+    ws.write(row, 0, "覆盖率（估算）", fmt["section"])
+    row += 1
+    heads = ["区县", "人口", "渠道数", "有送达渠道", "受众规模(估算)", "覆盖率(估算)"]
+    for col, head in enumerate(heads):
+        ws.write(row, col, head, fmt["head"])
+    cov_first = row + 1
+    for item in report.coverage:
+        row += 1
+        ws.write(row, 0, item["county"])
+        if item["population"]:
+            ws.write_number(row, 1, item["population"], fmt["int"])
+        ws.write_number(row, 2, item["channels"], fmt["int"])
+        ws.write_number(row, 3, item["active_channels"], fmt["int"])
+        ws.write_number(row, 4, item["reach"], fmt["int"])
+        if item["coverage"] is not None:
+            ws.write_number(row, 5, item["coverage"], fmt["pct"])
+    cov_last = row
+    if report.coverage:
+        chart = wb.add_chart({"type": "bar"})
+        chart.add_series(
+            {
+                "name": "覆盖率(估算)",
+                "categories": ["汇总", cov_first, 0, cov_last, 0],
+                "values": ["汇总", cov_first, 5, cov_last, 5],
+                "data_labels": {"value": True, "num_format": "0.0%"},
+            }
+        )
+        chart.set_title({"name": "各区县覆盖率（估算，目标 90%）"})
+        chart.set_x_axis({"num_format": "0%", "min": 0})
+        chart.set_legend({"none": True})
+        ws.insert_chart(21, 3, chart, {"x_scale": 1.2, "y_scale": 1.0})
+    row += 2
+    ws.write(row, 0, "说明", fmt["section"])
+    for note in report.notes:
+        row += 1
+        ws.write(row, 0, note, fmt["note"])
+
+
+def _breakdown_sheet(
+    wb: Any,
+    fmt: dict[str, Any],
+    name: str,
+    dims: list[str],
+    rows: list[dict[str, Any]],
+    settings: Settings | None,
+    *,
+    chart: bool,
+) -> None:
+    ws = wb.add_worksheet(name)
+    heads = [DIM_LABELS[d] for d in dims] + [FIELD_LABELS[f] for f in FIELDS]
+    nd = len(dims)
+    ws.set_column(0, max(0, nd - 1), 16)
+    ws.set_column(nd, nd + len(FIELDS) - 2, 12)
+    ws.set_column(nd + len(FIELDS) - 1, nd + len(FIELDS) - 1, 16)
+    for col, head in enumerate(heads):
+        ws.write(0, col, head, fmt["head"])
+    ws.freeze_panes(1, nd)
+    for r, row in enumerate(rows, 1):
+        for c, dim in enumerate(dims):
+            ws.write_string(r, c, value_label(dim, row[dim], settings))
+        for c, field in enumerate(NUMERIC, nd):
+            ws.write_number(r, c, row[field], fmt["int"])
+        ws.write_string(r, nd + len(NUMERIC), SOURCE_LABELS[row["volume_source"]])
+    ws.autofilter(0, 0, max(1, len(rows)), len(heads) - 1)
+    if not chart or not rows:
+        return
+    dim = dims[0]
+    is_time = dim in TIME_DIMENSIONS
+    last = len(rows) if is_time else min(len(rows), CHART_ROWS)
+    volume_col = nd + NUMERIC.index("volume")
+    ch = wb.add_chart({"type": "line" if is_time else "bar"})
+    ch.add_series(
+        {
+            "name": FIELD_LABELS["volume"],
+            "categories": [name, 1, 0, last, 0],
+            "values": [name, 1, volume_col, last, volume_col],
+        }
+    )
+    delivered_col = nd + NUMERIC.index("delivered")
+    if is_time:
+        ch.add_series(
+            {
+                "name": FIELD_LABELS["delivered"],
+                "categories": [name, 1, 0, last, 0],
+                "values": [name, 1, delivered_col, last, delivered_col],
+                "y2_axis": True,
+            }
+        )
+        ch.set_y2_axis({"name": FIELD_LABELS["delivered"]})
+    else:
+        ch.set_y_axis({"reverse": True})  # largest first, as in the table
+    top = "" if is_time or len(rows) <= CHART_ROWS else f"（前 {CHART_ROWS}）"
+    ch.set_title({"name": f"{DIM_LABELS[dim]}传播量{top}"})
+    ch.set_legend({"position": "bottom"} if is_time else {"none": True})
+    ch.set_size({"width": 720, "height": max(300, 22 * last + 80) if not is_time else 360})
+    ws.insert_chart(1, nd + len(FIELDS) + 1, ch)
+
+
+# -- HTML -----------------------------------------------------------------------------------------
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("media_matrix", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else v
+    env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.1f}%"
+    return env
+
+
+def render_html(report: Report, settings: Settings | None = None) -> str:
+    """The single self-contained report page (inline CSS and SVG, no external resources)."""
+    sections = []
+    for dim, rows in report.breakdowns.items():
+        items = [
+            (value_label(dim, r[dim], settings), r["volume"], f"{r['volume']:,}") for r in rows
+        ]
+        if dim in TIME_DIMENSIONS:
+            chart = column_chart(f"{DIM_LABELS[dim]}传播量", items)
+        else:
+            chart = bar_chart(f"{DIM_LABELS[dim]}传播量", items, limit=CHART_ROWS)
+        sections.append(
+            {
+                "dim": dim,
+                "title": f"按{DIM_LABELS[dim]}",
+                "chart": chart,
+                "is_time": dim in TIME_DIMENSIONS,
+                "heads": [DIM_LABELS[dim]],
+                "rows": [
+                    {"keys": [value_label(dim, r[dim], settings)], **r} for r in rows[:HTML_ROWS]
+                ],
+                "cut": max(0, len(rows) - HTML_ROWS),
+            }
+        )
+    combined = None
+    if report.combined is not None:
+        by = list(report.query.by)
+        combined = {
+            "heads": [DIM_LABELS[d] for d in by],
+            "rows": [
+                {"keys": [value_label(d, r[d], settings) for d in by], **r}
+                for r in report.combined[:HTML_ROWS]
+            ],
+            "cut": max(0, len(report.combined) - HTML_ROWS),
+        }
+    status_chart = bar_chart(
+        "投放状态",
+        [(STATUS_LABELS[s], n, f"{n:,}") for s, n in report.by_status.items()],
+        label_width=110,
+    )
+    coverage_chart = bar_chart(
+        "各区县覆盖率（估算）",
+        [
+            (
+                c["county"],
+                c["coverage"] or 0.0,
+                "—" if c["coverage"] is None else f"{c['coverage'] * 100:.1f}%",
+            )
+            for c in report.coverage
+        ],
+        label_width=110,
+        maximum=1.0,
+        target=COVERAGE_TARGET,
+        target_text="目标 90%",
+    )
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        report=report,
+        range_text=_range_text(report),
+        fields=FIELDS,
+        numeric=NUMERIC,
+        field_labels=FIELD_LABELS,
+        source_labels=SOURCE_LABELS,
+        status_labels=STATUS_LABELS,
+        status_chart=status_chart,
+        coverage_chart=coverage_chart,
+        sections=sections,
+        combined=combined,
+        dims=[DIM_LABELS[d] for d in report.query.by],
+    )
+
+
+def write_html(report: Report, path: Path | str, settings: Settings | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(report, settings), encoding="utf-8")
+    return path
