@@ -119,14 +119,45 @@ class JsonLog:
 
 
 class _JsonHandler(logging.Handler):
-    """APScheduler's own warnings (missed runs, max instances) as JSON lines too."""
+    """Library log records as JSON lines too: APScheduler's warnings (missed runs, overlaps)
+    and the services' own loggers (``media_matrix.dispatch``: per-delivery failures, ...)."""
 
-    def __init__(self, log: JsonLog) -> None:
-        super().__init__(level=logging.WARNING)
+    def __init__(self, log: JsonLog, level: int) -> None:
+        super().__init__(level=level)
         self.log = log
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.log("apscheduler", level=record.levelname.lower(), message=record.getMessage())
+        fields: dict[str, Any] = {
+            "logger": record.name,
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            fields["error"] = f"{type(exc).__name__}: {exc}"
+        self.log("log", **fields)
+
+
+def _route_logging(log: JsonLog) -> Callable[[], None]:
+    """Send the libraries' log records to ``log`` (not to stderr as plain text); returns a
+    function that undoes it."""
+    undo = []
+    for name, level in (("apscheduler", logging.WARNING), ("media_matrix", logging.INFO)):
+        logger = logging.getLogger(name)
+        handler = _JsonHandler(log, level)
+        saved = (logger.level, logger.propagate)
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+        undo.append((logger, handler, saved))
+
+    def restore() -> None:
+        for logger, handler, (level, propagate) in undo:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+    return restore
 
 
 # -- lock rules ---------------------------------------------------------------------------------
@@ -254,28 +285,36 @@ def scheduled_time() -> datetime | None:
 
 
 def _summary(report: Any) -> Any:
-    """A short, JSON-able view of a service's report for a log line."""
+    """A short, JSON-able view of a service's report for a log line: scalars as they are,
+    mappings of scalars (per-channel counts) kept, lists cut to their first five entries."""
     if report is None:
         return None
     if hasattr(report, "to_dict"):
         report = report.to_dict()
     elif is_dataclass(report) and not isinstance(report, type):
         report = asdict(report)
-    if isinstance(report, dict):
-        out = {}
-        for key, value in report.items():
-            if isinstance(value, list | tuple | set | dict):
-                out[key] = len(value)
-            elif isinstance(value, int | float | str | bool) or value is None:
-                out[key] = value
-        return out
-    return str(report)[:300]
+    if not isinstance(report, dict):
+        return str(report)[:300]
+    out: dict[str, Any] = {}
+    for key, value in report.items():
+        if isinstance(value, int | float | str | bool) or value is None:
+            out[key] = value
+        elif isinstance(value, dict):
+            out[key] = value if len(json.dumps(value, default=str)) <= 2000 else len(value)
+        elif isinstance(value, list | tuple | set):
+            items = [str(v)[:300] for v in list(value)[:5]]
+            out[key] = items + ([f"... {len(value) - 5} more"] if len(value) > 5 else [])
+    return out
 
 
 def _busy(summary: Any) -> bool:
+    """Did a sweep or dispatch do anything worth a log line?"""
     if isinstance(summary, dict):
         return any(
-            isinstance(v, int | float) and not isinstance(v, bool) and v for v in summary.values()
+            (isinstance(v, int | float) and not isinstance(v, bool) and v)
+            or (isinstance(v, dict | list) and v)
+            for k, v in summary.items()
+            if k not in ("owner", "started_at", "finished_at")
         )
     return bool(summary)
 
@@ -627,8 +666,7 @@ class Daemon:
 
     def run(self) -> int:
         settings = self.settings
-        logging.getLogger("apscheduler").addHandler(_JsonHandler(self.log))
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        restore_logging = _route_logging(self.log)
         store = open_store(settings.database)  # migrate once, in the main thread
         try:
             self.acquire(store)
@@ -640,6 +678,7 @@ class Daemon:
                 holder_host=exc.holder.get("host"),
             )
             store.close()
+            restore_logging()
             raise
         heartbeat = threading.Thread(target=self._heartbeat, name="daemon-heartbeat", daemon=True)
         previous = {  # from here on a signal stops the daemon cleanly, even while it starts
@@ -679,6 +718,7 @@ class Daemon:
                 lock_released=released,
                 exit_code=self.exit_code,
             )
+            restore_logging()
         return self.exit_code
 
 
