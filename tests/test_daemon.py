@@ -211,6 +211,7 @@ def test_slots_fire_on_time_and_a_second_daemon_refuses(tmp_path):
     finally:
         code = first.stop()
     assert code == 0, first.log()
+    assert first.other == []  # every stderr line is one JSON event
 
     fires = first.of("slot_fired")
     lateness = sorted(e["lateness_ms"] for e in fires)
