@@ -331,8 +331,10 @@ class DaemonConfig(_Model):
     @field_validator("stats_at")
     @classmethod
     def _valid_stats_cron(cls, value: str) -> str:
+        from media_matrix.planner import cron_trigger  # crontab weekdays, as the daemon reads it
+
         try:
-            CronTrigger.from_crontab(value)
+            cron_trigger(value, "UTC")
         except ValueError as exc:
             raise ValueError(f"bad cron expression {value!r}: {exc}") from None
         return value
