@@ -182,6 +182,7 @@ class Tally:
     unknown: list[str] = field(default_factory=list)
     kill_states: Counter = field(default_factory=Counter)  # status counts at the moment of death
     stale_lock_files: int = 0
+    interrupted_by_channel: Counter = field(default_factory=Counter)
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +281,7 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates(
         "restarted_with_real_cli": tally.cli_restarts,
         "statuses_at_death": dict(tally.kill_states),
         "interrupted_attempts": tally.interrupted_attempts,
+        "interrupted_by_channel": dict(tally.interrupted_by_channel),
         "released_unstarted": tally.released,
         "recovered_in_process": tally.recovered,
         "final_outcomes": dict(tally.outcomes),
@@ -419,6 +421,7 @@ def _one_run(
         for i, a in enumerate(log):
             if a["outcome"] == "interrupted":
                 tally.interrupted_attempts += 1
+                tally.interrupted_by_channel[r["channel"]] += 1
                 assert "lease of" in a["error"]
                 assert i + 1 < len(log) and log[i + 1]["kind"] == "recover"
         last = log[-1]
