@@ -278,7 +278,7 @@ def test_missed_slot_is_caught_up_once_after_restart(tmp_path):
         )
         # the latest missed fire time only: the ones between were coalesced into it
         assert missed >= timedelta(seconds=4), (e, last_before)
-        assert e["lateness_ms"] > 1000
+        assert e["lateness_ms"] > 0  # run after its time, at the restart
 
     again = Daemon(config)  # a second restart must not run those fire times again
     try:
