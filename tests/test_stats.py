@@ -697,3 +697,45 @@ def test_datacube_requests_respect_the_day_span():
         ("2024-05-01", 100, 3),
         ("2024-05-02", 50, 1),
     ]
+
+
+# -- large exports --------------------------------------------------------------------------------
+
+
+def test_too_many_combinations_are_streamed_and_excel_rows_capped(populated, tmp_path, monkeypatch):
+    from media_matrix.stats import core, exporters
+
+    settings, store = populated["settings"], populated["store"]
+    query = stats.Query(date(2024, 4, 1), date(2024, 6, 30), ("county", "group", "month"))
+    held = stats.build_report(settings, store, query)
+    monkeypatch.setattr(core, "COMBINED_LIMIT", 5)
+    streamed = stats.build_report(settings, store, query)
+    assert held.combined and streamed.combined is None
+    assert list(streamed.combined_rows()) == held.combined == list(stats.RowStream(
+        settings, store, query
+    ))  # fmt: skip
+    assert streamed.breakdowns == held.breakdowns and streamed.total == held.total
+    path = stats.write_xlsx(streamed, tmp_path / "streamed.xlsx")
+    detail = list(openpyxl.load_workbook(path)["明细"].iter_rows(min_row=2, values_only=True))
+    assert len(detail) == len(held.combined)
+    assert sum(r[3] for r in detail) == sum(r["deliveries"] for r in held.combined)
+
+    monkeypatch.setattr(exporters, "EXCEL_ROWS", 4)
+    path = stats.write_xlsx(held, tmp_path / "cut.xlsx")
+    book = openpyxl.load_workbook(path)
+    assert book["明细"].max_row == 4
+    assert "完整明细请导出 CSV" in book["汇总"]["A4"].value
+
+    monkeypatch.setattr(exporters, "HTML_ROWS", 3)
+    html = exporters.render_html(streamed, settings)
+    assert f"另有 {len(held.combined) - 3} 行未显示" in html
+
+
+def test_progress_on_stderr_when_asked(populated):
+    config = populated["config"]
+    args = ("stats", "export", "--from", MAY[0], "--to", MAY[1], "--by", "county,group")
+    out = run_cli(config, *args, "--progress")
+    assert out.returncode == 0 and "汇总查询中" in out.stderr
+    assert out.stdout.startswith("county,group,")
+    quiet = run_cli(config, *args)  # not a terminal: no progress unless asked
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == out.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,19 +166,22 @@ def summary_cmd(app: AppContext, start: str | None, end: str | None, as_json: bo
 class _Progress:
     """A rich spinner on stderr: SQL steps, then rows written. Off when disabled."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, forced: bool = False) -> None:
         self.enabled = enabled
+        self.forced = forced
         self.progress: Progress | None = None
         self.task: Any = None
         self.steps = 0
 
     def __enter__(self) -> _Progress:
         if self.enabled:
+            # asked for explicitly (--progress): draw it even when stderr is not a terminal
+            console = Console(stderr=True, force_terminal=self.forced or None)
             self.progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 TimeElapsedColumn(),
-                console=Console(stderr=True),
+                console=console,
                 transient=True,
             )
             self.progress.start()
@@ -264,20 +268,24 @@ def export_cmd(
     query = _query(start, end, by)
     settings, store = app.settings, app.store
     show = sys.stderr.isatty() if progress is None else progress
-    with _Progress(show) as bar:
+    with _Progress(show, forced=bool(progress)) as bar:
         if fmt in ("csv", "json"):
             stream = stats.RowStream(settings, store, query, on_step=bar.step)
             encoding = "utf-8-sig" if fmt == "csv" else "utf-8"  # BOM: Excel reads UTF-8
-            with _text_out(output, encoding) as out:
-                if fmt == "csv":
-                    n = stats.write_csv(stream, out, on_row=bar.rows)  # type: ignore[arg-type]
-                else:
-                    n = stats.write_json(
-                        stream,
-                        out,  # type: ignore[arg-type]
-                        timezone=settings.timezone,
-                        on_row=bar.rows,
-                    )
+            try:
+                with _text_out(output, encoding) as out:
+                    if fmt == "csv":
+                        n = stats.write_csv(stream, out, on_row=bar.rows)  # type: ignore[arg-type]
+                    else:
+                        n = stats.write_json(
+                            stream,
+                            out,  # type: ignore[arg-type]
+                            timezone=settings.timezone,
+                            on_row=bar.rows,
+                        )
+            except BrokenPipeError:  # e.g. `| head`: the reader has what it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
             if output and output != "-":
                 click.echo(f"已写入 (written) {output}: {n} 行", err=True)
             return
@@ -285,7 +293,7 @@ def export_cmd(
         report = stats.build_report(settings, store, query, on_step=bar.step)
         bar.stage("写出 (writing) " + target)
         if fmt == "xlsx":
-            stats.write_xlsx(report, target, settings)
+            stats.write_xlsx(report, target, settings, on_row=bar.rows)
         else:
             stats.write_html(report, target, settings)
     note = "" if output else "（未指定 -o，使用默认文件名 / no -o given, default name）"

@@ -99,6 +99,7 @@ NOTES = (
     "估算触达：渠道配置的受众规模；户外屏为播放窗口内的播放次数 × 每次路过人数。",
 )
 
+COMBINED_LIMIT = 100_000  # combinations a report holds in memory; beyond, they are streamed
 _FIGURE_INDEX = {name: i for i, name in enumerate(FIGURES)}
 _STATUS_SLICE = slice(0, len(STATUSES))
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -448,6 +449,19 @@ class Report:
     breakdowns: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     combined: list[dict[str, Any]] | None = None
     notes: tuple[str, ...] = NOTES
+    # Too many combinations to hold: the combined rows are streamed again when written.
+    stream: Callable[[], Iterable[dict[str, Any]]] | None = field(default=None, repr=False)
+
+    @property
+    def has_combined(self) -> bool:
+        return len(self.query.by) > 1
+
+    def combined_rows(self) -> Iterator[dict[str, Any]]:
+        """Every --by combination in key order (held, or streamed from a second scan)."""
+        if self.combined is not None:
+            yield from self.combined
+        elif self.stream is not None:
+            yield from self.stream()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -460,7 +474,7 @@ class Report:
             "by_status": self.by_status,
             "coverage": self.coverage,
             "breakdowns": self.breakdowns,
-            "rows": self.combined if self.combined is not None else None,
+            "rows": list(self.combined_rows()) if self.has_combined else None,
             "notes": list(self.notes),
         }
 
@@ -485,6 +499,7 @@ def build_report(
     per_channel: dict[str | None, list[int]] = {}
     per_dim: dict[str, dict[Any, list[int]]] = {d: {} for d in by}
     combined: dict[tuple[Any, ...], list[int]] = {}
+    collect = len(by) > 1
     for row in store.aggregate(spec, on_step=on_step):
         figures = decoder.figures(row)
         add(total, figures)
@@ -495,11 +510,14 @@ def build_report(
         for dim in by:
             for value in choices[dim] if dim in SET_KEYS else [values[dim]]:
                 add(per_dim[dim].setdefault(value, new_acc()), figures)
-        if len(by) > 1:
+        if collect:
             for combo in itertools.product(*(choices[s] for s in sets)):
                 values.update(zip(sets, combo, strict=True))
                 key = tuple(values[d] for d in by)
                 add(combined.setdefault(key, new_acc()), figures)
+            if len(combined) > COMBINED_LIMIT:
+                collect = False
+                combined.clear()
     breakdowns = {}
     for dim in by:
         rows = [{dim: value, **finish(acc)} for value, acc in per_dim[dim].items()]
@@ -509,11 +527,17 @@ def build_report(
             rows.sort(key=lambda r, d=dim: (-r["volume"], *_sort_key((r[d],))))
         breakdowns[dim] = rows
     combined_rows = None
-    if len(by) > 1:
+    stream = None
+    if collect:
         combined_rows = [
             {**dict(zip(by, key, strict=True)), **finish(combined[key])}
             for key in sorted(combined, key=_sort_key)
         ]
+    elif len(by) > 1:
+
+        def stream() -> Iterable[dict[str, Any]]:
+            return RowStream(settings, store, query, on_step=on_step)
+
     return Report(
         query=query,
         timezone=settings.timezone,
@@ -523,6 +547,7 @@ def build_report(
         coverage=coverage(settings, per_channel),
         breakdowns=breakdowns,
         combined=combined_rows,
+        stream=stream,
     )
 
 

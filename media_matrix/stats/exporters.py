@@ -5,8 +5,9 @@ Chinese headers and labels."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,6 +43,7 @@ NUMERIC = FIELDS[:-1]
 CHART_ROWS = 30  # categorical charts show the top rows by volume
 HTML_ROWS = 2000  # rows of a table shown in the HTML page
 CONSTANT_MEMORY_ROWS = 20_000
+EXCEL_ROWS = 1_048_576
 COVERAGE_TARGET = 0.9
 
 RowCallback = Callable[[int], None]
@@ -109,14 +111,23 @@ def _range_text(report: Report) -> str:
     return f"{start} 至 {end}（{report.timezone}）"
 
 
-def write_xlsx(report: Report, path: Path | str, settings: Settings | None = None) -> Path:
+def write_xlsx(
+    report: Report,
+    path: Path | str,
+    settings: Settings | None = None,
+    *,
+    on_row: RowCallback | None = None,
+) -> Path:
     """A summary sheet, one sheet per --by dimension (with a native chart) and, for two or
-    more dimensions, a 明细 sheet with every combination. Header rows are frozen."""
+    more dimensions, a 明细 sheet with every combination (cut at Excel's row limit, said on the
+    summary sheet). Header rows are frozen."""
     import xlsxwriter
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    big = len(report.combined or []) > CONSTANT_MEMORY_ROWS
+    big = report.has_combined and (
+        report.combined is None or len(report.combined) > CONSTANT_MEMORY_ROWS
+    )
     wb = xlsxwriter.Workbook(str(path), {"constant_memory": big})
     fmt = {
         "title": wb.add_format({"bold": True, "font_size": 16}),
@@ -129,18 +140,32 @@ def write_xlsx(report: Report, path: Path | str, settings: Settings | None = Non
         "text": wb.add_format({}),
         "note": wb.add_format({"italic": True, "font_color": "#555555"}),
     }
-    _summary_sheet(wb, fmt, report)
+    summary = _summary_sheet(wb, fmt, report)
     for dim, rows in report.breakdowns.items():
         _breakdown_sheet(wb, fmt, SHEET_NAMES[dim], [dim], rows, settings, chart=True)
-    if report.combined is not None:
-        _breakdown_sheet(
-            wb, fmt, "明细", list(report.query.by), report.combined, settings, chart=False
+    if report.has_combined:
+        written, cut = _breakdown_sheet(
+            wb,
+            fmt,
+            "明细",
+            list(report.query.by),
+            report.combined_rows(),
+            settings,
+            chart=False,
+            on_row=on_row,
         )
+        if cut:
+            summary.write(
+                3,
+                0,
+                f"明细超过 Excel 行数上限，只写入前 {written:,} 行；完整明细请导出 CSV。",
+                fmt["note"],
+            )
     wb.close()
     return path
 
 
-def _summary_sheet(wb: Any, fmt: dict[str, Any], report: Report) -> None:
+def _summary_sheet(wb: Any, fmt: dict[str, Any], report: Report) -> Any:
     ws = wb.add_worksheet("汇总")
     ws.set_column(0, 0, 22)
     ws.set_column(1, 6, 14)
@@ -223,6 +248,7 @@ def _summary_sheet(wb: Any, fmt: dict[str, Any], report: Report) -> None:
     for note in report.notes:
         row += 1
         ws.write(row, 0, note, fmt["note"])
+    return ws
 
 
 def _breakdown_sheet(
@@ -230,11 +256,13 @@ def _breakdown_sheet(
     fmt: dict[str, Any],
     name: str,
     dims: list[str],
-    rows: list[dict[str, Any]],
+    rows: Iterable[dict[str, Any]],
     settings: Settings | None,
     *,
     chart: bool,
-) -> None:
+    on_row: RowCallback | None = None,
+) -> tuple[int, bool]:
+    """Returns the rows written and whether the sheet was cut at Excel's limit."""
     ws = wb.add_worksheet(name)
     heads = [DIM_LABELS[d] for d in dims] + [FIELD_LABELS[f] for f in FIELDS]
     nd = len(dims)
@@ -244,18 +272,29 @@ def _breakdown_sheet(
     for col, head in enumerate(heads):
         ws.write(0, col, head, fmt["head"])
     ws.freeze_panes(1, nd)
-    for r, row in enumerate(rows, 1):
+    written, cut = 0, False
+    labels: dict[tuple[str, Any], str] = {}
+    for row in rows:
+        if written >= EXCEL_ROWS - 1:
+            cut = True
+            break
+        written += 1
         for c, dim in enumerate(dims):
-            ws.write_string(r, c, value_label(dim, row[dim], settings))
+            label = labels.get((dim, row[dim]))
+            if label is None:
+                label = labels[(dim, row[dim])] = value_label(dim, row[dim], settings)
+            ws.write_string(written, c, label)
         for c, field in enumerate(NUMERIC, nd):
-            ws.write_number(r, c, row[field], fmt["int"])
-        ws.write_string(r, nd + len(NUMERIC), SOURCE_LABELS[row["volume_source"]])
-    ws.autofilter(0, 0, max(1, len(rows)), len(heads) - 1)
-    if not chart or not rows:
-        return
+            ws.write_number(written, c, row[field], fmt["int"])
+        ws.write_string(written, nd + len(NUMERIC), SOURCE_LABELS[row["volume_source"]])
+        if on_row is not None and written % 10_000 == 0:
+            on_row(written)
+    ws.autofilter(0, 0, max(1, written), len(heads) - 1)
+    if not chart or not written:
+        return written, cut
     dim = dims[0]
     is_time = dim in TIME_DIMENSIONS
-    last = len(rows) if is_time else min(len(rows), CHART_ROWS)
+    last = written if is_time else min(written, CHART_ROWS)
     volume_col = nd + NUMERIC.index("volume")
     ch = wb.add_chart({"type": "line" if is_time else "bar"})
     ch.add_series(
@@ -278,11 +317,12 @@ def _breakdown_sheet(
         ch.set_y2_axis({"name": FIELD_LABELS["delivered"]})
     else:
         ch.set_y_axis({"reverse": True})  # largest first, as in the table
-    top = "" if is_time or len(rows) <= CHART_ROWS else f"（前 {CHART_ROWS}）"
+    top = "" if is_time or written <= CHART_ROWS else f"（前 {CHART_ROWS}）"
     ch.set_title({"name": f"{DIM_LABELS[dim]}传播量{top}"})
     ch.set_legend({"position": "bottom"} if is_time else {"none": True})
     ch.set_size({"width": 720, "height": max(300, 22 * last + 80) if not is_time else 360})
     ws.insert_chart(1, nd + len(FIELDS) + 1, ch)
+    return written, cut
 
 
 # -- HTML -----------------------------------------------------------------------------------------
@@ -325,15 +365,15 @@ def render_html(report: Report, settings: Settings | None = None) -> str:
             }
         )
     combined = None
-    if report.combined is not None:
+    if report.has_combined:
         by = list(report.query.by)
+        rows = report.combined_rows()
+        shown = list(itertools.islice(rows, HTML_ROWS))
+        more = sum(1 for _ in rows)
         combined = {
             "heads": [DIM_LABELS[d] for d in by],
-            "rows": [
-                {"keys": [value_label(d, r[d], settings) for d in by], **r}
-                for r in report.combined[:HTML_ROWS]
-            ],
-            "cut": max(0, len(report.combined) - HTML_ROWS),
+            "rows": [{"keys": [value_label(d, r[d], settings) for d in by], **r} for r in shown],
+            "cut": more,
         }
     status_chart = bar_chart(
         "投放状态",

@@ -197,20 +197,13 @@ class MetricsStore(StoreBase):
 
     def has_missing_estimates(self, channel: str) -> bool:
         """Whether a delivered delivery of ``channel`` has no estimated row yet."""
-        row = self.conn.execute(
-            "SELECT 1 FROM deliveries d WHERE d.channel = ? AND d.status = 'delivered'"
+        row = self.query_one(
+            "SELECT 1 AS found FROM deliveries d WHERE d.channel = ? AND d.status = 'delivered'"
             " AND NOT EXISTS (SELECT 1 FROM metrics m WHERE m.delivery_id = d.id"
             " AND m.source = 'estimated') LIMIT 1",
             (channel,),
-        ).fetchone()
+        )
         return row is not None
-
-    def delete_estimates(self, delivery_ids: Iterable[int]) -> None:
-        with self.transaction() as conn:
-            conn.executemany(
-                "DELETE FROM metrics WHERE delivery_id = ? AND source = 'estimated'",
-                [(i,) for i in delivery_ids],
-            )
 
     # -- reads for the pull ---------------------------------------------------------------------
 
@@ -246,9 +239,10 @@ class MetricsStore(StoreBase):
 
     def scheduled_range(self) -> tuple[str | None, str | None]:
         """The first and last ``scheduled_at`` of all deliveries (None, None when empty)."""
-        row = self.conn.execute("SELECT min(scheduled_at), max(scheduled_at) FROM deliveries")
-        first, last = row.fetchone()
-        return first, last
+        row = self.query_one(
+            "SELECT min(scheduled_at) AS first, max(scheduled_at) AS last FROM deliveries"
+        )
+        return (row["first"], row["last"]) if row else (None, None)
 
     # -- aggregation ----------------------------------------------------------------------------
 
@@ -308,6 +302,11 @@ class MetricsStore(StoreBase):
         range holds a small part of it; then read the range from the stats index."""
         if not (spec.start or spec.end):
             return "NOT INDEXED"
+        index = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'deliveries_stats'"
+        ).fetchone()
+        if index is None:  # an unmigrated database: let SQLite choose
+            return ""
         last = self.conn.execute("SELECT max(rowid) FROM deliveries").fetchone()[0] or 0
         in_range = self.conn.execute(
             "SELECT count(*) FROM deliveries INDEXED BY deliveries_stats"
