@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from media_matrix.cron import cron_trigger
 from media_matrix.models import TOPICS, check_group_ids
 
 CONFIG_ENV = "MEDIA_MATRIX_CONFIG"
@@ -118,12 +119,10 @@ class _ChannelBase(_Model):
     def _valid_cron(cls, value: list[str]) -> list[str]:
         for i, expr in enumerate(value):
             try:
-                CronTrigger.from_crontab(expr)
+                cron_trigger(expr, "UTC")
             except ValueError as exc:
-                fields = "" if len(expr.split()) == 5 else " (minute hour day month weekday)"
-                raise ValueError(
-                    f"bad cron expression {expr!r} at slots[{i}]: {exc}{fields}"
-                ) from None
+                detail = str(exc).removeprefix(f"{expr!r}: ")
+                raise ValueError(f"bad cron expression {expr!r} at slots[{i}]: {detail}") from None
         return value
 
     @field_validator("quiet_hours")
@@ -149,7 +148,7 @@ class _ChannelBase(_Model):
         start, end = parse_quiet_hours(self.quiet_hours)
         monday = datetime(2024, 1, 1, tzinfo=UTC)
         for i, expr in enumerate(self.slots):
-            trigger = CronTrigger.from_crontab(expr, timezone=UTC)
+            trigger = cron_trigger(expr, UTC)
             for offset in range(7):
                 day = monday + timedelta(days=offset)
                 opens = datetime.combine(day.date(), start, UTC)
@@ -331,7 +330,6 @@ class DaemonConfig(_Model):
     @field_validator("stats_at")
     @classmethod
     def _valid_stats_cron(cls, value: str) -> str:
-        from media_matrix.planner import cron_trigger  # crontab weekdays, as the daemon reads it
 
         try:
             cron_trigger(value, "UTC")

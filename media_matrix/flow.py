@@ -1,33 +1,87 @@
-"""The main job, once: every step of the flow in order, each a service of its own module."""
+"""The main job, once: every step of the flow in order, each the service of its own module.
+
+ingest (with tagging and the feeds' auto-approve rule) -> urgent packs queued now -> each
+enabled channel's next slot filled by the planner -> that batch sent now (a manual run is an
+operator saying "send the next slot's batch now") -> asynchronous publishes polled until final.
+The daemon does the same steps, each at its own time.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from media_matrix.config import Settings
+from media_matrix.dispatch import DispatchReport, SweepReport, dispatch_due, sweep
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
+from media_matrix.planner import PlanChannel, slot_times
+from media_matrix.scheduling import QueuedDelivery, fill_slot, queue_urgent
 from media_matrix.store import Store
+from media_matrix.timeutil import to_iso, utcnow
+
+SLOT_HORIZON = timedelta(days=8)  # far enough to find the next slot of a weekly channel
 
 
 @dataclass
 class RunReport:
     ingest: IngestReport
+    queued: list[QueuedDelivery] = field(default_factory=list)
+    dispatch: DispatchReport | None = None
+    sweep: SweepReport | None = None
+    deliveries: list[dict[str, Any]] = field(default_factory=list)  # this run's, final state
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ingest": [f.to_dict() for f in self.ingest.feeds],
             "new_pack_ids": self.ingest.new_pack_ids,
+            "queued": [q.to_dict() for q in self.queued],
+            "deliveries": [
+                {
+                    k: d[k]
+                    for k in (
+                        "id",
+                        "pack_id",
+                        "channel",
+                        "status",
+                        "attempts",
+                        "url",
+                        "remote_id",
+                        "last_error",
+                        "slot_at",
+                        "scheduled_at",
+                    )
+                }
+                for d in self.deliveries
+            ],
         }
+
+
+def next_slot(settings: Settings, channel: Any, now: datetime) -> datetime | None:
+    times = slot_times(PlanChannel.from_config(channel), now, now + SLOT_HORIZON, settings.tz)
+    return times[0] if times else None
 
 
 def run_once(
     settings: Settings,
     store: Store,
     *,
+    now: datetime | None = None,
     progress: Callable[[FeedReport], None] | None = None,
+    publish_wait: float = 30.0,
 ) -> RunReport:
-    """Ingest every enabled feed (later: tag, approve, plan, dispatch)."""
-    report = run_ingest(settings, store, progress=progress)
-    return RunReport(ingest=report)
+    """One pass of the whole flow; returns what each step did."""
+    now = now or utcnow()
+    report = RunReport(ingest=run_ingest(settings, store, now=now, progress=progress))
+    report.queued += queue_urgent(settings, store, now, by="run-once").queued
+    for channel in settings.channels:
+        slot = next_slot(settings, channel, now) if channel.enabled else None
+        if slot is not None:
+            report.queued += fill_slot(settings, store, channel.name, slot, by="run-once").queued
+    ids = [q.delivery_id for q in report.queued]
+    store.bring_forward(ids, at=to_iso(now) or "")
+    report.dispatch = dispatch_due(settings, store, now=now)
+    report.sweep = sweep(settings, store, wait=publish_wait)
+    report.deliveries = store.list_deliveries(ids=ids) if ids else []
+    return report

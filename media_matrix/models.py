@@ -33,6 +33,25 @@ TOPICS: dict[str, str] = {
 }
 
 
+# People-facing (Chinese) names of the stable status ids.
+PACK_STATUS_LABELS: dict[str, str] = {
+    "new": "待审",
+    "approved": "已通过",
+    "rejected": "已驳回",
+    "archived": "已归档",
+}
+DELIVERY_STATUS_LABELS: dict[str, str] = {
+    "queued": "排队中",
+    "sending": "发送中",
+    "submitted": "已提交(发布中)",
+    "delivered": "已送达",
+    "failed": "失败(将重试)",
+    "dead": "已放弃",
+    "unknown": "状态不明(待人工核实)",
+    "cancelled": "已取消",
+}
+
+
 def check_group_ids(ids: Iterable[str]) -> Iterable[str]:
     """``ids`` unchanged when every one is a known group id; else ValueError naming the first."""
     unknown = [g for g in ids if g not in GROUPS]

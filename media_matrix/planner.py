@@ -49,9 +49,8 @@ from itertools import chain
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
-
 from media_matrix.config import Campaign, parse_quiet_hours
+from media_matrix.cron import cron_trigger
 from media_matrix.models import GROUPS
 
 CITY = "市级"  # county value for city-level packs and channels
@@ -258,63 +257,6 @@ def _zone(tz: tzinfo | str) -> tzinfo:
 
 # --------------------------------------------------------------------------------------------
 # Cron and quiet hours
-
-_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab order: 0 = Sunday
-
-
-def _dow_value(token: str, expr: str) -> int:
-    token = token.strip().lower()
-    if token in _DOW_NAMES:
-        return _DOW_NAMES.index(token)
-    if token.isdigit() and 0 <= int(token) <= 7:
-        return int(token) % 7
-    raise ValueError(f"bad day of week {token!r} in cron expression {expr!r}")
-
-
-def _crontab_weekdays(dow: str, expr: str) -> str:
-    """Crontab day-of-week field -> an APScheduler field of names, same days."""
-    if dow in ("*", "?"):
-        return "*"
-    days: set[int] = set()
-    for part in dow.split(","):
-        base, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if step < 1:
-            raise ValueError(f"bad step in day of week {part!r} of cron expression {expr!r}")
-        if base == "*":
-            first, last = 0, 6
-        elif "-" in base:
-            lo, hi = base.split("-", 1)
-            first, last = _dow_value(lo, expr), _dow_value(hi, expr)
-            if hi.strip() == "7":
-                last = 7  # "5-7" is fri..sun
-            if last < first:
-                raise ValueError(f"day of week range {base!r} runs backwards in {expr!r}")
-        else:
-            first = _dow_value(base, expr)
-            last = 6 if step_text else first  # "1/2": from monday every other day
-        days.update(day % 7 for day in range(first, last + 1, step))
-    return ",".join(_DOW_NAMES[day] for day in sorted(days))
-
-
-def cron_trigger(expr: str, tz: tzinfo | str) -> CronTrigger:
-    """APScheduler CronTrigger for a 5-field crontab string, with crontab weekday numbers.
-
-    ``0 8 * * 1-5`` fires at 08:00 Monday to Friday in ``tz`` (plain
-    ``CronTrigger.from_crontab`` would pick Tuesday to Saturday).
-    """
-    fields = expr.split()
-    if len(fields) != 5:
-        raise ValueError(f"cron expression {expr!r}: expected 5 fields, got {len(fields)}")
-    minute, hour, day, month, dow = fields
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=_crontab_weekdays(dow, expr),
-        timezone=_zone(tz),
-    )
 
 
 def _in_window(moment: time, window: tuple[time, time]) -> bool:

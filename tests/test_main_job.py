@@ -50,10 +50,32 @@ def test_run_once_on_default_config_ingests_the_samples(project):
     assert len(packs) >= 40
     both = [p for p in packs if p["feeds"] == ["kepu-china", "kepu-zhongyuan"]]
     assert len(both) == 3
-    # a second run finds nothing new and stores no duplicate
+    # the whole flow: each channel type got its next slot's batch, sent now, to the sandbox
+    sent = report["deliveries"]
+    channels = {d["channel"] for d in sent}
+    assert channels == {
+        "puyang-kexie-wechat",
+        "qingfeng-media-centre",
+        "hualong-square-screen",
+        "puyang-kexie-wecom",
+    }
+    assert all(d["status"] == "delivered" for d in sent), sent
+    wechat = [d for d in sent if d["channel"] == "puyang-kexie-wechat"]
+    assert 1 <= len(wechat) <= 4 and all(d["url"] for d in wechat)  # per_slot 4, article URLs
+    screen = next(d for d in sent if d["channel"] == "hualong-square-screen")
+    folder = Path(screen["url"].removeprefix("file://"))
+    assert (folder / "manifest.json").is_file() and folder.is_relative_to(project)
+    # only approved packs went out (the local packs await review)
+    approved = {p["id"] for p in packs if p["status"] == "approved"}
+    assert {d["pack_id"] for d in sent} <= approved
+    log = json.loads(cli(project, "deliveries", "--json").stdout)
+    assert len(log) == len(sent)
+    # a second run finds nothing new, stores no duplicate and sends nothing twice
     again = json.loads(cli(project, "run", "--once", "--json").stdout)
     assert sum(f["new"] for f in again["ingest"]) == 0
     assert len(json.loads(cli(project, "packs", "list", "--json").stdout)) == len(packs)
+    resent = {(d["pack_id"], d["channel"]) for d in again["deliveries"]}
+    assert not resent & {(d["pack_id"], d["channel"]) for d in sent}
 
 
 def test_config_from_environment_and_bad_pack_in_inbox(project, tmp_path_factory):

@@ -12,10 +12,10 @@ from media_matrix.cli.common import (
     json_option,
     pass_app,
 )
-from media_matrix.models import GROUPS, TOPICS, Pack, PackStatus
+from media_matrix.models import GROUPS, PACK_STATUS_LABELS, TOPICS, Pack, PackStatus
 from media_matrix.retag import edit_tags, retag_all
 
-STATUS_LABELS = {"new": "待审", "approved": "已通过", "rejected": "已驳回", "archived": "已归档"}
+STATUS_LABELS = PACK_STATUS_LABELS
 
 
 @click.group("packs")

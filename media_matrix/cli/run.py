@@ -17,9 +17,10 @@ from media_matrix.cli.common import (
     json_option,
     pass_app,
 )
-from media_matrix.cli.packs import STATUS_LABELS
 from media_matrix.flow import run_once
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
+from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
+from media_matrix.sandbox.embedded import embedded_sandbox
 
 PROGRESS_THRESHOLD = 5  # show a progress bar from this many feeds on
 
@@ -64,10 +65,12 @@ def run_command(app: AppContext, once: bool, as_json: bool) -> None:
 
         start_daemon(app)
         return
-    settings = app.settings
-    total = len([f for f in settings.feeds if f.enabled])
-    with _progress(total, "导入订阅源") as advance:
-        result = run_once(settings, app.store, progress=advance)
+    total = len([f for f in app.settings.feeds if f.enabled])
+    with embedded_sandbox(app.settings) as (settings, servers):
+        if servers is not None and not as_json:
+            click.echo("沙箱渠道服务 (sandbox channels): " + ", ".join(servers.urls.values()))
+        with _progress(total, "导入订阅源") as advance:
+            result = run_once(settings, app.store, progress=advance)
     if as_json:
         echo_json(result.to_dict())
         return
@@ -77,13 +80,50 @@ def run_command(app: AppContext, once: bool, as_json: bool) -> None:
         echo_table(
             ["ID", "状态", "标题", "来源"],
             [
-                (p.id, STATUS_LABELS.get(p.status, p.status), p.title, ", ".join(p.feeds))
+                (p.id, PACK_STATUS_LABELS.get(p.status, p.status), p.title, ", ".join(p.feeds))
                 for p in packs
             ],
             title=f"本次新增内容包 ({len(packs)})",
         )
     counts = app.store.count_packs_by_status()
-    click.echo("库中内容包: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    click.echo(
+        "库中内容包: "
+        + ", ".join(f"{PACK_STATUS_LABELS.get(k, k)} {v}" for k, v in sorted(counts.items()))
+    )
+    print_delivery_log(result.deliveries)
+
+
+def print_delivery_log(deliveries: list[dict]) -> None:
+    """The delivery log of this run: one row per delivery, then totals per channel."""
+    if not deliveries:
+        click.echo("本次没有需要分发的内容 (nothing to send this run)")
+        return
+    echo_table(
+        ["投递", "渠道", "内容包", "标题", "状态", "尝试", "链接/远端编号", "错误"],
+        [
+            (
+                d["id"],
+                d["channel"],
+                d["pack_id"],
+                d["pack_title"],
+                DELIVERY_STATUS_LABELS.get(d["status"], d["status"]),
+                d["attempts"],
+                d["url"] or d["remote_id"] or "",
+                d["last_error"] or "",
+            )
+            for d in deliveries
+        ],
+        title="本次分发记录",
+    )
+    totals: dict[str, dict[str, int]] = {}
+    for d in deliveries:
+        per = totals.setdefault(d["channel"], {})
+        per[d["status"]] = per.get(d["status"], 0) + 1
+    for channel, per in sorted(totals.items()):
+        parts = ", ".join(
+            f"{DELIVERY_STATUS_LABELS.get(k, k)} {v}" for k, v in sorted(per.items())
+        )
+        click.echo(f"  {channel}: {parts}")
 
 
 def print_ingest_report(report: IngestReport) -> None:

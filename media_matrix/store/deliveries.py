@@ -261,3 +261,16 @@ class DeliveryStore(StoreBase):
         read instead of loading every approved pack)."""
         rows = self.query("SELECT id FROM packs WHERE status = 'approved' AND urgent = 1")
         return [r["id"] for r in rows]
+
+    def bring_forward(self, delivery_ids: list[int], *, at: str) -> int:
+        """Make queued deliveries due at ``at`` (an operator sending a slot's batch early);
+        their planned ``slot_at`` stays as it was. Returns how many moved."""
+        if not delivery_ids:
+            return 0
+        marks = ", ".join("?" for _ in delivery_ids)
+        cursor = self.execute(
+            f"UPDATE deliveries SET scheduled_at = ?, updated_at = ?"
+            f" WHERE status = 'queued' AND id IN ({marks})",
+            (at, now_iso(), *delivery_ids),
+        )
+        return cursor.rowcount
