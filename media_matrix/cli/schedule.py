@@ -336,12 +336,13 @@ ERROR_KINDS = {"feed": "订阅源", "feed_item": "条目", "delivery": "投递"}
 def start_daemon(app: AppContext) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT (`daemon`, `run` without --once)."""
     from media_matrix.daemon import DaemonRefused, run_daemon
+    from media_matrix.sandbox.embedded import embedded_sandbox
 
-    settings = app.settings
     app.store.migrate()  # create or upgrade before the daemon opens its own connections
     app.close()
     try:
-        code = run_daemon(settings)
+        with embedded_sandbox(app.settings) as (settings, _servers):
+            code = run_daemon(settings)
     except DaemonRefused as exc:
         raise RuntimeFailure(str(exc)) from None
     if code:
