@@ -71,7 +71,7 @@ from media_matrix.adapters import (
     adapter_class,
     make_adapter,
 )
-from media_matrix.adapters.base import USER_AGENT
+from media_matrix.adapters.base import USER_AGENT, BaseAdapter
 from media_matrix.config import Settings
 from media_matrix.models import DeliveryStatus
 from media_matrix.store import NotFound, Store
@@ -436,6 +436,20 @@ class _Engine:
                 self._adapters[channel.name] = adapter
             return adapter
 
+    def render(self, adapter: Any, items: list[OutgoingItem]) -> Any:
+        """``adapter.render``, except that the shared default rendering gets the configured
+        time zone (``BaseAdapter.render`` always renders in Asia/Shanghai)."""
+        if type(adapter).render is BaseAdapter.render:
+            from media_matrix.render import render_message
+
+            return render_message(
+                adapter.channel,
+                items,
+                adapter.templates_dir or self.settings.templates,
+                timezone=self.settings.timezone,
+            )
+        return adapter.render(items)
+
     def start(self) -> None:
         interval = max(0.1, self.conf.lease_seconds / 3)
 
@@ -565,7 +579,7 @@ class _Engine:
                 for row in unit.rows
             ]
             adapter = self.adapter(unit.channel)
-            message = adapter.render(items)
+            message = self.render(adapter, items)
             result = adapter.send(message, checkpoint, state=unit.state)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             self.failed(unit, opened, exc)

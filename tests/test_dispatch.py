@@ -58,6 +58,7 @@ def write_settings(
     channels: list[dict[str, Any]],
     *,
     templates: Path | None = None,
+    timezone: str = "Asia/Shanghai",
     **dispatch_opts: Any,
 ) -> Settings:
     opts = {
@@ -69,6 +70,7 @@ def write_settings(
         **dispatch_opts,
     }
     data = {
+        "timezone": timezone,
         "database": str(folder / "db.sqlite"),
         "templates": str(templates or REPO / "channels"),
         "dispatch": opts,
@@ -639,6 +641,18 @@ def test_outbox_delivered_as_one_folder(project, sandbox):
         assert (folder / row["uid"] / "DONE").exists()
         assert row["url"] == (folder / row["uid"]).as_uri()
     assert len(list(folder.iterdir())) == 3
+    store.close()
+
+
+def test_messages_are_rendered_in_the_configured_time_zone(project):
+    folder = project / "screen"
+    settings = write_settings(project, [outbox("screen", folder)], timezone="Europe/Berlin")
+    store = open_store(settings.database)
+    (delivery_id,) = queue(store, add_packs(store, 1), "screen", at="2026-01-01T00:00:00+00:00")
+    assert dispatch_due(settings, store).delivered == 1
+    uid = store.get_delivery(delivery_id)["uid"]
+    playlist = json.loads((folder / uid / "playlist.json").read_text(encoding="utf-8"))
+    assert json.dumps(playlist).count("2026-01-01T01:00:00+01:00") >= 1
     store.close()
 
 
