@@ -94,9 +94,10 @@ def estimate(
     now = now or utcnow()
     tz = settings.tz
     fetched = to_iso(now) or ""
-    first, _ = store.scheduled_range()
+    first, last = store.scheduled_range()
     lo = datetime.fromisoformat(first) if first else now
-    offsets = offset_segments(tz, min(lo, now), now)
+    hi = datetime.fromisoformat(last) if last else now
+    offsets = offset_segments(tz, min(lo, now), max(hi, now) + timedelta(days=31))
     since_iso = to_iso(since) if since else None
     written = 0
     for channel in settings.channels:
@@ -288,7 +289,10 @@ def pull(
                     body={"begin_date": begin.isoformat(), "end_date": end.isoformat()},
                 )
                 result["calls"] += 1
-                for item in data.get("list") or []:
+                items = data.get("list")
+                for item in items if isinstance(items, list) else []:
+                    if not isinstance(item, dict):
+                        continue
                     delivery_id = matcher.find(item)
                     if delivery_id is None:
                         result["unmatched"] += 1
