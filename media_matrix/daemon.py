@@ -543,9 +543,10 @@ class Daemon:
                 return
             began = time.monotonic()
             result = pull(self.settings, self.store())
+            errors = result.get("errors") if isinstance(result, dict) else None
             self.log(
                 "stats_pull",
-                outcome="ok",
+                outcome="error" if errors else "ok",
                 result=_summary(result),
                 duration_ms=round((time.monotonic() - began) * 1000),
             )
