@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from media_matrix.models import PackStatus
+from media_matrix.models import PACK_STATUS_LABELS, PackStatus
 from media_matrix.store import NotFound, Store, StoreError
 
-STATUS_LABELS = {"new": "待审", "approved": "已通过", "rejected": "已驳回", "archived": "已归档"}
+STATUS_LABELS = PACK_STATUS_LABELS
 
 APPROVABLE = (PackStatus.NEW, PackStatus.REJECTED)
 REJECTABLE = (PackStatus.NEW, PackStatus.APPROVED)

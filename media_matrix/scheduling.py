@@ -33,7 +33,7 @@ from typing import Any
 
 from media_matrix import planner
 from media_matrix.config import ConfigError, Settings
-from media_matrix.models import GROUPS, PackStatus
+from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, PackStatus
 from media_matrix.planner import Assignment, Booking, PlanChannel, PlanPack
 from media_matrix.review import STATUS_LABELS, subject
 from media_matrix.store import NotFound, Store, StoreError
@@ -42,16 +42,7 @@ from media_matrix.timeutil import from_iso, to_iso, utcnow
 
 HORIZON_DAYS = 30  # how far `queue ID --channel` looks for a free slot
 WEEKDAYS = "一二三四五六日"
-DELIVERY_LABELS = {
-    "queued": "待发送",
-    "sending": "发送中",
-    "submitted": "已提交",
-    "delivered": "已送达",
-    "failed": "失败待重试",
-    "dead": "已放弃",
-    "unknown": "状态未知",
-    "cancelled": "已撤回",
-}
+DELIVERY_LABELS = DELIVERY_STATUS_LABELS
 LIVE = ("queued", "sending", "submitted", "delivered", "failed", "dead", "unknown")
 
 

@@ -323,7 +323,7 @@ def test_queue_auto_end_to_end_cli(project):
     again = run_cli(config, "queue", "--auto", "--days", "2", "--now", now, "--json")
     assert json.loads(again.stdout)["queued"] == []
     table = run_cli(config, "plan", "--days", "1", "--now", now)
-    assert "星期二" in table.stdout and "待发送" in table.stdout
+    assert "星期二" in table.stdout and "排队中" in table.stdout
     audit = store.audit_log(limit=1)[0]
     assert audit["action"] == "queue_auto" and audit["subject"] == "plan"
 

@@ -17,18 +17,9 @@ from media_matrix.cli.common import (
     json_option,
     pass_app,
 )
-from media_matrix.models import DeliveryStatus
+from media_matrix.models import DELIVERY_STATUS_LABELS, DeliveryStatus
 
-STATUS_LABELS = {
-    "queued": "排队中",
-    "sending": "发送中",
-    "submitted": "已提交(发布中)",
-    "delivered": "已送达",
-    "failed": "失败(将重试)",
-    "dead": "已放弃",
-    "unknown": "状态不明(待人工核实)",
-    "cancelled": "已取消",
-}
+STATUS_LABELS = DELIVERY_STATUS_LABELS
 OUTCOME_LABELS = {
     "delivered": "送达",
     "submitted": "已提交",

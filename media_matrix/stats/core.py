@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from media_matrix.config import Settings
-from media_matrix.models import GROUPS, TOPICS
+from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, TOPICS
 from media_matrix.planner import active_campaigns
 from media_matrix.store.metrics import (
     FIGURES,
@@ -73,16 +73,7 @@ FIELD_LABELS = {
     "volume_source": "数据来源",
 }
 SOURCE_LABELS = {"measured": "实测", "estimated": "估算", "mixed": "混合(实测+估算)"}
-STATUS_LABELS = {
-    "queued": "待发送",
-    "sending": "发送中",
-    "submitted": "已提交",
-    "delivered": "已送达",
-    "failed": "失败待重试",
-    "dead": "已放弃",
-    "unknown": "状态未知",
-    "cancelled": "已取消",
-}
+STATUS_LABELS = DELIVERY_STATUS_LABELS
 EMPTY_LABELS = {
     "county": "（未配置区县）",
     "group": "（未标注人群）",
