@@ -73,7 +73,7 @@ def tag_command(app: AppContext, scores: bool) -> None:
     """试标注 (dry run): JSON Lines on stdin -> groups, topics and reasons on stdout."""
     settings = app.settings  # rules only: the database is not opened
     tagger = tagger_for(settings)
-    stdin = click.get_binary_stream("stdin")
+    stdin = sys.stdin.buffer
     out = sys.stdout.buffer
     for line_no, raw in enumerate(stdin, 1):
         try:
