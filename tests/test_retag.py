@@ -86,8 +86,12 @@ def test_ingest_tags_and_editor_override_survives(tmp_path):
     after = packs(config)["小麦冬季田间管理要点"]
     assert "seniors" in after["groups"] and "agriculture" not in after["topics"]
     audit = mm(config, "audit", "--json")
-    if audit.returncode == 0:  # the audit command arrives with the review commands
-        assert any(row["who"] == "王编辑" for row in json.loads(audit.stdout))
+    assert audit.returncode == 0, audit.stderr
+    edits = [row for row in json.loads(audit.stdout) if row["who"] == "王编辑"]
+    assert {(row["action"], row["note"]) for row in edits} == {
+        ("add_group", "seniors"),
+        ("remove_topic", "agriculture"),
+    }
 
 
 def test_rule_change_then_retag_all_reports_changes(tmp_path):
