@@ -222,3 +222,17 @@ def test_errors_before_posting_are_safe_to_retry(sb):
     with pytest.raises(RetryableError):
         dead.send(message, checkpoints)
     assert checkpoints.last["pending"] is False  # connection refused: nothing went out
+
+
+def test_a_recorded_post_is_never_repeated_after_a_crash(sb):
+    """The answer arrived and was checkpointed, then the process died before the dispatcher
+    recorded the outcome: recovery must report delivered without posting again."""
+    adapter = robot(sb)
+    message = adapter.render([make_item(1)])
+    checkpoints = Checkpoints()
+    adapter.send(message, checkpoints)
+    recorded = checkpoints.last
+    assert recorded["posted"] is True and recorded["pending"] is False
+    assert adapter.reconcile(recorded).status == "delivered"
+    assert adapter.send(message, checkpoints, state=recorded).status == "delivered"
+    assert len(sb.wecom.messages) == 1

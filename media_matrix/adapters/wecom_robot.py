@@ -142,6 +142,9 @@ class WecomRobotAdapter(BaseAdapter):
     ) -> SendResult:
         self.check_items(message)
         st: dict[str, Any] = copy.deepcopy(dict(state or {}))
+        if st.get("posted"):
+            # an earlier attempt was accepted but not recorded (crash): never post twice
+            return SendResult("delivered", http_status=200, excerpt="already posted", state=st)
         if st.get("pending"):
             raise AmbiguousError(
                 "an earlier post to the robot lost its answer; WeCom cannot tell whether it "
@@ -164,17 +167,20 @@ class WecomRobotAdapter(BaseAdapter):
                 st["pending"] = False
                 checkpoint(copy.deepcopy(st))
             raise network_error(exc, "wecom robot") from None
-        st["pending"] = False
-        checkpoint(copy.deepcopy(st))
         if resp.status_code != 200:
+            st["pending"] = False
+            checkpoint(copy.deepcopy(st))
             raise http_error(resp, "wecom robot")
         try:
             data = resp.json()
         except ValueError:
-            raise RetryableError(
+            # a 200 whose body we cannot read: the message may have gone out (pending stays)
+            raise AmbiguousError(
                 "wecom robot: answer is not JSON", http_status=200, excerpt_text=resp.text
             ) from None
         code = int(data.get("errcode") or 0) if isinstance(data, dict) else -1
+        st.update(pending=False, posted=code == 0)
+        checkpoint(copy.deepcopy(st))
         kw: dict[str, Any] = {"http_status": 200, "excerpt_text": resp.text, "errcode": code}
         errmsg = data.get("errmsg", "") if isinstance(data, dict) else ""
         msg = f"wecom robot: errcode {code} {errmsg}"
@@ -191,6 +197,10 @@ class WecomRobotAdapter(BaseAdapter):
     def reconcile(
         self, state: Mapping[str, Any], checkpoint: Checkpoint | None = None
     ) -> SendResult | None:
+        if state.get("posted"):
+            return SendResult(
+                "delivered", http_status=200, excerpt="already posted", state={**state}
+            )
         if state.get("pending"):
             return None  # WeCom offers no way to look a message up
         raise NothingSent("no post was in flight")
