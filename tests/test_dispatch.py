@@ -940,3 +940,20 @@ def test_cli_dispatch_once_and_deliveries(project, sandbox, capsys):
     assert _run(capsys, project, "deliveries", "show", "999")[0] == 1
     assert _run(capsys, project, "deliveries", "--status", "nope")[0] == 2
     assert _run(capsys, project, "dispatch", "--once", "--channel", "nope")[0] == 2
+
+
+def test_operator_retry_keeps_the_remote_state_of_a_failed_delivery(project, sandbox):
+    """A failed WeChat attempt may have lost the answer to a submit: the retry must let the
+    adapter look it up, so the recorded state survives an operator's retry."""
+    settings = write_settings(project, [webhook("cms", sandbox.mediacentre.url())])
+    store = open_store(settings.database)
+    (failed, dead) = queue(store, add_packs(store, 2), "cms")
+    state = {"step": "submit", "pending": True, "draft_media_id": "m1"}
+    store.save_remote_state([failed, dead], state, at=datetime.now(UTC).isoformat())
+    store.execute("UPDATE deliveries SET status = 'failed' WHERE id = ?", (failed,))
+    store.execute("UPDATE deliveries SET status = 'dead' WHERE id = ?", (dead,))
+    store.retry_delivery(failed)
+    store.retry_delivery(dead)
+    assert store.get_delivery(failed)["remote_state"] == state
+    assert store.get_delivery(dead)["remote_state"] == {}
+    store.close()

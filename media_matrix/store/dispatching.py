@@ -515,9 +515,11 @@ class DispatchStore(StoreBase):
     def retry_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
         """dead / unknown / failed / cancelled -> queued, due now (or at its future slot).
 
-        The attempt counter restarts and the recorded remote state is cleared: the operator has
-        decided the earlier attempt does not count (for ``unknown``: checked that nothing went
-        out). The attempt log keeps everything.
+        The attempt counter restarts. The recorded remote state is cleared for dead, unknown
+        and cancelled deliveries (the operator has decided the earlier attempt does not count;
+        for ``unknown``: checked that nothing went out) but kept for ``failed`` ones, whose
+        state the adapter still needs to tell whether a lost call went through (a WeChat submit
+        must be looked up, never repeated). The attempt log keeps everything.
         """
         with self.transaction() as conn:
             row = conn.execute(
@@ -535,15 +537,13 @@ class DispatchStore(StoreBase):
                 """
                 UPDATE deliveries
                 SET status = 'queued', attempts = 0, next_attempt_at = NULL, lease_owner = NULL,
-                    lease_until = NULL, remote_state = '{}', batch = NULL, updated_at = ?
+                    lease_until = NULL, batch = NULL, updated_at = ?,
+                    remote_state = CASE WHEN status = 'failed' THEN remote_state ELSE '{}' END
                 WHERE id = ?
                 """,
                 (at, delivery_id),
             )
-            conn.execute(
-                "INSERT INTO audit (at, who, action, subject, note) VALUES (?, ?, ?, ?, ?)",
-                (at, who, "delivery.retry", f"delivery:{delivery_id}", f"from {row[0]}"),
-            )
+            self.audit(who, "delivery.retry", f"delivery:{delivery_id}", f"from {row[0]}")  # type: ignore[attr-defined]  # noqa: E501
         return self.deliveries_by_id([delivery_id])[0]
 
     def cancel_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
@@ -568,8 +568,5 @@ class DispatchStore(StoreBase):
                 """,
                 (at, delivery_id),
             )
-            conn.execute(
-                "INSERT INTO audit (at, who, action, subject, note) VALUES (?, ?, ?, ?, ?)",
-                (at, who, "delivery.cancel", f"delivery:{delivery_id}", f"from {row[0]}"),
-            )
+            self.audit(who, "delivery.cancel", f"delivery:{delivery_id}", f"from {row[0]}")  # type: ignore[attr-defined]  # noqa: E501
         return self.deliveries_by_id([delivery_id])[0]
