@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 from datetime import UTC, datetime
 
 
@@ -28,3 +29,19 @@ def from_iso(value: str | None) -> datetime | None:
 
 def now_iso() -> str:
     return to_iso(utcnow())  # type: ignore[return-value]
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unparseable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or utcnow())).total_seconds())

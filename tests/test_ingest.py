@@ -282,6 +282,7 @@ def test_local_packs_good_bad_and_zip(tmp_path):
             "county": "清丰县",
         },
     )
+    write_pack(inbox / "local-time", {"title": "本地时间", "published": "2026-11-20 09:00:00"})
     write_pack(inbox / "bad", {"summary": "缺少标题"})
     write_pack(inbox / "badgroup", {"title": "人群写错", "groups": ["aliens"]})
     with zipfile.ZipFile(inbox / "zipped.zip", "w") as zf:
@@ -293,7 +294,7 @@ def test_local_packs_good_bad_and_zip(tmp_path):
     config = make_config(tmp_path, [{"name": "inbox", "kind": "packdir", "url": "inbox"}])
     report, store = ingest(config)
     feed = report.feeds[0]
-    assert feed.new == 2
+    assert feed.new == 3
     errors = dict(feed.item_errors)
     assert "title: required key is missing" in errors["bad"]
     assert "aliens" in errors["badgroup"]
@@ -305,6 +306,8 @@ def test_local_packs_good_bad_and_zip(tmp_path):
     good = packs["冬季消防安全提示"]
     assert good.county == "清丰县" and good.source == "清丰县消防救援大队"
     assert good.published_at == "2026-11-20T01:00:00+00:00"
+    # a time without offset is the config's local time (Asia/Shanghai), not UTC
+    assert packs["本地时间"].published_at == "2026-11-20T01:00:00+00:00"
     zipped = packs["压缩包里的资源包"]
     assert zipped.images and Path(zipped.images[0].removeprefix("file://")).is_file()
     assert {e["subject"] for e in store.item_errors()} == {"bad", "badgroup", "evil.zip"}
@@ -403,3 +406,28 @@ def test_cli_lists_json(tmp_path, feed_server):
     assert feeds[0]["name"] == "kp" and feeds[0]["failures"] == 0
     missing = run_cli("--config", str(config), "packs", "show", "999")
     assert missing.returncode == 1 and "999" in missing.stderr
+
+
+def test_an_error_while_storing_one_feed_does_not_stop_the_others(tmp_path, feed_server):
+    feed_server.add("/a.xml", body=rss([("a1", "会出错的条目", BODY)]))
+    feed_server.add("/b.xml", body=rss([("b1", "正常条目", BODY + "正常")]))
+    config = make_config(
+        tmp_path,
+        [
+            {"name": "a", "kind": "rss", "url": feed_server.url("/a.xml")},
+            {"name": "b", "kind": "rss", "url": feed_server.url("/b.xml")},
+        ],
+    )
+
+    def tagger(item):
+        if item.title == "会出错的条目":
+            raise RuntimeError("rule engine broke")
+        return []
+
+    report, store = ingest(config, tagger=tagger)
+    by_name = {f.feed: f for f in report.feeds}
+    assert "rule engine broke" in by_name["a"].error
+    assert by_name["b"].new == 1 and by_name["b"].error is None
+    assert [p.title for p in store.list_packs()] == ["正常条目"]  # a's write was rolled back
+    assert "rule engine broke" in store.get_feed_state("a")["last_error"]
+    store.close()

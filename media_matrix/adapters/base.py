@@ -54,7 +54,6 @@ Adapters are thread-safe: one instance per channel may be used from several pool
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import mimetypes
 import re
@@ -70,6 +69,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from media_matrix.models import Pack
+from media_matrix.timeutil import parse_retry_after
 
 EXCERPT_MAX = 500
 USER_AGENT = "media-matrix/0.1 (+channel adapter)"
@@ -340,22 +340,6 @@ def excerpt(text: str | bytes | None, limit: int = EXCERPT_MAX) -> str:
     if isinstance(text, bytes):
         text = text[: limit * 4].decode("utf-8", "replace")
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unparseable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def next_beijing_midnight(now: datetime | None = None) -> datetime:

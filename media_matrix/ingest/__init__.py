@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from media_matrix.models import IngestOutcome, Item, PackStatus, Tag
 from media_matrix.retag import item_tagger
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
+
+log = logging.getLogger(__name__)
 
 # Short or empty bodies hash alike by accident; only a real article body identifies a pack.
 MIN_TEXT_FOR_HASH_MATCH = 30
@@ -158,12 +161,18 @@ def run_ingest(
         except (SourceError, FetchError) as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - one feed must never stop the others
+            log.exception("feed %s: unexpected error while reading", feed.name)
             return SourceError(f"unexpected {type(exc).__name__}: {exc}")
 
     workers = max(1, min(settings.ingest.workers, len(due)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for feed, outcome in zip(due, pool.map(read, due), strict=True):
-            feed_report = _record(settings, store, feed, outcome, now, tagger)
+            try:
+                feed_report = _record(settings, store, feed, outcome, now, tagger)
+            except Exception as exc:  # noqa: BLE001 - storing one feed must not stop the others
+                log.exception("feed %s: unexpected error while storing", feed.name)
+                error = SourceError(f"unexpected {type(exc).__name__} while storing: {exc}")
+                feed_report = _record(settings, store, feed, error, now, tagger)
             report.feeds.append(feed_report)
             if progress:
                 progress(feed_report)
@@ -180,7 +189,7 @@ def _read_source(
 ) -> SourceResult:
     if feed.kind == "packdir":
         media_root = settings.database.parent / "packs" / feed.name
-        return read_packdir(local_path(feed.url), media_root, feed.county)
+        return read_packdir(local_path(feed.url), media_root, feed.county, settings.tz)
     fetched = fetch(
         feed.url,
         options,

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import requests
 
-from media_matrix.timeutil import utcnow
+from media_matrix.timeutil import parse_retry_after
 
 RETRY_AFTER_STATUSES = {429, 503}
 
@@ -170,20 +169,6 @@ def _read_capped(response: requests.Response, max_bytes: int, url: str) -> bytes
     except requests.RequestException as exc:
         raise FetchError(f"reading {url} failed: {type(exc).__name__}: {exc}") from None
     return b"".join(chunks)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - utcnow()).total_seconds())
 
 
 def default_session(pool: int = 10) -> requests.Session:

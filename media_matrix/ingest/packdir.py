@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -60,7 +60,11 @@ class BadPack(Exception):
     pass
 
 
-def read_packdir(folder: Path, media_root: Path, default_county: str = "市级") -> SourceResult:
+def read_packdir(
+    folder: Path, media_root: Path, default_county: str = "市级", tz: tzinfo = UTC
+) -> SourceResult:
+    """Every pack in ``folder``; ``tz`` is how a ``published`` time without offset is read
+    (editors write local time)."""
     if not folder.is_dir():
         raise SourceError(f"pack folder {folder} does not exist")
     result = SourceResult()
@@ -71,13 +75,15 @@ def read_packdir(folder: Path, media_root: Path, default_county: str = "市级")
             continue
         try:
             pack_dir = _unpacked(entry, media_root) if entry.is_file() else entry
-            result.items.append(read_pack(pack_dir, entry.name, default_county))
+            result.items.append(read_pack(pack_dir, entry.name, default_county, tz))
         except BadPack as exc:
             result.item_errors.append((entry.name, str(exc)))
+        except (OSError, zipfile.LargeZipFile) as exc:  # unreadable file, full disk, ...
+            result.item_errors.append((entry.name, f"cannot read the pack: {exc}"))
     return result
 
 
-def read_pack(pack_dir: Path, name: str, default_county: str = "市级") -> Item:
+def read_pack(pack_dir: Path, name: str, default_county: str = "市级", tz: tzinfo = UTC) -> Item:
     manifest = _manifest(pack_dir)
     base = pack_dir.resolve().as_uri() + "/"
     body_path = _body_path(pack_dir, manifest)
@@ -97,6 +103,8 @@ def read_pack(pack_dir: Path, name: str, default_county: str = "市级") -> Item
             if uri not in images:
                 images.append(uri)
     published = manifest.published
+    if published is not None and published.tzinfo is None:
+        published = published.replace(tzinfo=tz)
     return Item(
         guid=manifest.guid or name,
         title=title,
