@@ -33,7 +33,8 @@ def rss(items: list[tuple[str, str, str]], *, channel: str = "科普中国") -> 
 
 
 def make_config(tmp_path: Path, feeds: list[dict], **extra: object) -> Path:
-    data = {"database": "var/test.db", "feeds": feeds, **extra}
+    data = {"database": "var/test.db", "feeds": feeds}
+    data.update(extra)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
@@ -431,3 +432,11 @@ def test_an_error_while_storing_one_feed_does_not_stop_the_others(tmp_path, feed
     assert [p.title for p in store.list_packs()] == ["正常条目"]  # a's write was rolled back
     assert "rule engine broke" in store.get_feed_state("a")["last_error"]
     store.close()
+
+
+def test_unusable_database_path_is_a_clear_runtime_error(tmp_path):
+    (tmp_path / "blocker").write_text("a file where a folder should be", encoding="utf-8")
+    config = make_config(tmp_path, [], database="blocker/sub/test.db")
+    result = run_cli("--config", str(config), "feeds", "list")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "blocker" in result.stderr

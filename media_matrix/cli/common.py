@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,12 @@ def run_guarded(command: click.Command, argv: list[str] | None) -> int:
         return 1
     except StoreError as exc:
         click.echo(f"错误 (error): {exc}", err=True)
+        return 1
+    except sqlite3.Error as exc:
+        click.echo(f"数据库错误 (database error): {exc}", err=True)
+        return 1
+    except OSError as exc:
+        click.echo(f"文件或网络错误 (I/O error): {exc}", err=True)
         return 1
     except KeyboardInterrupt:
         return 130
