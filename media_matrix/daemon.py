@@ -477,14 +477,16 @@ class Daemon:
 
         def body() -> None:
             store = self.store()
-            if not store.claim_slot_run(channel, expr, to_iso(fire)):  # type: ignore[arg-type]
-                self.log("slot_skipped", reason="already ran for this fire time", **fields)
-                return
-            self.log("slot_fired", lateness_ms=lateness, catchup=catchup, **fields)
             began = time.monotonic()
             slot_at = fire.astimezone(UTC).replace(second=0, microsecond=0)
             with self._channel_locks[channel]:
-                filled = scheduling.fill_slot(self.settings, store, channel, slot_at)
+                # claim and fill together: a fill that fails leaves the fire time unclaimed
+                with store.transaction():
+                    if not store.claim_slot_run(channel, expr, to_iso(fire)):  # type: ignore[arg-type]
+                        self.log("slot_skipped", reason="already ran for this fire time", **fields)
+                        return
+                    self.log("slot_fired", lateness_ms=lateness, catchup=catchup, **fields)
+                    filled = scheduling.fill_slot(self.settings, store, channel, slot_at)
                 dispatched = self._dispatch_due(store, [channel])
             self.log(
                 "slot_done",
