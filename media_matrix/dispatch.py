@@ -231,10 +231,6 @@ class DispatchReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @property
-    def idle(self) -> bool:
-        return self.claimed == 0
-
 
 @dataclass
 class SweepReport:
@@ -1017,11 +1013,6 @@ def _poll_one(engine: _Engine, channel: Any, rows: list[dict[str, Any]]) -> None
                 excerpt=result.excerpt,
             )
             engine.count(channel.name, "delivered" if applied else "lease_lost")
-
-
-def pending_work(store: Store, channels: Iterable[str] | None = None) -> dict[str, int]:
-    """Counts by status (for a loop deciding whether anything is left to do)."""
-    return store.status_counts(channels)
 
 
 __all__ = [

@@ -23,8 +23,6 @@ from typing import Any
 from media_matrix.models import PACK_STATUS_LABELS, PackStatus
 from media_matrix.store import NotFound, Store, StoreError
 
-STATUS_LABELS = PACK_STATUS_LABELS
-
 APPROVABLE = (PackStatus.NEW, PackStatus.REJECTED)
 REJECTABLE = (PackStatus.NEW, PackStatus.APPROVED)
 FLAGGABLE = (PackStatus.NEW, PackStatus.APPROVED)
@@ -85,8 +83,8 @@ def _statuses(store: Store, ids: list[int]) -> dict[int, str]:
 def _check(statuses: dict[int, str], allowed: tuple[PackStatus, ...], verb: str) -> None:
     bad = [(i, s) for i, s in statuses.items() if s not in allowed]
     if bad:
-        listed = ", ".join(f"{i} ({STATUS_LABELS.get(s, s)} {s})" for i, s in bad)
-        wanted = " / ".join(f"{STATUS_LABELS[s]} {s}" for s in allowed)
+        listed = ", ".join(f"{i} ({PACK_STATUS_LABELS.get(s, s)} {s})" for i, s in bad)
+        wanted = " / ".join(f"{PACK_STATUS_LABELS[s]} {s}" for s in allowed)
         raise ReviewError(
             f"无法{verb}: 内容包 {listed}; 只有 {wanted} 的内容包可以{verb} "
             f"(cannot {_EN[verb]} pack {bad[0][0]}: it is {bad[0][1]}); 未做任何更改"
@@ -144,7 +142,7 @@ def set_urgent(store: Store, pack_id: int, on: bool, by: str, note: str | None =
     with store.transaction():
         pack = store.get_pack(int(pack_id))
         if pack.status not in FLAGGABLE:
-            label = STATUS_LABELS.get(pack.status, pack.status)
+            label = PACK_STATUS_LABELS.get(pack.status, pack.status)
             raise ReviewError(
                 f"无法标记紧急: 内容包 {pack_id} 状态为 {label} ({pack.status}); "
                 "只有待审或已通过的内容包可以标记 (cannot flag a rejected or archived pack)"

@@ -33,16 +33,14 @@ from typing import Any
 
 from media_matrix import planner
 from media_matrix.config import ConfigError, Settings
-from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, PackStatus
+from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, PACK_STATUS_LABELS, PackStatus
 from media_matrix.planner import Assignment, Booking, PlanChannel, PlanPack
-from media_matrix.review import STATUS_LABELS, subject
+from media_matrix.review import subject
 from media_matrix.store import NotFound, Store, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
 from media_matrix.timeutil import from_iso, to_iso, utcnow
 
 HORIZON_DAYS = 30  # how far `queue ID --channel` looks for a free slot
-WEEKDAYS = "一二三四五六日"
-DELIVERY_LABELS = DELIVERY_STATUS_LABELS
 LIVE = ("queued", "sending", "submitted", "delivered", "failed", "dead", "unknown")
 
 
@@ -184,7 +182,7 @@ def queue_pack(
     with store.transaction():
         pack = store.get_pack(int(pack_id))
         if pack.status != PackStatus.APPROVED:
-            label = STATUS_LABELS.get(pack.status, pack.status)
+            label = PACK_STATUS_LABELS.get(pack.status, pack.status)
             raise NotApproved(
                 f"内容包 {pack.id} 状态为 {label} ({pack.status}), 只有已通过的内容包可以排期 "
                 f"(only approved packs can be queued); 请先 packs approve {pack.id}"
@@ -214,7 +212,7 @@ def queue_pack(
         if existing is not None and not resend:
             raise AlreadyQueued(
                 f"内容包 {pack.id} 已排入渠道 {chan.name}: 投递 {existing['id']} "
-                f"({DELIVERY_LABELS.get(existing['status'], existing['status'])}, "
+                f"({DELIVERY_STATUS_LABELS.get(existing['status'], existing['status'])}, "
                 f"{_local(existing['slot_at'] or existing['scheduled_at'], tz)}); "
                 "同一内容包不会重复发往同一渠道, 如需重发请加 --resend (already queued)"
             )
@@ -461,7 +459,7 @@ def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) ->
     delivery = store.get_delivery(int(delivery_id))
     if not store.cancel_queued(delivery["id"]):
         now = store.get_delivery(delivery["id"])
-        label = DELIVERY_LABELS.get(now["status"], now["status"])
+        label = DELIVERY_STATUS_LABELS.get(now["status"], now["status"])
         if now["status"] == "cancelled":
             why = "已撤回过"
         elif now["status"] == "queued":

@@ -19,7 +19,6 @@ from media_matrix.cli.common import (
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS, DeliveryStatus
 
-STATUS_LABELS = DELIVERY_STATUS_LABELS
 OUTCOME_LABELS = {
     "delivered": "送达",
     "submitted": "已提交",
@@ -36,7 +35,7 @@ KIND_LABELS = {"send": "发送", "recover": "恢复", "poll": "查询"}
 
 
 def _label(status: str) -> str:
-    return STATUS_LABELS.get(status, status)
+    return DELIVERY_STATUS_LABELS.get(status, status)
 
 
 # -- dispatch -----------------------------------------------------------------------------------

@@ -15,8 +15,6 @@ from media_matrix.cli.common import (
 from media_matrix.models import GROUPS, PACK_STATUS_LABELS, TOPICS, Pack, PackStatus
 from media_matrix.retag import edit_tags, retag_all
 
-STATUS_LABELS = PACK_STATUS_LABELS
-
 
 @click.group("packs")
 def packs_group() -> None:
@@ -50,7 +48,7 @@ def list_packs(
         [
             (
                 p.id,
-                STATUS_LABELS.get(p.status, p.status) + (" ⚡紧急" if p.urgent else ""),
+                PACK_STATUS_LABELS.get(p.status, p.status) + (" ⚡紧急" if p.urgent else ""),
                 p.title,
                 ", ".join(p.feeds),
                 "、".join(GROUPS.get(g, g) for g in p.groups),
@@ -82,7 +80,10 @@ def _print_pack(pack: Pack) -> None:
     fields = [
         ("ID", pack.id),
         ("标题", pack.title),
-        ("状态", STATUS_LABELS.get(pack.status, pack.status) + (" (紧急)" if pack.urgent else "")),
+        (
+            "状态",
+            PACK_STATUS_LABELS.get(pack.status, pack.status) + (" (紧急)" if pack.urgent else ""),
+        ),
         ("链接", pack.url or "-"),
         ("来源订阅", ", ".join(pack.feeds)),
         ("发布单位", pack.source or "-"),

@@ -17,6 +17,7 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.cli.packs import packs_group
+from media_matrix.models import PACK_STATUS_LABELS
 from media_matrix.timeutil import from_iso
 
 USER_ENV = "MEDIA_MATRIX_USER"
@@ -57,8 +58,8 @@ def _local(at: str | None, app: AppContext) -> str:
 def _print_result(result: review.ReviewResult, verb: str) -> None:
     rows = []
     for item in result.to_dict()["packs"]:
-        before = review.STATUS_LABELS.get(item["before"], item["before"])
-        after = review.STATUS_LABELS.get(item["after"], item["after"])
+        before = PACK_STATUS_LABELS.get(item["before"], item["before"])
+        after = PACK_STATUS_LABELS.get(item["after"], item["after"])
         notes = []
         if item["cancelled_deliveries"]:
             notes.append("已撤回投递 " + ", ".join(map(str, item["cancelled_deliveries"])))

@@ -120,9 +120,7 @@ def print_delivery_log(deliveries: list[dict]) -> None:
         per = totals.setdefault(d["channel"], {})
         per[d["status"]] = per.get(d["status"], 0) + 1
     for channel, per in sorted(totals.items()):
-        parts = ", ".join(
-            f"{DELIVERY_STATUS_LABELS.get(k, k)} {v}" for k, v in sorted(per.items())
-        )
+        parts = ", ".join(f"{DELIVERY_STATUS_LABELS.get(k, k)} {v}" for k, v in sorted(per.items()))
         click.echo(f"  {channel}: {parts}")
 
 

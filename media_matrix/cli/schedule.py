@@ -19,12 +19,13 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.cli.review import by_option, default_user
+from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
 from media_matrix.store import NotFound, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
 from media_matrix.timeutil import from_iso
 
 WEEKDAYS = "一二三四五六日"
-STATE_LABELS = {**scheduling.DELIVERY_LABELS, "proposal": "拟排 (建议)"}
+STATE_LABELS = {**DELIVERY_STATUS_LABELS, "proposal": "拟排 (建议)"}
 HEALTH_LABELS = {"ok": "正常", "failing": "失败", "never": "未抓取", "disabled": "已停用"}
 
 
@@ -271,7 +272,10 @@ def status_command(app: AppContext, as_json: bool) -> None:
     packs = view["packs"]
     click.echo(
         "内容包: "
-        + (", ".join(f"{STATUS_NAMES.get(k, k)} {v}" for k, v in sorted(packs.items())) or "无")
+        + (
+            ", ".join(f"{PACK_STATUS_LABELS.get(k, k)} {v}" for k, v in sorted(packs.items()))
+            or "无"
+        )
     )
     echo_table(
         ["订阅源", "类型", "状态", "上次抓取", "连续失败", "下次抓取", "错误"],
@@ -326,7 +330,6 @@ def status_command(app: AppContext, as_json: bool) -> None:
         click.echo("最近没有错误")
 
 
-STATUS_NAMES = {"new": "待审", "approved": "已通过", "rejected": "已驳回", "archived": "已归档"}
 ERROR_KINDS = {"feed": "订阅源", "feed_item": "条目", "delivery": "投递"}
 
 

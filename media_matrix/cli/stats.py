@@ -24,7 +24,8 @@ from media_matrix.cli.common import (
     json_option,
     pass_app,
 )
-from media_matrix.stats.core import SOURCE_LABELS, STATUS_LABELS
+from media_matrix.models import DELIVERY_STATUS_LABELS
+from media_matrix.stats.core import SOURCE_LABELS
 
 
 @click.group("stats")
@@ -141,7 +142,11 @@ def summary_cmd(app: AppContext, start: str | None, end: str | None, as_json: bo
     )
     echo_table(
         ["状态", "投放数"],
-        [(f"{STATUS_LABELS[s]} ({s})", f"{n:,}") for s, n in report.by_status.items() if n],
+        [
+            (f"{DELIVERY_STATUS_LABELS[s]} ({s})", f"{n:,}")
+            for s, n in report.by_status.items()
+            if n
+        ],
         title="投放状态",
     )
     echo_table(

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from media_matrix.config import Settings
-from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, TOPICS
+from media_matrix.models import GROUPS, TOPICS
 from media_matrix.planner import active_campaigns
 from media_matrix.store.metrics import (
     FIGURES,
@@ -73,7 +73,6 @@ FIELD_LABELS = {
     "volume_source": "数据来源",
 }
 SOURCE_LABELS = {"measured": "实测", "estimated": "估算", "mixed": "混合(实测+估算)"}
-STATUS_LABELS = DELIVERY_STATUS_LABELS
 EMPTY_LABELS = {
     "county": "（未配置区县）",
     "group": "（未标注人群）",
@@ -593,7 +592,3 @@ def value_label(dim: str, value: Any, settings: Settings | None = None) -> str:
             return rule.label
         return TOPICS.get(value, value)
     return str(value)
-
-
-def iter_labels(dim: str, values: Iterable[Any], settings: Settings | None = None) -> list[str]:
-    return [value_label(dim, v, settings) for v in values]

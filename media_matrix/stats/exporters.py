@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from media_matrix.config import Settings
+from media_matrix.models import DELIVERY_STATUS_LABELS
 from media_matrix.stats.charts import bar_chart, column_chart
 from media_matrix.stats.core import (
     DIM_LABELS,
@@ -21,7 +22,6 @@ from media_matrix.stats.core import (
     FIELDS,
     NOTES,
     SOURCE_LABELS,
-    STATUS_LABELS,
     TIME_DIMENSIONS,
     Report,
     RowStream,
@@ -196,7 +196,7 @@ def _summary_sheet(wb: Any, fmt: dict[str, Any], report: Report) -> Any:
     status_first = row + 1
     for status, n in report.by_status.items():
         row += 1
-        ws.write(row, 0, STATUS_LABELS[status])
+        ws.write(row, 0, DELIVERY_STATUS_LABELS[status])
         ws.write_number(row, 1, n, fmt["int"])
     status_last = row
     chart = wb.add_chart({"type": "column"})
@@ -377,7 +377,7 @@ def render_html(report: Report, settings: Settings | None = None) -> str:
         }
     status_chart = bar_chart(
         "投放状态",
-        [(STATUS_LABELS[s], n, f"{n:,}") for s, n in report.by_status.items()],
+        [(DELIVERY_STATUS_LABELS[s], n, f"{n:,}") for s, n in report.by_status.items()],
         label_width=110,
     )
     coverage_chart = bar_chart(
@@ -403,7 +403,7 @@ def render_html(report: Report, settings: Settings | None = None) -> str:
         numeric=NUMERIC,
         field_labels=FIELD_LABELS,
         source_labels=SOURCE_LABELS,
-        status_labels=STATUS_LABELS,
+        status_labels=DELIVERY_STATUS_LABELS,
         status_chart=status_chart,
         coverage_chart=coverage_chart,
         sections=sections,

@@ -160,13 +160,6 @@ class DispatchStore(StoreBase):
         )
         return cur.rowcount
 
-    def holds_lease(self, delivery_id: int, owner: str) -> bool:
-        row = self.query_one(
-            "SELECT 1 FROM deliveries WHERE id = ? AND status = 'sending' AND lease_owner = ?",
-            (delivery_id, owner),
-        )
-        return row is not None
-
     # -- expired leases (sweeper) -----------------------------------------------------------------
 
     def expired_leases(
@@ -497,9 +490,6 @@ class DispatchStore(StoreBase):
             f"SELECT * FROM deliveries WHERE id IN ({_marks(ids)}) ORDER BY id", list(ids)
         )
         return [_decode(r) for r in rows]
-
-    def touch_delivery(self, delivery_id: int, *, at: str) -> None:
-        self.execute("UPDATE deliveries SET updated_at = ? WHERE id = ?", (at, delivery_id))
 
     def status_counts(self, channels: Iterable[str] | None = None) -> dict[str, int]:
         sql = "SELECT status, count(*) AS n FROM deliveries"

@@ -124,6 +124,3 @@ class LockStore(StoreBase):
             " VALUES (?, ?, ?, ?, 0)",
             (channel, slot_expr, fire_at, now_iso()),
         )
-
-    def list_slot_runs(self) -> list[dict[str, Any]]:
-        return self.query("SELECT * FROM slot_runs ORDER BY channel, slot_expr")
