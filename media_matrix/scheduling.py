@@ -33,6 +33,7 @@ from typing import Any
 
 from media_matrix import planner
 from media_matrix.config import ConfigError, Settings
+from media_matrix.ingest import feed_overview
 from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, PACK_STATUS_LABELS, PackStatus
 from media_matrix.planner import Assignment, Booking, PlanChannel, PlanPack
 from media_matrix.review import subject
@@ -592,35 +593,9 @@ def status_view(settings: Settings, store: Store, now: datetime | None = None) -
 
     now = _aware(now)
     tz = settings.tz
-    states = {s["name"]: s for s in store.list_feed_states()}
-    item_errors = store.item_errors()
-    feeds = []
-    for feed in settings.feeds:
-        state = states.get(feed.name) or {}
-        failures = state.get("failures") or 0
-        if not feed.enabled:
-            health = "disabled"
-        elif not state.get("last_fetch_at"):
-            health = "never"
-        elif failures:
-            health = "failing"
-        else:
-            health = "ok"
-        feeds.append(
-            {
-                "name": feed.name,
-                "kind": feed.kind,
-                "enabled": feed.enabled,
-                "health": health,
-                "every_seconds": feed.every,
-                "last_fetch_at": state.get("last_fetch_at"),
-                "last_success_at": state.get("last_success_at"),
-                "next_fetch_at": state.get("next_fetch_at"),
-                "failures": failures,
-                "last_error": state.get("last_error"),
-                "item_errors": sum(1 for e in item_errors if e["feed"] == feed.name),
-            }
-        )
+    feeds = [
+        {**row, "item_errors": len(row["item_errors"])} for row in feed_overview(settings, store)
+    ]
     counts = store.delivery_counts()
     next_queued = store.next_queued()
     channels = []
@@ -662,7 +637,7 @@ def status_view(settings: Settings, store: Store, now: datetime | None = None) -
             "error": e["error"],
             "at": e["at"],
         }
-        for e in item_errors
+        for e in store.item_errors()
     ]
     errors += [
         {

@@ -309,9 +309,17 @@ def _store_item(
     return IngestOutcome.NEW, store.insert_pack(feed, item, at=at, status=status)
 
 
+def feed_health(enabled: bool, state: dict[str, Any]) -> str:
+    """disabled | never (not fetched yet) | failing | ok."""
+    if not enabled:
+        return "disabled"
+    if not state.get("last_fetch_at"):
+        return "never"
+    return "failing" if state.get("failures") else "ok"
+
+
 def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
-    """Every configured feed with its stored fetch state and unresolved item errors."""
-    store.sync_feeds([(f.name, f.kind, f.url) for f in settings.feeds])
+    """Every configured feed with its stored fetch state, health and unresolved item errors."""
     states = {s["name"]: s for s in store.list_feed_states()}
     errors: dict[str, list[dict[str, str]]] = {}
     for row in store.item_errors():
@@ -327,6 +335,7 @@ def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
                 "kind": feed.kind,
                 "url": feed.url,
                 "enabled": feed.enabled,
+                "health": feed_health(feed.enabled, state),
                 "auto_approve": feed.auto_approve,
                 "every_seconds": feed.every,
                 "last_fetch_at": state.get("last_fetch_at"),
