@@ -18,6 +18,7 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS, DeliveryStatus
+from media_matrix.sandbox.embedded import embedded_sandbox
 
 OUTCOME_LABELS = {
     "delivered": "送达",
@@ -78,37 +79,26 @@ def dispatch_command(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     store = app.store
     if once:
-        swept = engine.sweep(settings, store, channels=names)
-        report = engine.dispatch_due(settings, store, channels=names)
-        polled = engine.sweep(settings, store, channels=names, wait=wait_s)
+        with embedded_sandbox(settings) as (settings, _servers):
+            result = engine.run_round(settings, store, channels=names, wait=wait_s)
         if as_json:
-            echo_json(
-                {
-                    "sweep": swept.to_dict(),
-                    "dispatch": report.to_dict(),
-                    "poll": polled.to_dict(),
-                    "counts": store.status_counts(names),
-                }
-            )
+            echo_json(result.to_dict())
         else:
-            _print_round(swept, report, polled, verbose=True)
-            counts = store.status_counts(names)
+            _print_round(result.sweep, result.dispatch, result.poll, verbose=True)
             click.echo(
                 "投递状态: "
-                + (", ".join(f"{_label(k)} {v}" for k, v in sorted(counts.items())) or "无")
+                + (", ".join(f"{_label(k)} {v}" for k, v in sorted(result.counts.items())) or "无")
             )
-            unknown = store.list_deliveries(status="unknown", channel=None)
-            if unknown:
+            if result.unknown_ids:
                 click.echo(
                     "状态不明、需人工核实的投递: "
-                    + ", ".join(str(d["id"]) for d in unknown)
+                    + ", ".join(map(str, result.unknown_ids))
                     + " (用 `deliveries show ID` 查看, `deliveries retry ID` 重发)"
                 )
-        paused = {**swept.paused, **report.paused, **polled.paused}
-        if paused:
+        if result.paused:
             raise RuntimeFailure(
                 "渠道已暂停 (channel paused): "
-                + "; ".join(f"{name}: {reason}" for name, reason in paused.items())
+                + "; ".join(f"{name}: {reason}" for name, reason in result.paused.items())
             )
         return
     click.echo(f"开始投递循环, 每 {interval:g} 秒一轮; 按 Ctrl-C 停止。")
