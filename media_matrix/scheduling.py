@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from media_matrix import planner
+from media_matrix import planner, review
 from media_matrix.config import ConfigError, Settings
 from media_matrix.ingest import feed_overview
 from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, PACK_STATUS_LABELS, PackStatus
@@ -450,6 +450,35 @@ def queue_urgent(
         audit=False,
         pack_ids=pack_ids,
     )
+
+
+@dataclass
+class UrgentResult:
+    pack_id: int
+    urgent: bool
+    changed: bool
+    status: str
+    queued: AutoReport | None  # None when nothing was queued (unflagged, or not approved yet)
+
+
+def flag_urgent(
+    settings: Settings,
+    store: Store,
+    pack_id: int,
+    on: bool,
+    *,
+    by: str,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> UrgentResult:
+    """An editor flags a pack urgent (or clears the flag); an approved urgent pack is queued to
+    every matching channel at once. Raises review.ReviewError for a rejected/archived pack."""
+    changed = review.set_urgent(store, pack_id, on, by, note)
+    status = store.get_pack(pack_id).status
+    queued = None
+    if on and status == PackStatus.APPROVED:
+        queued = queue_urgent(settings, store, now, pack_ids=[pack_id], by=by)
+    return UrgentResult(pack_id, on, changed, status, queued)
 
 
 # -- take one back ------------------------------------------------------------------------------

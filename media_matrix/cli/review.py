@@ -121,22 +121,20 @@ def urgent_command(
 ) -> None:
     """Flag a pack urgent (disaster, weather, safety warnings): once approved, it goes to every
     matching channel at once, skipping slots and quiet hours, within daily quotas."""
-    who = by or default_user()
     try:
-        changed = review.set_urgent(app.store, pack_id, not off, who, note)
+        result = scheduling.flag_urgent(
+            app.settings, app.store, pack_id, not off, by=by or default_user(), note=note
+        )
     except review.ReviewError as exc:
         raise RuntimeFailure(str(exc)) from None
-    pack = app.store.get_pack(pack_id)
-    queued: scheduling.AutoReport | None = None
-    if not off and pack.status == "approved":
-        queued = scheduling.queue_urgent(app.settings, app.store, pack_ids=[pack_id], by=who)
+    changed, queued = result.changed, result.queued
     if as_json:
         echo_json(
             {
                 "pack_id": pack_id,
                 "urgent": not off,
                 "changed": changed,
-                "status": pack.status,
+                "status": result.status,
                 "queued": [q.to_dict() for q in queued.queued] if queued else [],
                 "skipped": queued.skipped if queued else [],
             }
@@ -144,7 +142,7 @@ def urgent_command(
         return
     state = "紧急" if not off else "非紧急"
     click.echo(f"内容包 {pack_id} 已标记为{state}" + ("" if changed else " (原本如此)"))
-    if not off and pack.status != "approved":
+    if not off and result.status != "approved":
         click.echo("该内容包尚未通过审核; 通过后将立即发往所有匹配渠道")
     if queued is not None:
         if queued.queued:
