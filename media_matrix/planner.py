@@ -52,6 +52,7 @@ from zoneinfo import ZoneInfo
 from media_matrix.config import Campaign, parse_quiet_hours
 from media_matrix.cron import cron_trigger
 from media_matrix.models import GROUPS
+from media_matrix.timeutil import as_aware
 
 CITY = "市级"  # county value for city-level packs and channels
 PUBLIC = "public"  # audience group that matches every pack
@@ -92,10 +93,7 @@ def _aware_utc(value: datetime, what: str) -> datetime:
 
 def _parse_dt(value: datetime | str) -> datetime:
     """ISO text or datetime -> aware UTC; naive values are taken as UTC (the store's rule)."""
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    return as_aware(value).astimezone(UTC)  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ import jinja2
 from media_matrix.adapters.base import Message, OutgoingItem
 from media_matrix.config import parse_quiet_hours
 from media_matrix.models import GROUPS, TOPICS
+from media_matrix.timeutil import as_aware
 
 DEFAULT_COVER = Path(__file__).parent / "assets" / "cover.png"
 
@@ -120,12 +121,7 @@ def md_escape(value: Any) -> str:
 
 
 def _to_datetime(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    dt = datetime.fromisoformat(str(value))
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return as_aware(value if isinstance(value, datetime) or value is None else str(value))
 
 
 # -- environment --------------------------------------------------------------------------------

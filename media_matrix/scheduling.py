@@ -39,7 +39,7 @@ from media_matrix.planner import Assignment, Booking, PlanChannel, PlanPack
 from media_matrix.review import subject
 from media_matrix.store import NotFound, Store, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
-from media_matrix.timeutil import from_iso, to_iso, utcnow
+from media_matrix.timeutil import from_iso, local_text, to_iso, utcnow
 
 HORIZON_DAYS = 30  # how far `queue ID --channel` looks for a free slot
 LIVE = ("queued", "sending", "submitted", "delivered", "failed", "dead", "unknown")
@@ -143,10 +143,7 @@ def _bookings(rows: Iterable[dict[str, Any]]) -> list[Booking]:
 
 
 def _local(at: str | datetime | None, tz: tzinfo) -> str:
-    value = from_iso(at) if isinstance(at, str) else at
-    if value is None:
-        return "-"
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    return local_text(at, tz)
 
 
 def _existing(store: Store, pack_id: int, channel: str) -> dict[str, Any] | None:

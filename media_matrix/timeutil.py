@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import email.utils
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 
 def utcnow() -> datetime:
@@ -25,6 +25,21 @@ def from_iso(value: str | None) -> datetime | None:
         return None
     dt = datetime.fromisoformat(value)
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def as_aware(value: datetime | str | None) -> datetime | None:
+    """A datetime or ISO text, aware; naive values are taken as UTC (the store's rule)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return from_iso(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def local_text(at: datetime | str | None, tz: tzinfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A stored time as people read it: in the config time zone; "-" when absent."""
+    value = as_aware(at)
+    return value.astimezone(tz).strftime(fmt) if value else "-"
 
 
 def now_iso() -> str:

@@ -18,7 +18,7 @@ from media_matrix.cli.common import (
 )
 from media_matrix.cli.packs import packs_group
 from media_matrix.models import PACK_STATUS_LABELS
-from media_matrix.timeutil import from_iso
+from media_matrix.timeutil import local_text
 
 USER_ENV = "MEDIA_MATRIX_USER"
 ACTION_LABELS = {
@@ -51,8 +51,7 @@ def by_option(func):  # type: ignore[no-untyped-def]
 
 
 def _local(at: str | None, app: AppContext) -> str:
-    value = from_iso(at)
-    return value.astimezone(app.settings.tz).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+    return local_text(at, app.settings.tz)
 
 
 def _print_result(result: review.ReviewResult, verb: str) -> None:

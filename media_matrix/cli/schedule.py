@@ -22,7 +22,7 @@ from media_matrix.cli.review import by_option, default_user
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
 from media_matrix.store import NotFound, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
-from media_matrix.timeutil import from_iso
+from media_matrix.timeutil import local_text
 
 WEEKDAYS = "一二三四五六日"
 STATE_LABELS = {**DELIVERY_STATUS_LABELS, "proposal": "拟排 (建议)"}
@@ -39,8 +39,7 @@ def _when(app: AppContext, text: str | None, option: str) -> datetime | None:
 
 
 def _local(app: AppContext, at: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    value = from_iso(at)
-    return value.astimezone(app.settings.tz).strftime(fmt) if value else "-"
+    return local_text(at, app.settings.tz, fmt)
 
 
 def _check_channel(app: AppContext, name: str | None) -> None:
