@@ -19,13 +19,18 @@ from media_matrix.timeutil import now_iso
 
 
 def item_tagger(settings: Settings) -> Callable[[Item], list[Tag]]:
-    """The ingest hook: an item as it is stored -> its rule tags."""
-    tagger = tagger_for(settings)
+    """The ingest hook: an item as it is stored -> its rule tags. The rules compile on the
+    first item, so a poll that brings nothing new (a 304) costs nothing here."""
+    compiled: list[Tagger] = []
 
     def tag(item: Item) -> list[Tag]:
-        return tagger.tag(
-            item.title, item.summary, item.text, item.categories, item.groups, item.topics
-        ).tags
+        if not compiled:
+            compiled.append(tagger_for(settings))
+        return (
+            compiled[0]
+            .tag(item.title, item.summary, item.text, item.categories, item.groups, item.topics)
+            .tags
+        )
 
     return tag
 

@@ -249,8 +249,10 @@ def _record(
             report.unchanged += len(outcome.known)
         for subject, error in outcome.item_errors:
             store.record_item_error(feed.name, subject, error, at)
+        failing = {e["subject"] for e in store.item_errors(feed.name)}
         for item in outcome.items:
-            store.resolve_item_error(feed.name, item.guid)
+            if item.guid in failing:  # it ingests cleanly now
+                store.resolve_item_error(feed.name, item.guid)
         store.record_fetch_ok(
             feed.name,
             at=at,
@@ -269,6 +271,8 @@ def _store_items(
     store: Store, feed: str, items: list[Item], at: str, status: PackStatus, report: FeedReport
 ) -> list[tuple[int, Item]]:
     """Store every item, counting outcomes; returns the (pack id, item) pairs that changed."""
+    if not items:
+        return []
     known = store.feed_guid_hashes(feed)
     changed: list[tuple[int, Item]] = []
     for item in items:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import unicodedata
 from urllib.parse import urljoin, urlsplit
 
 import nh3
@@ -112,10 +111,15 @@ def summarize(text: str, limit: int = 120) -> str:
     return cut.rstrip() + "…"
 
 
+# Full-width ASCII (Ａ１，) folded to ASCII, the way two sites typing one article differ most.
+# A translate table, not NFKC: NFKC over every body was a third of the cost of cleaning.
+_FULLWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+
+
 def content_hash(title: str, text: str) -> str:
-    """Hash of normalized title and text: the same article from two sources hashes alike."""
-    normalized = unicodedata.normalize("NFKC", f"{title}\n{text}")
-    normalized = _WHITESPACE.sub("", normalized)
+    """Hash of normalized title and text: the same article from two sources hashes alike
+    (whitespace dropped, full-width letters, digits and punctuation folded to ASCII)."""
+    normalized = _WHITESPACE.sub("", f"{title}\n{text}").translate(_FULLWIDTH)
     return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
 
 

@@ -83,8 +83,14 @@ class StoreBase:
                 self._depth = 0
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """Rows as dicts. Straight on the connection: this runs per ingested item, and
+        sqlite-utils' ``db.query`` re-parses every statement for its first keyword."""
         with self.lock:
-            return list(self.db.query(sql, params))
+            cursor = self.conn.execute(sql, params)
+            if cursor.description is None:
+                return []
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor]
 
     def query_one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
         rows = self.query(sql, params)
