@@ -172,17 +172,29 @@ def test_visible_folders_always_complete(tmp_path, monkeypatch):
     assert DONE in seen[0] and "manifest.json" in seen[0]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permissions")
 def test_unwritable_folder_is_an_auth_error(tmp_path):
+    """A real refusal by the OS. Root writes through permission bits, so as root the folder is
+    made immutable (chattr +i: even root gets EPERM) instead of read-only."""
+    import subprocess
+
     root = tmp_path / "outbox"
     root.mkdir()
-    root.chmod(0o500)
+    as_root = os.geteuid() == 0
+    if as_root:
+        made = subprocess.run(["chattr", "+i", str(root)], capture_output=True, text=True)
+        assert made.returncode == 0, f"cannot make a folder immutable here: {made.stderr}"
+    else:
+        root.chmod(0o500)
     try:
         adapter = screen(tmp_path)
         with pytest.raises(AuthError):
             adapter.send(adapter.render([scheduled_item(1)]), Checkpoints())
+        assert list(root.iterdir()) == []
     finally:
-        root.chmod(0o700)
+        if as_root:
+            subprocess.run(["chattr", "-i", str(root)], check=True)
+        else:
+            root.chmod(0o700)
 
 
 def test_read_only_target_is_an_auth_error(tmp_path, monkeypatch):
