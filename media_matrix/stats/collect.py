@@ -306,9 +306,11 @@ def pull(
                         shares = _count(item.get("share_user"))
                         old = rows.get((delivery_id, day), (0, 0))
                         rows[(delivery_id, day)] = (old[0] + reads, old[1] + shares)
-        except AdapterError as exc:
-            account["error"] = str(exc)
-            result["errors"].append({"appid": appid, "error": str(exc)})
+        except (AdapterError, ValueError, KeyError, TypeError) as exc:
+            # one account's failure (or an answer we cannot read) never stops the others
+            error = str(exc) if isinstance(exc, AdapterError) else f"unreadable answer: {exc!r}"
+            account["error"] = error
+            result["errors"].append({"appid": appid, "error": error})
         finally:
             if session is None:
                 adapter.session.close()
