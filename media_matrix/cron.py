@@ -6,7 +6,8 @@ fires: plain ``CronTrigger.from_crontab`` numbers weekdays from Monday = 0.
 
 from __future__ import annotations
 
-from datetime import tzinfo
+from collections.abc import Iterator
+from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -75,3 +76,26 @@ def cron_trigger(expr: str, tz: tzinfo | str) -> CronTrigger:
         day_of_week=_crontab_weekdays(dow, expr),
         timezone=_zone(tz),
     )
+
+
+def fire_times(
+    trigger: CronTrigger, start: datetime, end: datetime, *, include_end: bool = True
+) -> Iterator[datetime]:
+    """Fire times from ``start`` (included) to ``end`` (included unless ``include_end`` is
+    false)."""
+    fire = trigger.get_next_fire_time(None, start)
+    while fire is not None and (fire <= end if include_end else fire < end):
+        yield fire
+        fire = trigger.get_next_fire_time(fire, fire)
+
+
+def last_fire_before(
+    trigger: CronTrigger, now: datetime, *, after: datetime, grace: float
+) -> datetime | None:
+    """The latest fire time in ``(after, now]`` that is at most ``grace`` seconds old."""
+    start = max(after + timedelta(seconds=1), now - timedelta(seconds=grace))
+    last = None
+    for fire in fire_times(trigger, start.replace(microsecond=0), now):
+        if fire > after:
+            last = fire
+    return last

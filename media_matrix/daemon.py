@@ -54,7 +54,7 @@ import time
 import traceback
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, TextIO
@@ -74,6 +74,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from media_matrix import planner, scheduling
 from media_matrix.config import Settings
+from media_matrix.cron import fire_times, last_fire_before
 from media_matrix.ingest import run_ingest
 from media_matrix.store import Store, open_store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
@@ -224,26 +225,6 @@ def slot_trigger(expr: str, tz: tzinfo | str, second: str = "0") -> CronTrigger:
     fields = {f.name: str(f) for f in base.fields}
     fields["second"] = second
     return CronTrigger(timezone=base.timezone, **fields)
-
-
-def fire_times(trigger: CronTrigger, start: datetime, end: datetime) -> Iterator[datetime]:
-    """Fire times with start <= t <= end."""
-    fire = trigger.get_next_fire_time(None, start)
-    while fire is not None and fire <= end:
-        yield fire
-        fire = trigger.get_next_fire_time(fire, fire)
-
-
-def last_fire_before(
-    trigger: CronTrigger, now: datetime, *, after: datetime, grace: float
-) -> datetime | None:
-    """The latest fire time in ``(after, now]`` that is at most ``grace`` seconds old."""
-    start = max(after + timedelta(seconds=1), now - timedelta(seconds=grace))
-    last = None
-    for fire in fire_times(trigger, start.replace(microsecond=0), now):
-        if fire > after:
-            last = fire
-    return last
 
 
 # -- executor: tell a job its scheduled fire time -----------------------------------------------

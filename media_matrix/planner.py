@@ -50,7 +50,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from media_matrix.config import Campaign, parse_quiet_hours
-from media_matrix.cron import cron_trigger
+from media_matrix.cron import cron_trigger, fire_times
 from media_matrix.models import GROUPS
 from media_matrix.timeutil import as_aware
 
@@ -276,11 +276,7 @@ def in_quiet_hours(channel: PlanChannel | _ChannelLike, moment: datetime, tz: tz
 
 
 def _fire_times(expr: str, start: datetime, end: datetime, tz: tzinfo) -> Iterator[datetime]:
-    trigger = cron_trigger(expr, tz)
-    fire = trigger.get_next_fire_time(None, start.astimezone(tz))
-    while fire is not None and fire < end:
-        yield fire
-        fire = trigger.get_next_fire_time(fire, fire)
+    return fire_times(cron_trigger(expr, tz), start.astimezone(tz), end, include_end=False)
 
 
 def slot_times(
