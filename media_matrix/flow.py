@@ -2,7 +2,8 @@
 
 ingest (with tagging and the feeds' auto-approve rule) -> urgent packs queued now -> each
 enabled channel's next slot filled by the planner -> that batch sent now (a manual run is an
-operator saying "send the next slot's batch now") -> asynchronous publishes polled until final.
+operator saying "send the next slot's batch now") -> asynchronous publishes polled until final
+-> estimated reach recorded for what went out (measured WeChat reads come from `stats pull`).
 The daemon does the same steps, each at its own time.
 """
 
@@ -18,6 +19,7 @@ from media_matrix.dispatch import DispatchReport, SweepReport, dispatch_due, swe
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.planner import PlanChannel, slot_times
 from media_matrix.scheduling import QueuedDelivery, fill_slot, queue_urgent
+from media_matrix.stats import estimate
 from media_matrix.store import Store
 from media_matrix.timeutil import to_iso, utcnow
 
@@ -30,12 +32,14 @@ class RunReport:
     queued: list[QueuedDelivery] = field(default_factory=list)
     dispatch: DispatchReport | None = None
     sweep: SweepReport | None = None
+    estimated: int = 0  # estimated-reach rows written for this run's deliveries
     deliveries: list[dict[str, Any]] = field(default_factory=list)  # this run's, final state
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ingest": [f.to_dict() for f in self.ingest.feeds],
             "new_pack_ids": self.ingest.new_pack_ids,
+            "estimated_rows": self.estimated,
             "queued": [q.to_dict() for q in self.queued],
             "deliveries": [
                 {
@@ -83,5 +87,6 @@ def run_once(
     store.bring_forward(ids, at=to_iso(now) or "")
     report.dispatch = dispatch_due(settings, store, now=now)
     report.sweep = sweep(settings, store, wait=publish_wait)
+    report.estimated = estimate(settings, store, since=now)  # stats: reach of what went out
     report.deliveries = store.list_deliveries(ids=ids) if ids else []
     return report

@@ -70,6 +70,11 @@ def test_run_once_on_default_config_ingests_the_samples(project):
     assert {d["pack_id"] for d in sent} <= approved
     log = json.loads(cli(project, "deliveries", "--json").stdout)
     assert len(log) == len(sent)
+    # the run ends with the stats step: estimated reach of what went out, by channel reach
+    assert report["estimated_rows"] == len(sent)
+    summary = json.loads(cli(project, "stats", "summary", "--json").stdout)
+    assert summary["total"]["delivered"] == len(sent)
+    assert summary["total"]["estimated_reach"] > 0
     # a second run finds nothing new, stores no duplicate and sends nothing twice
     again = json.loads(cli(project, "run", "--once", "--json").stdout)
     assert sum(f["new"] for f in again["ingest"]) == 0
