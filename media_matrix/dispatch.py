@@ -53,7 +53,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import requests
@@ -73,6 +72,7 @@ from media_matrix.adapters import (
 )
 from media_matrix.adapters.base import USER_AGENT, BaseAdapter
 from media_matrix.config import Settings
+from media_matrix.httpclient import make_session
 from media_matrix.models import DeliveryStatus
 from media_matrix.store import NotFound, Store
 from media_matrix.timeutil import from_iso
@@ -326,35 +326,6 @@ def default_owner(prefix: str = "dispatch") -> str:
     return f"{prefix}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-_ENV_NETWORK = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc")
-
-
-def plain_session(channel: Any) -> requests.Session | None:
-    """A session for one channel's adapter, or None to let the adapter make its own.
-
-    When the environment configures no proxy and no netrc, requests' per-call environment
-    lookups (``trust_env``) find nothing yet cost a good share of a send's CPU; such a session
-    skips them (keeping ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` as its CA bundle), sends our
-    User-Agent, and pools as many connections as the channel's concurrency.
-    """
-    if any(key.lower() in _ENV_NETWORK for key in os.environ):
-        return None
-    home = Path.home()
-    if (home / ".netrc").exists() or (home / "_netrc").exists():
-        return None
-    session = requests.Session()
-    session.trust_env = False
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    session.headers["User-Agent"] = USER_AGENT
-    size = max(10, int(getattr(channel, "concurrency", 1)))
-    adapter = requests.adapters.HTTPAdapter(pool_connections=size, pool_maxsize=size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, AdapterError):
         return str(exc)
@@ -423,9 +394,10 @@ class _Engine:
         with self._adapter_lock:
             adapter = self._adapters.get(channel.name)
             if adapter is None:
-                session = plain_session(channel)
-                if session is not None:
-                    self._sessions.append(session)
+                session = make_session(
+                    int(getattr(channel, "concurrency", 1)), user_agent=USER_AGENT
+                )
+                self._sessions.append(session)
                 adapter = make_adapter(
                     channel, templates_dir=self.settings.templates, session=session
                 )

@@ -72,6 +72,7 @@ def test_delivered_with_remote_id_and_url(sb):
         body["group_labels"] == ["老年人", "社会公众"] and body["source_note"] == "来源: 科普中国"
     )
     assert body["content_html"] == item.pack.content_html
+    assert stored["user_agent"].startswith("media-matrix/")  # not python-requests
 
 
 def test_same_idempotency_key_across_retries_delivers_once(sb):

@@ -68,6 +68,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from media_matrix.httpclient import make_session
 from media_matrix.models import Pack
 from media_matrix.timeutil import parse_retry_after
 
@@ -250,8 +251,8 @@ class BaseAdapter:
         self.templates_dir = Path(templates_dir) if templates_dir is not None else None
         self.timezone = timezone
         self._own_session = session is None
-        self.session = session or requests.Session()
-        self.session.headers.setdefault("User-Agent", USER_AGENT)
+        # requests' default session headers already hold a User-Agent: set ours explicitly
+        self.session = session or make_session(user_agent=USER_AGENT)
 
     def render(self, items: Sequence[OutgoingItem]) -> Message:
         from media_matrix.render import default_templates_dir, render_message

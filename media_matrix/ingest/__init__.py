@@ -16,11 +16,11 @@ from typing import Any, Protocol
 import requests
 
 from media_matrix.config import FeedConfig, Settings
+from media_matrix.httpclient import make_session
 from media_matrix.ingest.fetch import (
     FetchError,
     FetchOptions,
     FetchResult,
-    default_session,
     fetch,
     local_path,
 )
@@ -153,7 +153,7 @@ def run_ingest(
         read_timeout=settings.ingest.read_timeout,
         max_bytes=settings.ingest.max_bytes,
     )
-    http = session or default_session(settings.ingest.workers * 2)
+    http = session or make_session(settings.ingest.workers * 2)
 
     def read(feed: FeedConfig) -> SourceResult | Exception:
         try:

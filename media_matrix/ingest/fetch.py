@@ -6,7 +6,6 @@ Local files get a validator made of their mtime and size, so an unchanged file i
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -169,13 +168,3 @@ def _read_capped(response: requests.Response, max_bytes: int, url: str) -> bytes
     except requests.RequestException as exc:
         raise FetchError(f"reading {url} failed: {type(exc).__name__}: {exc}") from None
     return b"".join(chunks)
-
-
-def default_session(pool: int = 10) -> requests.Session:
-    """A session with a connection pool sized for parallel feed fetching."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.trust_env = os.environ.get("MEDIA_MATRIX_TRUST_ENV") == "1"
-    return session

@@ -110,7 +110,13 @@ class MediaCentreSandbox(SandboxApp):
             if missing:
                 return Response.json({"error": f"missing fields: {missing}"}, 422)
             ms_id = f"ms-{next(self._ids):06d}"
-            self.manuscripts[key] = {"id": ms_id, "path": path, "body": body, "at": now}
+            self.manuscripts[key] = {
+                "id": ms_id,
+                "path": path,
+                "body": body,
+                "at": now,
+                "user_agent": req.headers.get("user-agent", ""),
+            }
             resp = Response.json(
                 {"id": ms_id, "url": f"{self.base_url}/manuscripts/{ms_id}", "status": "accepted"},
                 201,
