@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -123,3 +125,23 @@ def console() -> Console:
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="JSON output (UTF-8)")(func)
+
+
+USER_ENV = "MEDIA_MATRIX_USER"
+
+
+def default_user() -> str:
+    """Who acts when --by is not given: $MEDIA_MATRIX_USER, else the login name."""
+    try:
+        return os.environ.get(USER_ENV) or getpass.getuser()
+    except (KeyError, OSError):
+        return "editor"
+
+
+def by_option(func):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--by",
+        default=None,
+        metavar="NAME",
+        help=f"who does this (default: ${USER_ENV}, else the login name)",
+    )(func)

@@ -7,6 +7,8 @@ import click
 from media_matrix.cli.common import (
     AppContext,
     UsageFailure,
+    by_option,
+    default_user,
     echo_json,
     echo_table,
     json_option,
@@ -129,7 +131,7 @@ def register(cli: click.Group) -> None:
 @click.option("--remove-group", multiple=True, help="group id to remove (repeatable)")
 @click.option("--add-topic", multiple=True, help="topic id to add (repeatable)")
 @click.option("--remove-topic", multiple=True, help="topic id to remove (repeatable)")
-@click.option("--by", default="editor", show_default=True, help="who makes the change")
+@by_option
 @json_option
 @pass_app
 def retag_pack(
@@ -140,7 +142,7 @@ def retag_pack(
     remove_group: tuple[str, ...],
     add_topic: tuple[str, ...],
     remove_topic: tuple[str, ...],
-    by: str,
+    by: str | None,
     as_json: bool,
 ) -> None:
     """Correct a pack's tags as an editor, or re-apply changed rules with --all.
@@ -174,7 +176,7 @@ def retag_pack(
             remove_groups=remove_group,
             add_topics=add_topic,
             remove_topics=remove_topic,
-            by=by,
+            by=by or default_user(),
         )
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None

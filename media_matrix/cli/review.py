@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import getpass
-import os
-
 import click
 
 from media_matrix import review, scheduling
 from media_matrix.cli.common import (
     AppContext,
     RuntimeFailure,
+    by_option,
+    default_user,
     echo_json,
     echo_table,
     json_option,
@@ -20,7 +19,6 @@ from media_matrix.cli.packs import packs_group
 from media_matrix.models import PACK_STATUS_LABELS
 from media_matrix.timeutil import local_text
 
-USER_ENV = "MEDIA_MATRIX_USER"
 ACTION_LABELS = {
     "approve": "通过",
     "reject": "驳回",
@@ -31,23 +29,6 @@ ACTION_LABELS = {
     "unqueue": "撤回投递",
     "queue_auto": "自动排期",
 }
-
-
-def default_user() -> str:
-    """Who acts when --by is not given: $MEDIA_MATRIX_USER, else the login name."""
-    try:
-        return os.environ.get(USER_ENV) or getpass.getuser()
-    except (KeyError, OSError):
-        return "editor"
-
-
-def by_option(func):  # type: ignore[no-untyped-def]
-    return click.option(
-        "--by",
-        default=None,
-        metavar="NAME",
-        help=f"who does this (default: ${USER_ENV}, else the login name)",
-    )(func)
 
 
 def _local(at: str | None, app: AppContext) -> str:

@@ -13,12 +13,13 @@ from media_matrix.cli.common import (
     AppContext,
     RuntimeFailure,
     UsageFailure,
+    by_option,
+    default_user,
     echo_json,
     echo_table,
     json_option,
     pass_app,
 )
-from media_matrix.cli.review import by_option, default_user
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
 from media_matrix.store import NotFound, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
