@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from typing import Any
 
@@ -103,15 +104,21 @@ def dispatch_command(
         return
     click.echo(f"开始投递循环, 每 {interval:g} 秒一轮; 按 Ctrl-C 停止。")
     try:
-        while True:
-            swept = engine.sweep(settings, store, channels=names)
-            report = engine.dispatch_due(settings, store, channels=names)
-            if as_json:
-                if swept.expired or swept.polled or report.claimed:
-                    echo_json({"sweep": swept.to_dict(), "dispatch": report.to_dict()})
-            else:
-                _print_round(swept, report, None, verbose=False)
-            time.sleep(interval)
+        with embedded_sandbox(settings) as (settings, _servers):
+            while True:
+                try:
+                    swept = engine.sweep(settings, store, channels=names)
+                    report = engine.dispatch_due(settings, store, channels=names)
+                except (sqlite3.Error, OSError) as exc:  # e.g. database locked: next round
+                    click.echo(f"本轮出错, 稍后重试 (round failed, will retry): {exc}", err=True)
+                    time.sleep(interval)
+                    continue
+                if as_json:
+                    if swept.expired or swept.polled or report.claimed:
+                        echo_json({"sweep": swept.to_dict(), "dispatch": report.to_dict()})
+                else:
+                    _print_round(swept, report, None, verbose=False)
+                time.sleep(interval)
     except KeyboardInterrupt:
         click.echo("已停止投递循环 (stopped).")
 
