@@ -118,6 +118,7 @@ class Item:
     topics: list[str] = field(default_factory=list)
     source: str = ""  # issuing body named by a local pack
     county: str = "市级"  # the county the content is for; 市级 goes everywhere
+    label: str = ""  # how a list page showed it (title and date): a change means re-read it
 
 
 @dataclass

@@ -440,3 +440,43 @@ def test_unusable_database_path_is_a_clear_runtime_error(tmp_path):
     result = run_cli("--config", str(config), "feeds", "list")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "blocker" in result.stderr
+
+
+def test_html_article_shown_differently_on_the_list_is_re_read(tmp_path, feed_server):
+    listing = (
+        '<html><head><meta charset="utf-8"></head><body><ul class="news">'
+        '<li><a href="/a/1.html">{title}</a><span class="date">{date}</span></li>'
+        "</ul></body></html>"
+    )
+    article = (
+        '<html><head><meta charset="utf-8"></head><body><div class="article">'
+        "<p>{text}</p></div></body></html>"
+    )
+    feed_server.add("/list", body=listing.format(title="秸秆禁烧", date="2026-11-01").encode())
+    feed_server.add("/a/1.html", body=article.format(text="秋收后严禁焚烧秸秆。").encode())
+    selectors = {"item": "ul.news li", "link": "a", "date": "span.date", "body": "div.article"}
+    config = make_config(
+        tmp_path,
+        [{"name": "zy", "kind": "html", "url": feed_server.url("/list"), "selectors": selectors}],
+    )
+    first, store = ingest(config)
+    assert first.feeds[0].new == 1
+    store.close()
+    # the list page now shows the entry with a new title and date; the article changed too
+    feed_server.add(
+        "/list", body=listing.format(title="秸秆禁烧（更新）", date="2026-11-03").encode()
+    )
+    feed_server.add(
+        "/a/1.html", body=article.format(text="秋收后严禁焚烧秸秆，违者处罚。").encode()
+    )
+    hits = len(feed_server.hits("/a/1.html"))
+    second, store = ingest(config)
+    assert second.feeds[0].updated == 1
+    assert len(feed_server.hits("/a/1.html")) == hits + 1
+    pack = store.list_packs(full=True)[0]
+    assert pack.title == "秸秆禁烧（更新）" and "违者处罚" in pack.text
+    store.close()
+    # shown the same way again: not re-read
+    third, store = ingest(config)
+    assert third.feeds[0].unchanged == 1 and len(feed_server.hits("/a/1.html")) == hits + 1
+    store.close()

@@ -206,7 +206,7 @@ def _read_source(
         for item in items:
             item.county = feed.county
         return SourceResult(items=items, etag=fetched.etag, last_modified=fetched.last_modified)
-    known = set(store.feed_guid_hashes(feed.name))
+    known = store.feed_guid_labels(feed.name)
 
     def fetch_page(url: str) -> FetchResult:
         return fetch(url, options, session=http)
@@ -300,7 +300,10 @@ def _store_item(
         source = store.source_of(feed, item.guid)
         assert source is not None
         if known[item.guid] == item.content_hash:
-            store.touch_sources(feed, [item.guid], at)
+            if item.label:  # re-read because the list showed it differently: keep the new label
+                store.add_source(source["pack_id"], feed, item, at=at)
+            else:
+                store.touch_sources(feed, [item.guid], at)
             return IngestOutcome.UNCHANGED, source["pack_id"]
         store.update_pack_content(source["pack_id"], feed, item, at=at)
         return IngestOutcome.UPDATED, source["pack_id"]

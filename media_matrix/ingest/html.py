@@ -77,6 +77,10 @@ class ListEntry:
     title: str
     date: str | None
 
+    @property
+    def label(self) -> str:
+        return f"{self.title}|{self.date or ''}"
+
 
 def parse_list(page: FetchResult, feed: FeedConfig, tz: ZoneInfo) -> list[ListEntry]:
     assert feed.selectors is not None
@@ -129,6 +133,7 @@ def parse_article(page: FetchResult, entry: ListEntry, feed: FeedConfig) -> Item
         published_at=entry.date,
         content_hash=content_hash(title, text),
         county=feed.county,
+        label=entry.label,
     )
 
 
@@ -136,15 +141,17 @@ def read_site(
     listing: FetchResult,
     feed: FeedConfig,
     tz: ZoneInfo,
-    known: set[str],
+    known: dict[str, str],
     fetch_page: Callable[[str], FetchResult],
     workers: int = 4,
 ) -> SourceResult:
-    """Parse the list page, then fetch and parse the article pages not seen before."""
+    """Parse the list page, then fetch and parse the article pages not seen before, or shown
+    differently on the list than last time (``known``: url -> label; a retitled or redated
+    entry is re-read, and its pack updated if the article changed)."""
     entries = parse_list(listing, feed, tz)
     result = SourceResult(etag=listing.etag, last_modified=listing.last_modified)
-    fresh = [e for e in entries if e.url not in known]
-    result.known = [e.url for e in entries if e.url in known]
+    fresh = [e for e in entries if known.get(e.url) != e.label]
+    result.known = [e.url for e in entries if known.get(e.url) == e.label]
 
     def load(entry: ListEntry) -> Item | tuple[str, str]:
         try:

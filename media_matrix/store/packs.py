@@ -81,6 +81,10 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE packs ADD COLUMN hint_topics TEXT NOT NULL DEFAULT '[]'
         """,
     ),
+    (
+        "packs_003_source_label",
+        "ALTER TABLE pack_sources ADD COLUMN label TEXT NOT NULL DEFAULT ''",
+    ),
 ]
 
 # Fields an item carries into its pack; compared to tell what changed.
@@ -131,6 +135,11 @@ class PackStore(StoreBase):
         )
         return row["id"] if row else None
 
+    def feed_guid_labels(self, feed: str) -> dict[str, str]:
+        """guid -> how the feed's list page last showed it (HTML sources)."""
+        rows = self.query("SELECT guid, label FROM pack_sources WHERE feed = ?", (feed,))
+        return {r["guid"]: r["label"] for r in rows}
+
     def feed_guid_hashes(self, feed: str) -> dict[str, str]:
         """guid -> item hash for everything this feed delivered (one query per poll)."""
         rows = self.query("SELECT guid, item_hash FROM pack_sources WHERE feed = ?", (feed,))
@@ -166,14 +175,14 @@ class PackStore(StoreBase):
     def _add_source(self, conn: Any, pack_id: int, feed: str, item: Item, at: str) -> None:
         conn.execute(
             """
-            INSERT INTO pack_sources (pack_id, feed, guid, url, item_hash, first_seen_at,
-                                      last_seen_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO pack_sources (pack_id, feed, guid, url, item_hash, label,
+                                      first_seen_at, last_seen_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (feed, guid) DO UPDATE SET
-                pack_id = excluded.pack_id, url = excluded.url,
-                item_hash = excluded.item_hash, last_seen_at = excluded.last_seen_at
+                pack_id = excluded.pack_id, url = excluded.url, item_hash = excluded.item_hash,
+                label = excluded.label, last_seen_at = excluded.last_seen_at
             """,
-            (pack_id, feed, item.guid, item.url, item.content_hash, at, at),
+            (pack_id, feed, item.guid, item.url, item.content_hash, item.label, at, at),
         )
 
     def update_pack_content(self, pack_id: int, feed: str, item: Item, *, at: str) -> list[str]:
