@@ -124,9 +124,10 @@ class PackStore(StoreBase):
         )
 
     def pack_id_by_url(self, url: str) -> int | None:
+        # every pack is stored with its first source, so pack_sources holds every link
         row = self.query_one(
             "SELECT pack_id FROM pack_sources WHERE url = ? ORDER BY id LIMIT 1", (url,)
-        ) or self.query_one("SELECT id AS pack_id FROM packs WHERE url = ? LIMIT 1", (url,))
+        )
         return row["pack_id"] if row else None
 
     def pack_id_by_hash(self, content_hash: str) -> int | None:
