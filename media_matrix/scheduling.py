@@ -34,6 +34,7 @@ from typing import Any
 from media_matrix import planner, review
 from media_matrix.config import ConfigError, Settings
 from media_matrix.ingest import feed_overview
+from media_matrix.instance import LOCK_NAME, describe_lock
 from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, PACK_STATUS_LABELS, PackStatus
 from media_matrix.planner import Assignment, Booking, PlanChannel, PlanPack
 from media_matrix.review import subject
@@ -615,7 +616,6 @@ def plan_view(
 
 def status_view(settings: Settings, store: Store, now: datetime | None = None) -> dict[str, Any]:
     """Feeds' health, queue depth per channel, the next slots, the last errors, the daemon."""
-    from media_matrix.daemon import LOCK_NAME, describe_lock  # the daemon's lock rules
 
     now = _aware(now)
     tz = settings.tz

@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
-from media_matrix.daemon import LOCK_NAME, last_fire_before, slot_trigger, stale_reason
+from media_matrix.cron import last_fire_before
+from media_matrix.daemon import slot_trigger
+from media_matrix.instance import LOCK_NAME, stale_reason
 from media_matrix.models import Item, PackStatus, Tag
 from media_matrix.planner import PlanChannel, slot_times
 from media_matrix.store import open_store
