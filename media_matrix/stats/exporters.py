@@ -20,7 +20,6 @@ from media_matrix.stats.core import (
     DIM_LABELS,
     FIELD_LABELS,
     FIELDS,
-    NOTES,
     SOURCE_LABELS,
     TIME_DIMENSIONS,
     Report,
@@ -73,31 +72,16 @@ def write_json(
     timezone: str,
     on_row: RowCallback | None = None,
 ) -> int:
-    """``{"from", "to", "timezone", "by", "fields", "rows": [...], "total", "by_status",
-    "notes"}``; rows are written as they come."""
-    query = stream.query
-
-    def dump(value: Any) -> str:
-        return json.dumps(value, ensure_ascii=False)
-
-    out.write("{\n")
-    out.write(f'  "from": {dump(query.start.isoformat() if query.start else None)},\n')
-    out.write(f'  "to": {dump(query.end.isoformat() if query.end else None)},\n')
-    out.write(f'  "timezone": {dump(timezone)},\n')
-    out.write(f'  "by": {dump(list(query.by))},\n')
-    out.write(f'  "fields": {dump([*query.by, *FIELDS])},\n')
-    out.write('  "rows": [')
+    """One JSON array: an object per combination of the ``--by`` keys, with the keys and the
+    stable FIELDS, written as rows come (the totals are ``stats summary --json``'s)."""
+    out.write("[")
     n = 0
     for row in stream:
-        out.write(("," if n else "") + "\n    " + dump(row))
+        out.write(("," if n else "") + "\n  " + json.dumps(row, ensure_ascii=False))
         n += 1
         if on_row is not None and n % 1000 == 0:
             on_row(n)
-    out.write("\n  ],\n" if n else "],\n")
-    out.write(f'  "total": {dump(stream.total)},\n')
-    out.write(f'  "by_status": {dump(stream.by_status)},\n')
-    out.write(f'  "notes": {dump(list(NOTES))}\n')
-    out.write("}\n")
+    out.write("\n]\n" if n else "]\n")
     return n
 
 
