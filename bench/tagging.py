@@ -35,7 +35,6 @@ from media_matrix.models import GROUPS, TOPICS  # noqa: E402
 from media_matrix.tagging import (  # noqa: E402
     MAX_BODY_CHARS,
     Tagger,
-    compile_rules,
     normalize,
     repeat_factor,
     tagger_for,
@@ -80,18 +79,7 @@ def default_settings() -> Settings:
 
 
 def default_tagger(engine: str = "auto") -> Tagger:
-    settings = default_settings()
-    if engine == "auto":
-        return tagger_for(settings)
-    options = settings.tagging
-    return compile_rules(
-        settings.groups,
-        settings.topics,
-        threshold=options.threshold,
-        title_weight=options.title_weight,
-        topic_share=options.topic_share,
-        engine=engine,
-    )
+    return tagger_for(default_settings(), engine=engine)
 
 
 # -- quality ------------------------------------------------------------------------------------

@@ -606,17 +606,27 @@ class _Engine:
         else:
             log.warning("%s %s: %s", name, ids, text, exc_info=not _expected(exc))
 
-        def finish(delivery_id: int, outcome: str, applied: bool, **extra: Any) -> None:
+        def finish(
+            delivery_id: int,
+            outcome: str,
+            applied: bool,
+            *,
+            error: str | None = None,
+            counted: str | None = None,
+            **extra: Any,
+        ) -> None:
+            message = error or text
             self.store.finish_attempt(
                 opened[delivery_id]["attempt_id"],
                 finished_at=at,
                 outcome=outcome,
                 http_status=http_status,
-                error=text if applied else f"{text} (lease lost to a sweeper; not applied)",
+                error=message if applied else f"{message} (lease lost to a sweeper; not applied)",
                 excerpt=excerpt,
                 **extra,
             )
-            self.count(name, _REPORTED.get(outcome, outcome) if applied else "lease_lost")
+            label = counted or _REPORTED.get(outcome, outcome)
+            self.count(name, label if applied else "lease_lost")
 
         with self.store.transaction():
             if isinstance(exc, QuotaError):
@@ -649,15 +659,7 @@ class _Engine:
                 final = f"gave up after {attempts} attempts: {text}"
                 for i in ids:
                     ok = self.store.mark_dead(i, owner=self.owner, at=at, error=final)
-                    self.store.finish_attempt(
-                        opened[i]["attempt_id"],
-                        finished_at=at,
-                        outcome=outcome,
-                        http_status=http_status,
-                        error=final if ok else f"{final} (lease lost; not applied)",
-                        excerpt=excerpt,
-                    )
-                    self.count(name, "dead" if ok else "lease_lost")
+                    finish(i, outcome, ok, error=final, counted="dead")
             else:
                 delay = next_attempt_delay(
                     attempts,

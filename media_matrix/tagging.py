@@ -406,8 +406,9 @@ def compile_rules(
     )
 
 
-def tagger_for(settings: Any) -> Tagger:
-    """The Tagger of loaded settings (config.Settings): its rules and its ``tagging:`` knobs."""
+def tagger_for(settings: Any, *, engine: str = "auto") -> Tagger:
+    """The Tagger of loaded settings (config.Settings): its rules and its ``tagging:`` knobs.
+    ``engine`` is for benchmarks (see :func:`_build_matcher`)."""
     options = settings.tagging
     return compile_rules(
         settings.groups,
@@ -416,6 +417,7 @@ def tagger_for(settings: Any) -> Tagger:
         title_weight=options.title_weight,
         topic_share=options.topic_share,
         group_share=options.group_share,
+        engine=engine,
     )
 
 

@@ -91,6 +91,11 @@ def fast_entries(content: bytes, url: str) -> list[RawEntry] | None:
     return None
 
 
+def _enclosure(url: str | None, kind: str | None, length: Any) -> Enclosure:
+    size = str(length or "").strip()
+    return Enclosure(url or "", kind or "", int(size) if size.isdigit() else None)
+
+
 def _text(node: Any) -> str:
     if node is None:
         return ""
@@ -104,16 +109,10 @@ def _rss_entry(item: Any, url: str) -> RawEntry:
         raise _Decline
     description = _text(item.find("description"))
     encoded = _text(item.find(CONTENT_ENCODED))
-    enclosures = []
-    for node in item.iterfind("enclosure"):
-        length = (node.get("length") or "").strip()
-        enclosures.append(
-            Enclosure(
-                node.get("url") or "",
-                node.get("type") or "",
-                int(length) if length.isdigit() else None,
-            )
-        )
+    enclosures = [
+        _enclosure(node.get("url"), node.get("type"), node.get("length"))
+        for node in item.iterfind("enclosure")
+    ]
     guid = _text(item.find("guid"))
     return RawEntry(
         id=guid,
@@ -141,14 +140,7 @@ def _atom_entry(entry: Any, url: str) -> RawEntry:
         if rel == "alternate" and link is None:
             link = node.get("href")
         elif rel == "enclosure":
-            length = (node.get("length") or "").strip()
-            enclosures.append(
-                Enclosure(
-                    node.get("href") or "",
-                    node.get("type") or "",
-                    int(length) if length.isdigit() else None,
-                )
-            )
+            enclosures.append(_enclosure(node.get("href"), node.get("type"), node.get("length")))
     return RawEntry(
         id=_text(entry.find(f"{ATOM}id")),
         title=_atom_text(entry.find(f"{ATOM}title")),
@@ -248,16 +240,10 @@ def _from_feedparser(entry: Any, feed_url: str) -> RawEntry:
         if detail.get("type") == "text/plain":
             body = html.escape(body).replace("\n", "<br>")
         base = detail.get("base") or feed_url
-    enclosures = []
-    for link in entry.get("enclosures", []):
-        length = str(link.get("length") or "")
-        enclosures.append(
-            Enclosure(
-                link.get("href") or "",
-                link.get("type", ""),
-                int(length) if length.isdigit() else None,
-            )
-        )
+    enclosures = [
+        _enclosure(link.get("href"), link.get("type"), link.get("length"))
+        for link in entry.get("enclosures", [])
+    ]
     return RawEntry(
         id=str(entry.get("id") or "").strip(),
         title=entry.get("title", ""),
