@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import UTC, datetime, time, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +27,7 @@ from pydantic import (
 )
 
 from media_matrix.cron import cron_trigger
+from media_matrix.httpclient import NetworkPolicy, network_policy
 from media_matrix.models import TOPICS, check_group_ids
 
 CONFIG_ENV = "MEDIA_MATRIX_CONFIG"
@@ -82,11 +84,20 @@ class FeedConfig(_Model):
     selectors: HtmlSelectors | None = None
     encoding: str | None = None  # force a charset for sites that lie about theirs
     max_items: int = Field(default=200, ge=1)
+    # Dedupe order: a feed never merges into (or overwrites) a pack first delivered by a feed of
+    # higher trust. Default: 1 for auto_approve feeds (editors already trust them), else 0.
+    trust: int | None = Field(default=None, ge=0, le=100)
 
     @field_validator("every", mode="before")
     @classmethod
     def _parse_every(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @property
+    def trust_level(self) -> int:
+        if self.trust is not None:
+            return self.trust
+        return 1 if self.auto_approve else 0
 
     @model_validator(mode="after")
     def _html_needs_selectors(self) -> FeedConfig:
@@ -288,11 +299,37 @@ class IngestConfig(_Model):
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_backoff: float = 86400.0
     workers: int = Field(default=4, ge=1)
+    # the whole fetch (redirects and body included) of a feed, article page or image
+    deadline: float = Field(default=60.0, gt=0, le=3600)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    # a published date later than now + future_skew is clamped to the fetch time and reported
+    future_skew: float = Field(default=86400.0, ge=0, le=30 * 86400)
+    # caps on one resource pack (folder or zip), reported per pack when exceeded
+    pack_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    pack_max_files: int = Field(default=500, ge=1)
+    pack_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 
-    @field_validator("max_backoff", mode="before")
+    @field_validator("max_backoff", "deadline", "future_skew", mode="before")
     @classmethod
     def _parse_backoff(cls, value: Any) -> float:
         return parse_duration(value)
+
+
+class NetworkConfig(_Model):
+    """Non-public addresses that untrusted fetches (feeds, pages, images) may reach:
+    ``127.0.0.1``, ``10.0.0.0/8``, ``127.0.0.1:8080``, ``[::1]:8080``, ``localhost:8080``."""
+
+    allow: list[str] = Field(default_factory=list)
+
+    @field_validator("allow")
+    @classmethod
+    def _valid_entries(cls, value: list[str]) -> list[str]:
+        network_policy(value)  # raises ValueError naming the bad entry
+        return value
+
+    @cached_property
+    def policy(self) -> NetworkPolicy:
+        return network_policy(self.allow)
 
 
 class DispatchConfig(_Model):
@@ -377,6 +414,7 @@ class Settings(_Model):
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     sandbox: dict[str, Any] = Field(default_factory=dict)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
 
     @field_validator("timezone")
     @classmethod

@@ -399,7 +399,10 @@ class _Engine:
                 )
                 self._sessions.append(session)
                 adapter = make_adapter(
-                    channel, templates_dir=self.settings.templates, session=session
+                    channel,
+                    templates_dir=self.settings.templates,
+                    session=session,
+                    network=self.settings.network.policy,  # pack images: guarded fetches
                 )
                 self._adapters[channel.name] = adapter
             return adapter

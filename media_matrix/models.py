@@ -119,6 +119,7 @@ class Item:
     source: str = ""  # issuing body named by a local pack
     county: str = "市级"  # the county the content is for; 市级 goes everywhere
     label: str = ""  # how a list page showed it (title and date): a change means re-read it
+    local_root: str | None = None  # the folder its file:// references must stay in (local only)
 
 
 @dataclass
@@ -155,6 +156,7 @@ class Pack:
     source: str = ""
     groups: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
+    local_root: str | None = None  # the only folder adapters may read its local files from
     tags: list[Tag] = field(default_factory=list)
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:

@@ -136,6 +136,49 @@ def reject(store: Store, ids: Iterable[int], by: str, note: str | None = None) -
     return result
 
 
+AUDIT_DIFF_MAX = 4000
+
+
+def content_changed(
+    store: Store, pack_id: int, *, feed: str, auto_approve: bool, diff: str
+) -> str | None:
+    """A source changed a pack's content after it was stored; returns the new status if the
+    change moved it.
+
+    An approved pack from a reviewed feed goes back to review (``new``): its deliveries that
+    have not started are held (dispatch claims only approved packs' deliveries) until an editor
+    approves it again. A pack of an auto-approve feed is approved again by that feed's rule.
+    Either way the change is audited with its diff; rejected and archived packs stay so.
+    """
+    status = _statuses(store, [pack_id])[pack_id]
+    if status not in (PackStatus.APPROVED, PackStatus.NEW):
+        return None
+    if auto_approve:
+        store.set_pack_status([pack_id], PackStatus.APPROVED)
+        note = _note("内容变更, 按自动通过规则重新通过", diff)
+        store.audit(f"auto:{feed}", "reapprove", subject(pack_id), note)
+        return PackStatus.APPROVED.value if status != PackStatus.APPROVED else None
+    if status != PackStatus.APPROVED:
+        return None
+    store.set_pack_status([pack_id], PackStatus.NEW)
+    held = [
+        d["id"]
+        for d in store.list_bookings(pack_ids=[pack_id])
+        if d["status"] in ("queued", "failed")
+    ]
+    extra = "; 暂停未开始的投递 " + ", ".join(map(str, held)) if held else ""
+    note = _note("内容变更, 退回待审" + extra, diff)
+    store.audit(f"ingest:{feed}", "review_again", subject(pack_id), note)
+    return PackStatus.NEW.value
+
+
+def _note(head: str, diff: str) -> str:
+    body = diff
+    if len(diff) > AUDIT_DIFF_MAX:
+        body = diff[:AUDIT_DIFF_MAX] + "\n…(完整差异见 packs show)"
+    return f"{head}\n{body}" if body else head
+
+
 def set_urgent(store: Store, pack_id: int, on: bool, by: str, note: str | None = None) -> bool:
     """Flag (or unflag) a pack as urgent. Returns whether the flag changed; the action is
     audited either way (an editor's explicit act)."""
@@ -162,6 +205,7 @@ __all__ = [
     "ReviewError",
     "ReviewResult",
     "approve",
+    "content_changed",
     "reject",
     "set_urgent",
     "subject",

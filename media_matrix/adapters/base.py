@@ -58,7 +58,7 @@ import hashlib
 import mimetypes
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,7 +68,14 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from media_matrix.httpclient import make_session
+from media_matrix.httpclient import (
+    FetchLimits,
+    FetchRefused,
+    NetworkPolicy,
+    guarded_get,
+    guarded_session,
+    make_session,
+)
 from media_matrix.models import Pack
 from media_matrix.timeutil import parse_retry_after
 
@@ -246,8 +253,10 @@ class BaseAdapter:
         templates_dir: Path | str | None = None,
         session: requests.Session | None = None,
         timezone: str = "Asia/Shanghai",
+        network: NetworkPolicy | None = None,
     ) -> None:
         self.channel = channel
+        self.network = network or NetworkPolicy()  # for pack images: untrusted URLs
         self.templates_dir = Path(templates_dir) if templates_dir is not None else None
         self.timezone = timezone
         self._own_session = session is None
@@ -318,6 +327,7 @@ def make_adapter(
     templates_dir: Path | str | None = None,
     session: requests.Session | None = None,
     timezone: str = "Asia/Shanghai",
+    network: NetworkPolicy | None = None,
 ) -> Adapter:
     """The adapter for a channel config (``channel_config.type`` picks the class).
 
@@ -325,10 +335,17 @@ def make_adapter(
     ``channels/`` folder of the checkout); ``timezone`` (``Settings.timezone``) is the one
     templates show times in; ``session`` lets callers share a connection pool (an adapter closes
     only a session it created). Build one adapter per channel and reuse it: WeChat media and
-    tokens are cached per process, and the WeCom rate window is per robot.
+    tokens are cached per process, and the WeCom rate window is per robot. ``network``
+    (``Settings.network.policy``) is the address policy for fetching pack images.
     """
     cls = adapter_class(channel_config.type)
-    return cls(channel_config, templates_dir=templates_dir, session=session, timezone=timezone)  # type: ignore[return-value]
+    return cls(  # type: ignore[return-value]
+        channel_config,
+        templates_dir=templates_dir,
+        session=session,
+        timezone=timezone,
+        network=network,
+    )
 
 
 # -- helpers shared by the adapters -------------------------------------------------------------
@@ -403,36 +420,48 @@ def sniff_image_type(data: bytes) -> str | None:
 
 
 def load_image(
-    src: str, session: requests.Session, *, timeout: float = 15.0, max_bytes: int = IMAGE_MAX_BYTES
+    src: str,
+    session: requests.Session,
+    *,
+    timeout: float = 15.0,
+    max_bytes: int = IMAGE_MAX_BYTES,
+    network: NetworkPolicy | None = None,
+    local_root: str | None = None,
+    trusted: Collection[str] = (),
 ) -> LoadedImage | None:
     """Read an image from a file:// URL or a plain path, or fetch it over http(s).
 
-    Returns None (the caller drops the image) when it cannot be read, is too big or is not an
-    image; never raises for a bad image, since one broken picture must not stop a delivery.
+    Pack content is untrusted: http(s) goes through the guarded fetch (``network`` policy,
+    a deadline of ``timeout`` for the whole fetch; ``session`` is for channel APIs only and is
+    not used for it), and a local file is read only inside the pack's own folder
+    (``local_root``) or when the operator configured it (``trusted``, e.g. covers).
+    Returns None (the caller drops the image) when it cannot be read, is refused, is too big or
+    is not an image; never raises for a bad image, since one broken picture must not stop a
+    delivery.
     """
     parts = urlsplit(src)
     try:
         if parts.scheme in ("http", "https"):
-            with session.get(src, timeout=timeout, stream=True) as resp:
-                if resp.status_code != 200:
-                    return None
-                chunks, size = [], 0
-                for chunk in resp.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        return None
-                    chunks.append(chunk)
-                data = b"".join(chunks)
+            policy = network or NetworkPolicy()
+            limits = FetchLimits(
+                connect_timeout=timeout, read_timeout=timeout, deadline=timeout, max_bytes=max_bytes
+            )
+            fetched = guarded_get(guarded_session(policy), src, limits)
+            if fetched.status != 200:
+                return None
+            data = fetched.content
             name = Path(unquote(parts.path)).name or "image"
         elif parts.scheme in ("file", ""):
             path = Path(unquote(parts.path) if parts.scheme == "file" else src)
+            if src not in trusted and not _inside_root(path, local_root):
+                return None
             if not path.is_file() or path.stat().st_size > max_bytes:
                 return None
             data = path.read_bytes()
             name = path.name
         else:
             return None
-    except (OSError, requests.RequestException):
+    except (OSError, FetchRefused):
         return None
     ctype = sniff_image_type(data)
     if ctype is None:
@@ -442,6 +471,13 @@ def load_image(
         ext = ".jpg"
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem)[:60] or "image"
     return LoadedImage(source=src, data=data, content_type=ctype, filename=stem + ext)
+
+
+def _inside_root(path: Path, root: str | None) -> bool:
+    try:
+        return bool(root) and path.resolve().is_relative_to(Path(root).resolve())  # type: ignore[arg-type]
+    except (OSError, ValueError):
+        return False
 
 
 class SlidingWindowLimiter:

@@ -170,7 +170,7 @@ class OutboxAdapter(BaseAdapter):
         )
 
     def _copy_media(
-        self, tmp: Path, html: str, extra: list[str]
+        self, tmp: Path, html: str, extra: list[str], local_root: str | None = None
     ) -> tuple[str, list[dict[str, Any]]]:
         media: list[dict[str, Any]] = []
         by_source: dict[str, str] = {}
@@ -179,7 +179,9 @@ class OutboxAdapter(BaseAdapter):
         def copy(src: str) -> str | None:
             if src in by_source:
                 return by_source[src]
-            image = load_image(src, self.session, timeout=timeout)
+            image = load_image(
+                src, self.session, timeout=timeout, network=self.network, local_root=local_root
+            )
             if image is None:
                 return None
             (tmp / "media").mkdir(exist_ok=True)
@@ -211,7 +213,7 @@ class OutboxAdapter(BaseAdapter):
         item = message.items[0]
         pack = item.pack
         html, media = self._copy_media(
-            tmp, str(message.parts.get("article.html", "")), list(pack.images)
+            tmp, str(message.parts.get("article.html", "")), list(pack.images), pack.local_root
         )
         ticker = ticker_text(str(message.parts.get("ticker.txt", "")), self.channel.ticker_max)
         playlist = json.loads(message.parts["playlist.json"])

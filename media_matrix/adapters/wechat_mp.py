@@ -409,12 +409,30 @@ class WechatMpAdapter(BaseAdapter):
             self._uploaded[image.sha256] = url
         return url
 
-    def _cover(self, sources: list[str], st: dict[str, Any], checkpoint: Checkpoint) -> str:
+    def _trusted_covers(self) -> set[str]:
+        """Covers the operator chose (config) or shipped: the only local files read outside a
+        pack's own folder."""
+        return {c for c in (getattr(self.channel, "cover", None), DEFAULT_COVER.as_uri()) if c}
+
+    def _cover(
+        self,
+        sources: list[str],
+        st: dict[str, Any],
+        checkpoint: Checkpoint,
+        local_root: str | None = None,
+    ) -> str:
         thumbs = st.setdefault("thumbs", {})
         for src in [*sources, DEFAULT_COVER.as_uri()]:
             if src in thumbs:
                 return thumbs[src]
-            image = load_image(src, self.session, timeout=self.timeout)
+            image = load_image(
+                src,
+                self.session,
+                timeout=self.timeout,
+                network=self.network,
+                local_root=local_root,
+                trusted=self._trusted_covers(),
+            )
             if image is None or image.content_type == "image/webp":
                 continue
             try:
@@ -426,7 +444,9 @@ class WechatMpAdapter(BaseAdapter):
             return media_id
         raise RejectedError("no usable cover image, not even the default one")
 
-    def rewrite_images(self, html: str, st: dict[str, Any], checkpoint: Checkpoint) -> str:
+    def rewrite_images(
+        self, html: str, st: dict[str, Any], checkpoint: Checkpoint, local_root: str | None = None
+    ) -> str:
         """Upload every <img> through media/uploadimg and point it at WeChat; drop the rest."""
         if "<img" not in html.lower():
             return html
@@ -437,7 +457,14 @@ class WechatMpAdapter(BaseAdapter):
             src = str(img.get("src") or img.get("data-src") or "").strip()
             url = images.get(src)
             if url is None and src:
-                image = load_image(src, self.session, timeout=self.timeout, max_bytes=UPLOADIMG_MAX)
+                image = load_image(
+                    src,
+                    self.session,
+                    timeout=self.timeout,
+                    max_bytes=UPLOADIMG_MAX,
+                    network=self.network,
+                    local_root=local_root,
+                )
                 if image is not None and image.content_type in ("image/png", "image/jpeg"):
                     try:
                         url = self._upload_image(image)
@@ -464,7 +491,8 @@ class WechatMpAdapter(BaseAdapter):
         for i, item in enumerate(message.items):
             f = fields[i] if i < len(fields) else {}
             html = message.item_parts[i]["article.html"]
-            content = truncate_html(self.rewrite_images(html, st, checkpoint))
+            root = item.pack.local_root
+            content = truncate_html(self.rewrite_images(html, st, checkpoint, root))
             source_url = str(f.get("content_source_url") or item.pack.url or "")
             if len(source_url.encode()) > SOURCE_URL_MAX_BYTES:
                 source_url = ""
@@ -476,7 +504,7 @@ class WechatMpAdapter(BaseAdapter):
                     "digest": clip(f.get("digest", item.pack.summary), DIGEST_MAX),
                     "content": content,
                     "content_source_url": source_url,
-                    "thumb_media_id": self._cover(covers, st, checkpoint),
+                    "thumb_media_id": self._cover(covers, st, checkpoint, root),
                     "need_open_comment": 0,
                     "only_fans_can_comment": 0,
                 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from media_matrix.cli.common import (
     AppContext,
@@ -14,8 +15,15 @@ from media_matrix.cli.common import (
     json_option,
     pass_app,
 )
+from media_matrix.ingest.clean import strip_controls
 from media_matrix.models import GROUPS, PACK_STATUS_LABELS, TOPICS, Pack, PackStatus
 from media_matrix.retag import edit_tags, retag_all
+
+
+def shown(value: object) -> str:
+    """A stored value as the table prints it: no control characters, rich markup escaped (a
+    title like ``[link=…]`` prints as written, not as a link)."""
+    return escape(strip_controls("" if value is None else str(value)))
 
 
 @click.group("packs")
@@ -48,14 +56,17 @@ def list_packs(
     echo_table(
         ["ID", "状态", "标题", "来源", "人群", "主题", "发布时间"],
         [
-            (
-                p.id,
-                PACK_STATUS_LABELS.get(p.status, p.status) + (" ⚡紧急" if p.urgent else ""),
-                p.title,
-                ", ".join(p.feeds),
-                "、".join(GROUPS.get(g, g) for g in p.groups),
-                "、".join(TOPICS.get(t, t) for t in p.topics),
-                p.published_at or "-",
+            tuple(
+                shown(v)
+                for v in (
+                    p.id,
+                    PACK_STATUS_LABELS.get(p.status, p.status) + (" ⚡紧急" if p.urgent else ""),
+                    p.title,
+                    ", ".join(p.feeds),
+                    "、".join(GROUPS.get(g, g) for g in p.groups),
+                    "、".join(TOPICS.get(t, t) for t in p.topics),
+                    p.published_at or "-",
+                )
             )
             for p in packs
         ],
@@ -70,12 +81,18 @@ def list_packs(
 def show_pack(app: AppContext, pack_id: int, as_json: bool) -> None:
     """Show one pack with its text, sources and tags (with reasons)."""
     pack = app.store.get_pack(pack_id)
+    changes = app.store.pack_changes(pack_id)
     if as_json:
         data = pack.to_dict(full=True)
         data["tags"] = [tag.__dict__ for tag in pack.tags]
+        data["changes"] = changes
         echo_json(data)
         return
     _print_pack(pack)
+    for change in changes:
+        if change["diff"]:
+            click.echo(f"\n内容变更 {change['at']} (来源 {change['feed']}):")
+            click.echo(strip_controls(change["diff"]))
 
 
 def _print_pack(pack: Pack) -> None:
@@ -100,24 +117,27 @@ def _print_pack(pack: Pack) -> None:
         ("音视频", ", ".join(e.get("url", "") for e in pack.enclosures) or "-"),
         ("摘要", pack.summary),
     ]
-    echo_table(["字段", "值"], fields, title=f"内容包 {pack.id}")
+    echo_table(["字段", "值"], [(k, shown(v)) for k, v in fields], title=f"内容包 {pack.id}")
     if pack.tags:
         echo_table(
             ["类型", "标签", "分数", "来源", "理由"],
             [
                 (
                     "人群" if t.kind == "group" else "主题",
-                    (GROUPS if t.kind == "group" else TOPICS).get(t.tag, t.tag)
-                    + (" (已移除)" if t.removed else ""),
+                    shown(
+                        (GROUPS if t.kind == "group" else TOPICS).get(t.tag, t.tag)
+                        + (" (已移除)" if t.removed else "")
+                    ),
                     f"{t.score:.1f}",
                     "编辑" if t.origin == "editor" else "规则",
-                    t.reason,
+                    shown(t.reason),
                 )
                 for t in pack.tags
             ],
             title="标签及理由",
         )
-    click.echo("\n正文:\n" + (pack.text[:2000] + ("…" if len(pack.text) > 2000 else "")))
+    text = strip_controls(pack.text)
+    click.echo("\n正文:\n" + (text[:2000] + ("…" if len(text) > 2000 else "")))
 
 
 def register(cli: click.Group) -> None:

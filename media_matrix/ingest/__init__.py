@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,19 +18,23 @@ import requests
 
 from media_matrix.config import FeedConfig, Settings
 from media_matrix.httpclient import make_session
+from media_matrix.ingest.clean import local_file_inside
 from media_matrix.ingest.fetch import (
     FetchError,
     FetchOptions,
     FetchResult,
     fetch,
+    is_local,
     local_path,
 )
 from media_matrix.ingest.html import read_site
-from media_matrix.ingest.packdir import read_packdir
+from media_matrix.ingest.packdir import PackCaps, read_packdir
 from media_matrix.ingest.rss import parse_feed
 from media_matrix.ingest.source import SourceError, SourceResult
-from media_matrix.models import IngestOutcome, Item, PackStatus, Tag
+from media_matrix.ingest.vet import VetRules, vet_item
+from media_matrix.models import IngestOutcome, Item, Pack, PackStatus, Tag
 from media_matrix.retag import item_tagger
+from media_matrix.review import content_changed
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
 
@@ -57,6 +62,7 @@ class FeedReport:
     skipped: bool = False  # not due yet (backing off or interval not elapsed)
     error: str | None = None
     item_errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # items fixed at ingest
     new_pack_ids: list[int] = field(default_factory=list)
     changed_pack_ids: list[int] = field(default_factory=list)
 
@@ -76,6 +82,7 @@ class FeedReport:
             "skipped": self.skipped,
             "error": self.error,
             "item_errors": [{"item": s, "error": e} for s, e in self.item_errors],
+            "warnings": [{"item": s, "warning": w} for s, w in self.warnings],
         }
 
 
@@ -152,8 +159,11 @@ def run_ingest(
         connect_timeout=settings.ingest.connect_timeout,
         read_timeout=settings.ingest.read_timeout,
         max_bytes=settings.ingest.max_bytes,
+        deadline=settings.ingest.deadline,
+        max_redirects=settings.ingest.max_redirects,
+        network=settings.network.policy,
     )
-    http = session or make_session(settings.ingest.workers * 2)
+    http = session or make_session(settings.ingest.workers * 2, network=settings.network.policy)
 
     def read(feed: FeedConfig) -> SourceResult | Exception:
         try:
@@ -189,7 +199,12 @@ def _read_source(
 ) -> SourceResult:
     if feed.kind == "packdir":
         media_root = settings.database.parent / "packs" / feed.name
-        return read_packdir(local_path(feed.url), media_root, feed.county, settings.tz)
+        caps = PackCaps(
+            max_body_bytes=settings.ingest.pack_max_body_bytes,
+            max_files=settings.ingest.pack_max_files,
+            max_bytes=settings.ingest.pack_max_bytes,
+        )
+        return read_packdir(local_path(feed.url), media_root, feed.county, settings.tz, caps)
     fetched = fetch(
         feed.url,
         options,
@@ -201,17 +216,25 @@ def _read_source(
         return SourceResult(
             not_modified=True, etag=fetched.etag, last_modified=fetched.last_modified
         )
+    # a feed the operator gave as a local file may name files beside it, nothing else may
+    root = str(local_path(feed.url).resolve().parent) if is_local(feed.url) else None
     if feed.kind == "rss":
         items = parse_feed(fetched, feed.max_items)
         for item in items:
             item.county = feed.county
+            item.local_root = root
         return SourceResult(items=items, etag=fetched.etag, last_modified=fetched.last_modified)
     known = store.feed_guid_labels(feed.name)
 
     def fetch_page(url: str) -> FetchResult:
+        if is_local(url) and not local_file_inside(url, root):
+            raise FetchError(f"{url[:200]} is a local file outside the feed's own folder")
         return fetch(url, options, session=http)
 
-    return read_site(fetched, feed, settings.tz, known, fetch_page, settings.ingest.workers)
+    result = read_site(fetched, feed, settings.tz, known, fetch_page, settings.ingest.workers)
+    for item in result.items:
+        item.local_root = root
+    return result
 
 
 def _record(
@@ -241,9 +264,11 @@ def _record(
         )
         return report
     report.not_modified = outcome.not_modified
-    status = PackStatus.APPROVED if feed.auto_approve else PackStatus.NEW
+    rules = VetRules(now=now, future_skew=settings.ingest.future_skew)
+    warnings = [(item.guid, note) for item in outcome.items for note in vet_item(item, rules)]
+    trust = _trust_table(settings)
     with store.transaction():
-        changed = _store_items(store, feed.name, outcome.items, at, status, report)
+        changed = _store_items(store, feed, outcome.items, at, report, trust)
         if outcome.known:
             store.touch_sources(feed.name, outcome.known, at)
             report.unchanged += len(outcome.known)
@@ -253,6 +278,8 @@ def _record(
         for item in outcome.items:
             if item.guid in failing:  # it ingests cleanly now
                 store.resolve_item_error(feed.name, item.guid)
+        for subject, note in warnings:  # stored and shown until the source stops needing it
+            store.record_item_error(feed.name, subject, note, at)
         store.record_fetch_ok(
             feed.name,
             at=at,
@@ -263,20 +290,31 @@ def _record(
         )
         for pack_id, item in changed:
             store.replace_rule_tags(pack_id, tagger(item), at=at)
-    report.item_errors = outcome.item_errors
+    report.item_errors = outcome.item_errors + warnings
+    report.warnings = warnings
     return report
 
 
+def _trust_table(settings: Settings) -> Callable[[str | None], int]:
+    levels = {f.name: f.trust_level for f in settings.feeds}
+    return lambda name: levels.get(name or "", 0)
+
+
 def _store_items(
-    store: Store, feed: str, items: list[Item], at: str, status: PackStatus, report: FeedReport
+    store: Store,
+    feed: FeedConfig,
+    items: list[Item],
+    at: str,
+    report: FeedReport,
+    trust: Callable[[str | None], int],
 ) -> list[tuple[int, Item]]:
     """Store every item, counting outcomes; returns the (pack id, item) pairs that changed."""
     if not items:
         return []
-    known = store.feed_guid_hashes(feed)
+    known = store.feed_guid_hashes(feed.name)
     changed: list[tuple[int, Item]] = []
     for item in items:
-        outcome, pack_id = _store_item(store, feed, item, known, at, status)
+        outcome, pack_id = _store_item(store, feed, item, known, at, trust)
         setattr(report, outcome.value, getattr(report, outcome.value) + 1)
         if outcome is IngestOutcome.NEW:
             report.new_pack_ids.append(pack_id)
@@ -289,31 +327,62 @@ def _store_items(
 
 def _store_item(
     store: Store,
-    feed: str,
+    feed: FeedConfig,
     item: Item,
     known: dict[str, str],
     at: str,
-    status: PackStatus,
+    trust: Callable[[str | None], int],
 ) -> tuple[IngestOutcome, int]:
-    """Dedupe by (feed, guid), else link, else content hash; then insert, update or merge."""
+    """Dedupe by (feed, guid), else link, else content hash; then insert, update or merge.
+
+    A pack holds the text of its most trusted source: a feed of lower trust than the one whose
+    text a pack holds only adds itself as a source; a more trusted one's text replaces it.
+    """
     if item.guid in known:
-        source = store.source_of(feed, item.guid)
+        source = store.source_of(feed.name, item.guid)
         assert source is not None
+        pack_id = source["pack_id"]
         if known[item.guid] == item.content_hash:
             if item.label:  # re-read because the list showed it differently: keep the new label
-                store.add_source(source["pack_id"], feed, item, at=at)
+                store.add_source(pack_id, feed.name, item, at=at)
             else:
-                store.touch_sources(feed, [item.guid], at)
-            return IngestOutcome.UNCHANGED, source["pack_id"]
-        store.update_pack_content(source["pack_id"], feed, item, at=at)
-        return IngestOutcome.UPDATED, source["pack_id"]
+                store.touch_sources(feed.name, [item.guid], at)
+            return IngestOutcome.UNCHANGED, pack_id
+        if trust(feed.name) < trust(store.content_feed(pack_id)):
+            store.add_source(pack_id, feed.name, item, at=at)  # its text is not the pack's
+            return IngestOutcome.UNCHANGED, pack_id
+        _replace_content(store, pack_id, feed, item, at)
+        return IngestOutcome.UPDATED, pack_id
     pack_id = item.url and store.pack_id_by_url(item.url)
     if not pack_id and len(item.text) >= MIN_TEXT_FOR_HASH_MATCH:
         pack_id = store.pack_id_by_hash(item.content_hash)
     if pack_id:
-        store.add_source(pack_id, feed, item, at=at)
+        if trust(feed.name) > trust(store.content_feed(pack_id)):
+            _replace_content(store, pack_id, feed, item, at)  # the trusted text wins
+            return IngestOutcome.UPDATED, pack_id
+        store.add_source(pack_id, feed.name, item, at=at)
         return IngestOutcome.MERGED, pack_id
-    return IngestOutcome.NEW, store.insert_pack(feed, item, at=at, status=status)
+    status = PackStatus.APPROVED if feed.auto_approve else PackStatus.NEW
+    return IngestOutcome.NEW, store.insert_pack(feed.name, item, at=at, status=status)
+
+
+def _replace_content(store: Store, pack_id: int, feed: FeedConfig, item: Item, at: str) -> None:
+    """``feed``'s item becomes the pack's content; the change is recorded with a readable diff
+    and, if the pack was approved, reviewed again (see review.content_changed)."""
+    old = store.get_pack(pack_id)
+    diff = content_diff(old, item)
+    store.update_pack_content(pack_id, feed.name, item, at=at, diff=diff)
+    content_changed(store, pack_id, feed=feed.name, auto_approve=feed.auto_approve, diff=diff)
+
+
+def content_diff(old: Pack, new: Item) -> str:
+    """A unified diff of title, summary and text, the way an editor reads a change."""
+    lines: list[str] = []
+    for name in ("title", "summary", "text"):
+        before = str(getattr(old, name) or "").splitlines()
+        after = str(getattr(new, name) or "").splitlines()
+        lines += difflib.unified_diff(before, after, f"{name} (旧)", f"{name} (新)", lineterm="")
+    return "\n".join(lines)
 
 
 def feed_health(enabled: bool, state: dict[str, Any]) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from urllib.parse import urljoin, urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
 
 import nh3
 
@@ -64,6 +65,53 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
 
 def _is_absolute(url: str) -> bool:
     return bool(urlsplit(url).scheme) and ("://" in url or url.startswith("file:"))
+
+
+# Terminal escape sequences (CSI, OSC, other ESC-x), then lone C0 (but \t \n), DEL, C1 and the
+# bidirectional overrides/isolates that make a title read differently from what it holds.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without terminal escapes, control characters (but tab and newline) or bidi
+    overrides: what a stranger typed must print as what it says."""
+    if not text:
+        return text
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+def local_file_inside(url: str, root: str | None) -> bool:
+    """Whether a file:// URL names a file inside ``root`` once every symlink is resolved."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "file" or not root or parts.netloc not in ("", "localhost"):
+        return False
+    try:
+        path = Path(unquote(parts.path)).resolve()
+        return path.is_relative_to(Path(root).resolve())
+    except (OSError, ValueError):
+        return False
+
+
+_FILE_IMG = re.compile(r'<img\b[^>]*?\ssrc="(file:[^"]*)"[^>]*>', re.I)
+_FILE_HREF = re.compile(r'\shref="(file:[^"]*)"', re.I)
+
+
+def confine_local(clean_html: str, root: str | None) -> tuple[str, list[str]]:
+    """Sanitized HTML without file:// images or links outside ``root`` (all of them when
+    ``root`` is None: only local sources may name local files); returns the dropped URLs."""
+    if "file:" not in clean_html.lower():
+        return clean_html, []
+    dropped: list[str] = []
+
+    def check(match: re.Match[str]) -> str:
+        url = html.unescape(match.group(1))
+        if local_file_inside(url, root):
+            return match.group(0)
+        dropped.append(url)
+        return ""
+
+    return _FILE_HREF.sub(check, _FILE_IMG.sub(check, clean_html)), dropped
 
 
 def html_to_text(clean_html: str) -> str:

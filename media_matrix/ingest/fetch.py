@@ -1,5 +1,8 @@
 """Fetch a feed or page: http(s) with conditional GET, or a local path / file:// URL.
 
+http(s) goes through the guarded fetch (address policy at every hop, a total deadline, a
+size cap); local paths are only ever configured by the operator or confined by the caller.
+
 Local files get a validator made of their mtime and size, so an unchanged file is a cheap
 "not modified" exactly like an HTTP 304.
 """
@@ -12,6 +15,14 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
+from media_matrix.httpclient import (
+    FetchLimits,
+    FetchRefused,
+    GuardedAdapter,
+    NetworkPolicy,
+    guarded_get,
+    guarded_session,
+)
 from media_matrix.timeutil import parse_retry_after
 
 RETRY_AFTER_STATUSES = {429, 503}
@@ -54,6 +65,9 @@ class FetchOptions:
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
     max_bytes: int = 10 * 1024 * 1024
+    deadline: float = 60.0  # the whole fetch, redirects included
+    max_redirects: int = 5
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
 
 def is_local(url: str) -> bool:
@@ -109,62 +123,41 @@ def _fetch_http(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    http = session or requests
+    if session is None or not isinstance(session.get_adapter(url), GuardedAdapter):
+        session = guarded_session(options.network)
+    limits = FetchLimits(
+        connect_timeout=options.connect_timeout,
+        read_timeout=options.read_timeout,
+        deadline=options.deadline,
+        max_bytes=options.max_bytes,
+        max_redirects=options.max_redirects,
+    )
     try:
-        response = http.get(
-            url,
-            headers=headers,
-            timeout=(options.connect_timeout, options.read_timeout),
-            stream=True,
-            allow_redirects=True,
+        response = guarded_get(session, url, limits, headers=headers)
+    except FetchRefused as exc:
+        raise FetchError(str(exc)) from None
+    if response.status == 304:
+        return FetchResult(
+            url=response.url,
+            content=None,
+            etag=response.headers.get("etag", etag),
+            last_modified=response.headers.get("last-modified", last_modified),
+            headers=response.headers,
+            status=304,
         )
-    except requests.Timeout:
-        raise FetchError(f"timed out fetching {url}") from None
-    except requests.TooManyRedirects:
-        raise FetchError(f"too many redirects fetching {url}") from None
-    except requests.RequestException as exc:
-        raise FetchError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
-    with response:
-        lowered = {k.lower(): v for k, v in response.headers.items()}
-        if response.status_code == 304:
-            return FetchResult(
-                url=response.url,
-                content=None,
-                etag=lowered.get("etag", etag),
-                last_modified=lowered.get("last-modified", last_modified),
-                headers=lowered,
-                status=304,
-            )
-        if response.status_code >= 400:
-            retry_after = None
-            if response.status_code in RETRY_AFTER_STATUSES:
-                retry_after = parse_retry_after(lowered.get("retry-after"))
-            raise FetchError(
-                f"HTTP {response.status_code} {response.reason} from {response.url}",
-                retry_after=retry_after,
-            )
-        content = _read_capped(response, options.max_bytes, url)
+    if response.status >= 300:
+        retry_after = None
+        if response.status in RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise FetchError(
+            f"HTTP {response.status} {response.reason} from {response.url}",
+            retry_after=retry_after,
+        )
     return FetchResult(
         url=response.url,
-        content=content,
-        etag=lowered.get("etag"),
-        last_modified=lowered.get("last-modified"),
-        headers=lowered,
-        status=response.status_code,
+        content=response.content,
+        etag=response.headers.get("etag"),
+        last_modified=response.headers.get("last-modified"),
+        headers=response.headers,
+        status=response.status,
     )
-
-
-def _read_capped(response: requests.Response, max_bytes: int, url: str) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise FetchError(f"{url} declares {declared} bytes, over the {max_bytes} cap")
-    chunks, size = [], 0
-    try:
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > max_bytes:
-                raise FetchError(f"{url} sent more than the {max_bytes}-byte cap")
-            chunks.append(chunk)
-    except requests.RequestException as exc:
-        raise FetchError(f"reading {url} failed: {type(exc).__name__}: {exc}") from None
-    return b"".join(chunks)

@@ -8,7 +8,9 @@ reported by name and left exactly where it is.
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from media_matrix.ingest.clean import (
+    confine_local,
     content_hash,
     html_to_text,
     image_urls,
@@ -26,12 +29,21 @@ from media_matrix.ingest.clean import (
     summarize,
 )
 from media_matrix.ingest.source import SourceError, SourceResult
-from media_matrix.models import Item, check_group_ids
+from media_matrix.ingest.vet import ID_PATTERN
+from media_matrix.models import TOPICS, Item, check_group_ids
 from media_matrix.timeutil import to_iso
 
 MANIFEST = "pack.yaml"
 BODY_CANDIDATES = ("body.html", "body.md", "index.html", "README.md")
-MAX_ZIP_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PackCaps:
+    """Limits on one pack (config ``ingest.pack_max_*``); a pack over any is refused, by name."""
+
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_files: int = 500
+    max_bytes: int = 200 * 1024 * 1024
 
 
 class PackManifest(BaseModel):
@@ -55,16 +67,30 @@ class PackManifest(BaseModel):
     def _known_groups(cls, value: list[str]) -> list[str]:
         return check_group_ids(value)  # type: ignore[return-value]
 
+    @field_validator("topics")
+    @classmethod
+    def _known_topics(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if not ID_PATTERN.match(t) or t not in TOPICS]
+        if unknown:
+            raise ValueError(f"unknown topic id {unknown[0]!r}; expected one of {list(TOPICS)}")
+        return value
+
 
 class BadPack(Exception):
     pass
 
 
 def read_packdir(
-    folder: Path, media_root: Path, default_county: str = "市级", tz: tzinfo = UTC
+    folder: Path,
+    media_root: Path,
+    default_county: str = "市级",
+    tz: tzinfo = UTC,
+    caps: PackCaps | None = None,
 ) -> SourceResult:
     """Every pack in ``folder``; ``tz`` is how a ``published`` time without offset is read
-    (editors write local time)."""
+    (editors write local time). A pack that is a symlink, names a file outside itself or is
+    over a cap is reported by name and skipped."""
+    caps = caps or PackCaps()
     if not folder.is_dir():
         raise SourceError(f"pack folder {folder} does not exist")
     result = SourceResult()
@@ -74,8 +100,14 @@ def read_packdir(
         if not (entry.is_dir() or entry.suffix.lower() == ".zip"):
             continue
         try:
-            pack_dir = _unpacked(entry, media_root) if entry.is_file() else entry
-            result.items.append(read_pack(pack_dir, entry.name, default_county, tz))
+            if entry.is_symlink():
+                raise BadPack("the pack is a symbolic link; packs must be real folders or files")
+            if entry.is_file():
+                pack_dir = _unpacked(entry, media_root, caps)
+            else:
+                _check_folder(entry, caps)
+                pack_dir = entry
+            result.items.append(read_pack(pack_dir, entry.name, default_county, tz, caps))
         except BadPack as exc:
             result.item_errors.append((entry.name, str(exc)))
         except (OSError, zipfile.LargeZipFile) as exc:  # unreadable file, full disk, ...
@@ -83,14 +115,41 @@ def read_packdir(
     return result
 
 
-def read_pack(pack_dir: Path, name: str, default_county: str = "市级", tz: tzinfo = UTC) -> Item:
+def _check_folder(pack_dir: Path, caps: PackCaps) -> None:
+    """Refuse a folder holding too many files or too many bytes (symlinks are not followed)."""
+    files, total = 0, 0
+    for root, dirs, names in os.walk(pack_dir, followlinks=False):
+        files += len(names) + len(dirs)
+        if files > caps.max_files:
+            raise BadPack(f"the pack holds more than {caps.max_files} files")
+        for name in names:
+            path = Path(root) / name
+            if not path.is_symlink():
+                total += path.stat().st_size
+        if total > caps.max_bytes:
+            raise BadPack(f"the pack holds more than {caps.max_bytes} bytes")
+
+
+def read_pack(
+    pack_dir: Path,
+    name: str,
+    default_county: str = "市级",
+    tz: tzinfo = UTC,
+    caps: PackCaps | None = None,
+) -> Item:
+    caps = caps or PackCaps()
     manifest = _manifest(pack_dir)
-    base = pack_dir.resolve().as_uri() + "/"
+    root = pack_dir.resolve()
+    base = root.as_uri() + "/"
     body_path = _body_path(pack_dir, manifest)
+    if body_path.stat().st_size > caps.max_body_bytes:
+        raise BadPack(f"{body_path.name} is over the {caps.max_body_bytes}-byte body cap")
     raw = _read_text(body_path)
     if body_path.suffix.lower() == ".md":
         raw = markdown.markdown(raw, extensions=["extra", "sane_lists"])
-    clean = sanitize_html(raw, base)
+    clean, dropped = confine_local(sanitize_html(raw, base), str(root))
+    if dropped:
+        raise BadPack(f"the body names a file outside the pack: {dropped[0][:200]!r}")
     text = html_to_text(clean)
     title = plain_text(manifest.title)
     images = image_urls(clean)
@@ -99,7 +158,7 @@ def read_pack(pack_dir: Path, name: str, default_county: str = "市级", tz: tzi
         if not path.is_file():
             raise BadPack(f"{MANIFEST}: media: file {media!r} is missing")
         if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".gif", ".webp"}:
-            uri = path.resolve().as_uri()
+            uri = path.as_uri()
             if uri not in images:
                 images.append(uri)
     published = manifest.published
@@ -121,13 +180,14 @@ def read_pack(pack_dir: Path, name: str, default_county: str = "市级", tz: tzi
         topics=list(manifest.topics),
         source=plain_text(manifest.source),
         county=manifest.county if manifest.county != "市级" else default_county,
+        local_root=str(root),
     )
 
 
 def _manifest(pack_dir: Path) -> PackManifest:
-    path = pack_dir / MANIFEST
-    if not path.is_file():
+    if not (pack_dir / MANIFEST).is_file():
         raise BadPack(f"{MANIFEST} is missing")
+    path = _inside(pack_dir, MANIFEST)
     try:
         data: Any = yaml.safe_load(_read_text(path))
     except yaml.YAMLError as exc:
@@ -155,11 +215,14 @@ def _body_path(pack_dir: Path, manifest: PackManifest) -> Path:
         return path
     for candidate in BODY_CANDIDATES:
         if (pack_dir / candidate).is_file():
-            return pack_dir / candidate
+            return _inside(pack_dir, candidate)
     raise BadPack(f"no body file (expected one of {', '.join(BODY_CANDIDATES)})")
 
 
 def _inside(pack_dir: Path, relative: str) -> Path:
+    """The file ``relative`` names, symlinks resolved, if that is inside the pack."""
+    if relative.lower().startswith("file:"):
+        raise BadPack(f"{relative!r}: name files by their path inside the pack, not file://")
     path = (pack_dir / relative).resolve()
     if not path.is_relative_to(pack_dir.resolve()):
         raise BadPack(f"{relative!r} points outside the pack")
@@ -176,8 +239,11 @@ def _read_text(path: Path) -> str:
     raise BadPack(f"{path.name} is neither UTF-8 nor GBK text")
 
 
-def _unpacked(archive: Path, media_root: Path) -> Path:
-    """Extract a pack .zip once (keyed by its content hash); refuses unsafe member names."""
+def _unpacked(archive: Path, media_root: Path, caps: PackCaps) -> Path:
+    """Extract a pack .zip once (keyed by its content hash); refuses unsafe member names and
+    archives over the caps (checked on the directory, before anything is written)."""
+    if archive.stat().st_size > caps.max_bytes:
+        raise BadPack(f"the archive is over the {caps.max_bytes}-byte pack cap")
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
     target = media_root / f"{archive.stem}-{digest}"
     if (target / ".complete").exists():
@@ -185,8 +251,10 @@ def _unpacked(archive: Path, media_root: Path) -> Path:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
-            if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-                raise BadPack(f"archive unpacks to more than {MAX_ZIP_BYTES} bytes")
+            if len(members) > caps.max_files:
+                raise BadPack(f"the archive holds {len(members)} entries, over {caps.max_files}")
+            if sum(m.file_size for m in members) > caps.max_bytes:
+                raise BadPack(f"the archive unpacks to more than {caps.max_bytes} bytes")
             for member in members:
                 parts = PurePosixPath(member.filename.replace("\\", "/")).parts
                 if member.filename.startswith("/") or ".." in parts:

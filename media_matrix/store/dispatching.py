@@ -41,6 +41,9 @@ MIGRATIONS: list[Migration] = [
 ]
 
 CLAIMABLE = ("queued", "failed")
+# Only an approved pack's deliveries are claimed: a pack sent back to review (its content changed
+# at the source) or withdrawn holds its unstarted deliveries until an editor approves it again.
+PACK_APPROVED = "pack_id IN (SELECT id FROM packs WHERE status = 'approved')"
 RETRYABLE_BY_OPERATOR = ("dead", "unknown", "failed", "cancelled")
 NOT_CANCELLABLE = ("delivered", "sending", "submitted", "cancelled")
 COUNTED_KINDS = ("send", "recover")  # attempt kinds that talk to the remote to send
@@ -78,8 +81,9 @@ class DispatchStore(StoreBase):
         """Claim due deliveries of these channels for ``owner`` until ``lease_until``.
 
         Due: ``queued``, or ``failed`` whose ``next_attempt_at`` has come, with ``scheduled_at``
-        at or before ``now``. Urgent first, then oldest scheduled. ``limits`` caps the rows
-        claimed per channel (rate budgets); ``limit`` caps the total. Returns the claimed rows
+        at or before ``now``, of a pack that is approved right now. Urgent first, then oldest
+        scheduled. ``limits`` caps the rows claimed per channel (rate budgets); ``limit`` caps
+        the total. Returns the claimed rows
         (status already ``sending``) with ``previous_status``.
         """
         names = list(channels)
@@ -94,6 +98,7 @@ class DispatchStore(StoreBase):
                   AND (status = 'queued'
                        OR (status = 'failed' AND julianday(next_attempt_at) <= julianday(?)))
                   AND julianday(scheduled_at) <= julianday(?)
+                  AND {PACK_APPROVED}
                 ORDER BY urgent DESC, julianday(scheduled_at), id
                 """,
                 (*names, now, now),

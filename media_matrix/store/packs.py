@@ -85,6 +85,14 @@ MIGRATIONS: list[Migration] = [
         "packs_003_source_label",
         "ALTER TABLE pack_sources ADD COLUMN label TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        "packs_004_origin_and_diff",
+        """
+        ALTER TABLE packs ADD COLUMN local_root TEXT;
+        ALTER TABLE packs ADD COLUMN content_feed TEXT;
+        ALTER TABLE pack_changes ADD COLUMN diff TEXT NOT NULL DEFAULT ''
+        """,
+    ),
 ]
 
 # Fields an item carries into its pack; compared to tell what changed.
@@ -108,6 +116,7 @@ def _item_row(item: Item) -> dict[str, Any]:
     row["enclosures"] = [asdict(e) for e in item.enclosures]
     row["hint_groups"] = item.groups
     row["hint_topics"] = item.topics
+    row["local_root"] = item.local_root
     for name in _JSON_FIELDS:
         row[name] = dumps(row[name])
     return row
@@ -158,6 +167,7 @@ class PackStore(StoreBase):
             updated_at=at,
             content_hash=item.content_hash,
             status=str(status),
+            content_feed=feed,
         )
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
@@ -186,9 +196,13 @@ class PackStore(StoreBase):
             (pack_id, feed, item.guid, item.url, item.content_hash, item.label, at, at),
         )
 
-    def update_pack_content(self, pack_id: int, feed: str, item: Item, *, at: str) -> list[str]:
-        """Overwrite a pack with a changed item; records and returns the changed fields."""
+    def update_pack_content(
+        self, pack_id: int, feed: str, item: Item, *, at: str, diff: str = ""
+    ) -> list[str]:
+        """Overwrite a pack with a changed item (``feed``'s text is now the pack's); records the
+        change with ``diff`` (readable, for the editor) and returns the changed fields."""
         new = _item_row(item)
+        new["content_feed"] = feed
         with self.transaction() as conn:
             cols = ", ".join(ITEM_FIELDS)
             old_row = conn.execute(
@@ -207,12 +221,32 @@ class PackStore(StoreBase):
                 (*new.values(), item.content_hash, at, pack_id),
             )
             conn.execute(
-                "INSERT INTO pack_changes (pack_id, feed, at, fields, old_hash, new_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (pack_id, feed, at, dumps(changed), old["content_hash"], item.content_hash),
+                "INSERT INTO pack_changes (pack_id, feed, at, fields, old_hash, new_hash, diff)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (pack_id, feed, at, dumps(changed), old["content_hash"], item.content_hash, diff),
             )
             self._add_source(conn, pack_id, feed, item, at)
         return changed
+
+    def content_feed(self, pack_id: int) -> str | None:
+        """The feed whose text the pack holds (its first source for packs stored before)."""
+        row = self.query_one(
+            "SELECT COALESCE(p.content_feed, (SELECT feed FROM pack_sources s"
+            " WHERE s.pack_id = p.id ORDER BY s.id LIMIT 1)) AS feed FROM packs p WHERE p.id = ?",
+            (pack_id,),
+        )
+        return row["feed"] if row else None
+
+    def pack_changes(self, pack_id: int, limit: int = 5) -> list[dict[str, Any]]:
+        """The latest content changes of a pack, newest first, with their diffs."""
+        rows = self.query(
+            "SELECT at, feed, fields, diff FROM pack_changes WHERE pack_id = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (pack_id, limit),
+        )
+        for row in rows:
+            row["fields"] = loads(row["fields"], [])
+        return rows
 
     def touch_sources(self, feed: str, guids: list[str], at: str) -> None:
         with self.transaction() as conn:
@@ -340,7 +374,7 @@ class PackStore(StoreBase):
         sql = f"""
             SELECT p.id, p.guid, p.url, p.title, p.summary, p.status, p.urgent, p.content_hash,
                    p.published_at, p.fetched_at, p.updated_at, p.author, p.county, p.source,
-                   p.images, p.enclosures, p.categories{body},
+                   p.images, p.enclosures, p.categories, p.local_root{body},
                    (SELECT json_group_array(feed) FROM
                         (SELECT DISTINCT feed FROM pack_sources s WHERE s.pack_id = p.id
                          ORDER BY s.id)) AS feeds,
@@ -397,4 +431,5 @@ def _pack_from_row(row: dict[str, Any]) -> Pack:
         topics=sorted(loads(row["topics_json"], [])),
         content_html=row.get("content_html", ""),
         text=row.get("text", ""),
+        local_root=row.get("local_root"),
     )
