@@ -10,6 +10,10 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# config ``network`` for tests: lets untrusted fetches (feeds, pages, images) reach loopback
+# test servers, which the guarded fetch otherwise refuses as a private address
+LOOPBACK_NETWORK = {"allow": ["127.0.0.1"]}
+
 
 @dataclass
 class Route:

@@ -12,6 +12,7 @@ import pytest
 
 from media_matrix.adapters import wechat_mp, wecom_robot
 from media_matrix.adapters.base import OutgoingItem
+from media_matrix.httpclient import network_policy
 from media_matrix.models import Pack
 from media_matrix.render import DEFAULT_COVER, default_templates_dir
 from media_matrix.sandbox import SandboxApp, SandboxServers
@@ -146,6 +147,10 @@ def static() -> Iterator[StaticApp]:
         yield app
     finally:
         running.stop()
+
+
+# adapters fetch pack images through the guarded fetch: the loopback static server is allowed
+LOOPBACK_POLICY = network_policy(["127.0.0.1"])
 
 
 def image_file(tmp_path: Path, name: str = "local.png", data: bytes = PNG) -> str:

@@ -19,6 +19,7 @@ from media_matrix.config import OutboxChannel
 
 pytest.register_assert_rewrite("sandbox_fixtures")
 from sandbox_fixtures import (  # noqa: E402
+    LOOPBACK_POLICY,
     PNG,
     TEMPLATES,
     Checkpoints,
@@ -45,7 +46,9 @@ def screen(tmp_path: Path, **fields: Any) -> OutboxAdapter:
         "play_days": 3,
         **fields,
     }
-    return make_adapter(OutboxChannel(**settings), templates_dir=TEMPLATES)  # type: ignore[return-value]
+    return make_adapter(  # type: ignore[return-value]
+        OutboxChannel(**settings), templates_dir=TEMPLATES, network=LOOPBACK_POLICY
+    )
 
 
 def scheduled_item(n: int = 1, **pack_fields: Any):
@@ -59,7 +62,11 @@ def test_folder_with_files_media_manifest_and_done(tmp_path, static):
     remote = f"{static.base_url}/img/photo.jpg"
     html = f'<p>图一<img src="{local}" srcset="x 2x"></p><p><img src="{remote}"><img src="file:///gone.png"></p>'
     item = scheduled_item(
-        1, content_html=html, images=[remote, local], title="A&B 科普：冬季防火安全须知"
+        1,
+        content_html=html,
+        images=[remote, local],
+        title="A&B 科普：冬季防火安全须知",
+        local_root=str(tmp_path),  # the pack's own folder: its local files are read from it
     )
     adapter = screen(tmp_path)
     result = adapter.send(adapter.render([item]), Checkpoints())

@@ -33,6 +33,7 @@ from media_matrix.sandbox import SandboxServers, WechatSandbox
 pytest.register_assert_rewrite("sandbox_fixtures")
 from sandbox_fixtures import (  # noqa: E402
     JPEG,
+    LOOPBACK_POLICY,
     TEMPLATES,
     Checkpoints,
     assert_balanced,
@@ -66,7 +67,7 @@ def adapter_for(sb: SandboxServers, **fields: Any) -> WechatMpAdapter:
         **fields,
     }
     channel = WechatChannel(**settings)
-    return make_adapter(channel, templates_dir=TEMPLATES)  # type: ignore[return-value]
+    return make_adapter(channel, templates_dir=TEMPLATES, network=LOOPBACK_POLICY)  # type: ignore[return-value]
 
 
 def deliver(adapter: WechatMpAdapter, items: list, checkpoint: Any = None) -> Any:
@@ -88,8 +89,13 @@ def test_publish_bundle_rewrites_every_image(sb, static, tmp_path):
             1,
             content_html=f'<p>一</p><p><img src="{local}" alt="a"><img src="{remote}"></p>',
             images=[remote],
+            local_root=str(tmp_path),
         ),
-        make_pack(2, content_html=f'<p>二<img src="{local}" srcset="{local} 2x"></p>'),
+        make_pack(
+            2,
+            content_html=f'<p>二<img src="{local}" srcset="{local} 2x"></p>',
+            local_root=str(tmp_path),
+        ),
     ]
     adapter = adapter_for(sb)
     checkpoints = Checkpoints()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from feedserver import LOOPBACK_NETWORK
 
 from media_matrix.config import load_settings
 from media_matrix.ingest import next_fetch_delay, run_ingest
@@ -33,7 +34,8 @@ def rss(items: list[tuple[str, str, str]], *, channel: str = "科普中国") -> 
 
 
 def make_config(tmp_path: Path, feeds: list[dict], **extra: object) -> Path:
-    data = {"database": "var/test.db", "feeds": feeds}
+    # the loopback FeedServer is a private address: allow-listed like a deployment's intranet
+    data = {"database": "var/test.db", "feeds": feeds, "network": LOOPBACK_NETWORK}
     data.update(extra)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
