@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from feedserver import LOOPBACK_NETWORK
 
 from media_matrix.cron import last_fire_before
 from media_matrix.daemon import slot_trigger
@@ -59,6 +60,7 @@ def write_config(tmp_path: Path, *, feeds: list[dict] | None = None, **daemon: A
             for name in ("screen-a", "screen-b")
         ],
         "daemon": settings,
+        "network": LOOPBACK_NETWORK,  # the feeds are on the loopback FeedServer
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
