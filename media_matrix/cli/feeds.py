@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from media_matrix.cli.common import AppContext, echo_json, echo_table, json_option, pass_app
+from media_matrix.cli.packs import shown
 from media_matrix.ingest import feed_overview
 
 
@@ -23,23 +24,24 @@ def list_feeds(app: AppContext, as_json: bool) -> None:
         echo_json(rows)
         return
     echo_table(
-        ["名称", "类型", "启用", "上次抓取", "连续失败", "下次抓取", "条目", "最近错误"],
+        ["名称", "类型", "启用", "信任", "上次抓取", "连续失败", "下次抓取", "条目", "最近错误"],
         [
             (
                 r["name"],
                 r["kind"],
                 "是" if r["enabled"] else "否",
+                r["trust"],
                 r["last_fetch_at"] or "-",
                 r["failures"],
                 r["next_fetch_at"] or "-",
                 r["items_seen"],
-                r["last_error"] or "",
+                shown(r["last_error"] or ""),
             )
             for r in rows
         ],
         title="订阅源",
     )
-    bad = [(r["name"], e["item"], e["error"]) for r in rows for e in r["item_errors"]]
+    bad = [(r["name"], shown(e["item"]), shown(e["error"])) for r in rows for e in r["item_errors"]]
     if bad:
         echo_table(["订阅源", "条目", "错误"], bad, title="未能导入的条目 (原文件保留不动)")
 

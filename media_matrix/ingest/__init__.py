@@ -413,6 +413,7 @@ def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
                 "enabled": feed.enabled,
                 "health": feed_health(feed.enabled, state),
                 "auto_approve": feed.auto_approve,
+                "trust": feed.trust_level,
                 "every_seconds": feed.every,
                 "last_fetch_at": state.get("last_fetch_at"),
                 "last_success_at": state.get("last_success_at"),
