@@ -186,6 +186,14 @@ class _Watch:
 _current = threading.local()
 
 
+class PeerRefused(NewConnectionError):
+    """The connected peer is not an address untrusted fetches may reach."""
+
+    def __init__(self, conn: Any, why: str) -> None:
+        super().__init__(conn, why)
+        self.why = why
+
+
 class _GuardMixin:
     policy: NetworkPolicy
 
@@ -198,7 +206,7 @@ class _GuardMixin:
             reason = f"cannot check the peer address: {exc}"
         if reason:
             sock.close()
-            raise NewConnectionError(self, f"refused: {reason}")
+            raise PeerRefused(self, f"refused: {reason}")
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
@@ -375,9 +383,9 @@ def _read_capped(response: requests.Response, max_bytes: int, url: str) -> bytes
 
 
 def _reason(exc: BaseException) -> str:
-    """The innermost useful message of a requests/urllib3 error chain."""
-    text = str(exc)
-    marker = "refused: "
-    if marker in text:
-        return "refused: " + text.split(marker, 1)[1].split("'))")[0].split('"))')[0]
-    return f"{type(exc).__name__}: {text}"
+    """A refusal by the address check as itself; anything else with its type."""
+    wrapped = exc.args[0] if exc.args else None
+    refused = getattr(wrapped, "reason", wrapped)
+    if isinstance(refused, PeerRefused):
+        return refused.why
+    return f"{type(exc).__name__}: {exc}"

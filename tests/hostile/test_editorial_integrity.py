@@ -6,10 +6,12 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime, timedelta
 
+from click.testing import CliRunner
 from hostile_helpers import BODY, KEPU_SAMPLE, ingest, rss, write_config, write_pack
 from lxml import etree
 
 from media_matrix import review
+from media_matrix.cli import cli
 from media_matrix.timeutil import to_iso
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -48,6 +50,8 @@ def test_approved_pack_changed_at_source_goes_back_to_review_with_a_diff(tmp_pat
     assert "+拨打电话 400-000-0000 购买灭火器。" in entry["note"]  # a diff the editor can read
     assert f"暂停未开始的投递 {delivery}" in entry["note"]
     assert "购买灭火器" in store.pack_changes(pack_id)[0]["diff"]
+    shown = CliRunner().invoke(cli, ["--config", str(config), "packs", "show", str(pack_id)])
+    assert shown.exit_code == 0 and "+拨打电话 400-000-0000 购买灭火器。" in shown.output
 
     review.approve(store, [pack_id], "张编辑")  # reviewed again: the delivery may go
     assert claim(store) == [delivery]
