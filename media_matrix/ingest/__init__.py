@@ -32,7 +32,7 @@ from media_matrix.ingest.packdir import PackCaps, read_packdir
 from media_matrix.ingest.rss import parse_feed
 from media_matrix.ingest.source import SourceError, SourceResult
 from media_matrix.ingest.vet import VetRules, vet_item
-from media_matrix.models import IngestOutcome, Item, Pack, PackStatus, Tag
+from media_matrix.models import TOPICS, IngestOutcome, Item, Pack, PackStatus, Tag
 from media_matrix.retag import item_tagger
 from media_matrix.review import content_changed
 from media_matrix.store import Store
@@ -264,7 +264,11 @@ def _record(
         )
         return report
     report.not_modified = outcome.not_modified
-    rules = VetRules(now=now, future_skew=settings.ingest.future_skew)
+    rules = VetRules(
+        now=now,
+        future_skew=settings.ingest.future_skew,
+        topics=frozenset(settings.topics or TOPICS),
+    )
     warnings = [(item.guid, note) for item in outcome.items for note in vet_item(item, rules)]
     trust = _trust_table(settings)
     with store.transaction():

@@ -35,12 +35,13 @@ ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 class VetRules:
     now: datetime
     future_skew: float = 86400.0
+    topics: frozenset[str] = frozenset(TOPICS)  # the configured topic rules' ids
 
 
 def vet_item(item: Item, rules: VetRules) -> list[str]:
     """Fix ``item`` in place; returns what was dropped or changed, with the reason."""
     notes = _scrub_text(item)
-    notes += _check_ids(item)
+    notes += _check_ids(item, rules.topics)
     notes += _check_urls(item)
     notes += _check_date(item, rules)
     return notes
@@ -61,9 +62,9 @@ def _scrub_text(item: Item) -> list[str]:
     return ["control characters removed from the title or text"]
 
 
-def _check_ids(item: Item) -> list[str]:
+def _check_ids(item: Item, topics: frozenset[str]) -> list[str]:
     notes = []
-    for kind, known, ids in (("group", GROUPS, item.groups), ("topic", TOPICS, item.topics)):
+    for kind, known, ids in (("group", GROUPS, item.groups), ("topic", topics, item.topics)):
         bad = [i for i in ids if not ID_PATTERN.match(i) or i not in known]
         for value in bad:
             notes.append(f"{kind} id {value!r} dropped: not a known {kind} id")

@@ -80,6 +80,7 @@ def test_topic_and_group_ids_are_validated_at_ingest(tmp_path):
     write_pack(packs, "comma", topics=["health,fire"])
     write_pack(packs, "formula", body=f"<p>{BODY}甲</p>", topics=['=HYPERLINK("x")'])
     write_pack(packs, "group", body=f"<p>{BODY}乙</p>", groups=["seniors,youth"])
+    write_pack(packs, "unknown", body=f"<p>{BODY}丁</p>", topics=["health", "astrology"])
     write_pack(packs, "ok", body=f"<p>{BODY}丙</p>", topics=["health"], groups=["seniors"])
     config = write_config(tmp_path, [{"name": "local", "kind": "packdir", "url": str(packs)}])
     report, store, _ = ingest(config, now=NOW)
@@ -87,7 +88,10 @@ def test_topic_and_group_ids_are_validated_at_ingest(tmp_path):
     assert "topics" in errors["comma"] and "'health,fire'" in errors["comma"]
     assert "topics" in errors["formula"]
     assert "groups" in errors["group"]
+    assert "'astrology' dropped" in errors["unknown"]  # stored, without the unknown id
     stored = store.list_packs()
-    assert len(stored) == 1
-    tags = {(t.kind, t.tag) for t in store.tags_of(stored[0].id)}
-    assert all("," not in tag for _, tag in tags) and ("topic", "health") in tags
+    assert len(stored) == 2
+    for pack in stored:
+        tags = {(t.kind, t.tag) for t in store.tags_of(pack.id)}
+        assert all("," not in tag for _, tag in tags) and ("topic", "health") in tags
+        assert ("topic", "astrology") not in tags
