@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from feedserver import FeedServer  # noqa: E402
 
-from media_matrix.config import FeedConfig, Settings  # noqa: E402
+from media_matrix.config import FeedConfig, NetworkConfig, Settings  # noqa: E402
 from media_matrix.ingest import run_ingest  # noqa: E402
 from media_matrix.store import open_store  # noqa: E402
 
@@ -81,6 +81,7 @@ def ours(url: str, folder: Path) -> tuple[float, float, int]:
         path=folder / "config.yaml",
         database=folder / "ours.db",
         feeds=[FeedConfig(name="bench", kind="rss", url=url, max_items=100_000)],
+        network=NetworkConfig(allow=["127.0.0.1"]),  # the loopback FeedServer
     )
     store = open_store(settings.database)
     start = time.perf_counter()

@@ -6,6 +6,9 @@ Transitions (anything else raises :class:`ReviewError`, and nothing changes):
     reject    new -> rejected, approved -> rejected   (withdraws an approval: the pack's
               deliveries that have not started are cancelled; started ones are left alone and
               reported, the operator decides about them)
+    content   a source changed an approved pack: approved -> new (its unstarted deliveries are
+              held: dispatch claims only approved packs' deliveries), or approved again by the
+              rule of an auto-approve feed; audited with the diff (see content_changed)
     urgent    on/off for new and approved packs (an urgent pack still needs approval before it
               goes out); not for rejected or archived packs
 

@@ -90,7 +90,9 @@ MIGRATIONS: list[Migration] = [
         """
         ALTER TABLE packs ADD COLUMN local_root TEXT;
         ALTER TABLE packs ADD COLUMN content_feed TEXT;
-        ALTER TABLE pack_changes ADD COLUMN diff TEXT NOT NULL DEFAULT ''
+        ALTER TABLE pack_changes ADD COLUMN diff TEXT NOT NULL DEFAULT '';
+        UPDATE packs SET published_at = fetched_at
+            WHERE julianday(published_at) > julianday(fetched_at) + 1
         """,
     ),
 ]

@@ -94,8 +94,10 @@ def test_body_images_outside_the_pack_are_refused(tmp_path):
     write_pack(packs, "dotdot", body=f"<p>{BODY}</p><img src='../../secret/x.png'>")
     write_pack(packs, "absolute", body=f"<p>{BODY}</p><img src='file://{tmp_path}/secret/x.png'>")
     write_pack(packs, "media", body=f"<p>{BODY}</p>", media=[f"file://{tmp_path}/secret/x.png"])
+    linked = write_pack(packs, "linked", body=f"<p>{BODY}</p><img src='pic.png'>")
+    (linked / "pic.png").symlink_to(tmp_path / "secret" / "x.png")
     errors, store = packdir_errors(tmp_path, packs)
-    assert set(errors) == {"dotdot", "absolute", "media"}
+    assert set(errors) == {"dotdot", "absolute", "media", "linked"}
     assert all("outside the pack" in e or "file://" in e for e in errors.values()), errors
     assert store.list_packs() == []
 
