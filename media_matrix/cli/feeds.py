@@ -43,7 +43,11 @@ def list_feeds(app: AppContext, as_json: bool) -> None:
     )
     bad = [(r["name"], shown(e["item"]), shown(e["error"])) for r in rows for e in r["item_errors"]]
     if bad:
-        echo_table(["订阅源", "条目", "错误"], bad, title="未能导入的条目 (原文件保留不动)")
+        echo_table(
+            ["订阅源", "条目", "原因"],
+            bad,
+            title="有问题的条目 (未能导入的原文件保留不动; “已修正” 的已导入, 附丢弃或改正的内容)",
+        )
 
 
 def register(cli: click.Group) -> None:

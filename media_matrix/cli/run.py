@@ -17,6 +17,7 @@ from media_matrix.cli.common import (
     json_option,
     pass_app,
 )
+from media_matrix.cli.packs import shown
 from media_matrix.flow import run_once
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
@@ -137,11 +138,17 @@ def print_ingest_report(report: IngestReport) -> None:
             state = "成功"
         if f.item_errors:
             state += f"; {len(f.item_errors)} 条出错"
-        rows.append((f.feed, f.kind, f.new, f.updated, f.merged, f.unchanged, state))
+        if f.warnings:
+            state += f"; {len(f.warnings)} 条已修正"
+        rows.append((f.feed, f.kind, f.new, f.updated, f.merged, f.unchanged, shown(state)))
     echo_table(["订阅源", "类型", "新增", "更新", "合并", "未变", "结果"], rows, title="导入结果")
-    bad = [(f.feed, s, e) for f in report.feeds for s, e in f.item_errors]
-    if bad:
-        echo_table(["订阅源", "条目", "错误"], bad, title="未能导入的条目 (原文件保留不动)")
+    for title, pairs in (
+        ("未能导入的条目 (原文件保留不动)", "item_errors"),
+        ("导入时已修正的条目 (丢弃或改正的内容及原因)", "warnings"),
+    ):
+        rows = [(f.feed, shown(s), shown(e)) for f in report.feeds for s, e in getattr(f, pairs)]
+        if rows:
+            echo_table(["订阅源", "条目", "原因"], rows, title=title)
 
 
 @contextmanager

@@ -40,6 +40,8 @@ from media_matrix.timeutil import from_iso, to_iso, utcnow
 
 log = logging.getLogger(__name__)
 
+# How a stored item error reads when the item was stored, corrected (see vet.py).
+CORRECTED = "已修正: "
 # Short or empty bodies hash alike by accident; only a real article body identifies a pack.
 MIN_TEXT_FOR_HASH_MATCH = 30
 
@@ -270,6 +272,9 @@ def _record(
         topics=frozenset(settings.topics or TOPICS),
     )
     warnings = [(item.guid, note) for item in outcome.items for note in vet_item(item, rules)]
+    noted: dict[str, list[str]] = {}
+    for guid, note in warnings:
+        noted.setdefault(guid, []).append(note)
     trust = _trust_table(settings)
     with store.transaction():
         changed = _store_items(store, feed, outcome.items, at, report, trust)
@@ -282,8 +287,8 @@ def _record(
         for item in outcome.items:
             if item.guid in failing:  # it ingests cleanly now
                 store.resolve_item_error(feed.name, item.guid)
-        for subject, note in warnings:  # stored and shown until the source stops needing it
-            store.record_item_error(feed.name, subject, note, at)
+        for subject, notes in noted.items():  # shown in `feeds list` while the source needs it
+            store.record_item_error(feed.name, subject, CORRECTED + "; ".join(notes), at)
         store.record_fetch_ok(
             feed.name,
             at=at,
@@ -294,7 +299,7 @@ def _record(
         )
         for pack_id, item in changed:
             store.replace_rule_tags(pack_id, tagger(item), at=at)
-    report.item_errors = outcome.item_errors + warnings
+    report.item_errors = outcome.item_errors
     report.warnings = warnings
     return report
 

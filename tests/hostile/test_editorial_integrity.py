@@ -12,6 +12,7 @@ from lxml import etree
 
 from media_matrix import review
 from media_matrix.cli import cli
+from media_matrix.store import open_store
 from media_matrix.timeutil import to_iso
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -135,12 +136,15 @@ def test_a_date_far_in_the_future_is_clamped_and_reported(tmp_path):
         )
     )
     config = write_config(tmp_path, [{"name": "kp", "kind": "rss", "url": str(feed)}])
-    report, store, _ = ingest(config, now=NOW)
+    listed = CliRunner().invoke(cli, ["--config", str(config), "ingest"], terminal_width=300)
+    assert "导入时已修正的条目" in listed.output and "9999" in listed.output  # the summary
+    store = open_store(tmp_path / "var" / "hostile.db")
     pack = store.list_packs()[0]
-    assert pack.published_at == to_iso(NOW)  # the fetch time, not year 9999
-    warnings = [w for _, w in report.feeds[0].warnings]
-    assert any("9999" in w and "clamped" in w for w in warnings)
-    assert any("9999" in e["error"] for e in store.item_errors("kp"))  # shown in `feeds`
+    fetched = datetime.fromisoformat(pack.fetched_at)
+    assert pack.published_at == pack.fetched_at  # the fetch time, not year 9999
+    assert abs(fetched - datetime.now(UTC)) < timedelta(minutes=5)
+    shown = [e["error"] for e in store.item_errors("kp")]  # what `feeds list` shows
+    assert len(shown) == 1 and shown[0].startswith("已修正: ") and "clamped" in shown[0]
 
 
 def test_a_date_within_the_skew_is_kept(tmp_path):

@@ -88,7 +88,7 @@ def test_topic_and_group_ids_are_validated_at_ingest(tmp_path):
     assert "topics" in errors["comma"] and "'health,fire'" in errors["comma"]
     assert "topics" in errors["formula"]
     assert "groups" in errors["group"]
-    assert "'astrology' dropped" in errors["unknown"]  # stored, without the unknown id
+    assert "'astrology' dropped" in dict(report.feeds[0].warnings)["unknown"]  # stored without
     stored = store.list_packs()
     assert len(stored) == 2
     for pack in stored:
