@@ -240,6 +240,8 @@ def _from_feedparser(entry: Any, feed_url: str) -> RawEntry:
         if detail.get("type") == "text/plain":
             body = html.escape(body).replace("\n", "<br>")
         base = detail.get("base") or feed_url
+        if base.lower().startswith("file:") and not feed_url.lower().startswith("file:"):
+            base = feed_url  # a remote document cannot make its links local (xml:base)
     enclosures = [
         _enclosure(link.get("href"), link.get("type"), link.get("length"))
         for link in entry.get("enclosures", [])

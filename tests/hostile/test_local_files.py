@@ -13,6 +13,8 @@ from media_matrix.adapters import make_adapter
 from media_matrix.adapters.base import load_image
 from media_matrix.config import OutboxChannel
 from media_matrix.httpclient import make_session
+from media_matrix.ingest.vet import VetRules, vet_item
+from media_matrix.models import Enclosure, Item
 from media_matrix.render import default_templates_dir
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -41,7 +43,8 @@ def test_remote_feed_with_file_xml_base_names_no_local_file(tmp_path, feed_serve
     assert not [i for i in pack.images if i.startswith("file:")]
     assert "file:" not in pack.content_html
     assert BODY in pack.text  # the item itself is kept
-    assert any("file:" in w for _, w in report.feeds[0].warnings)
+    # the relative image resolves against the feed's own http URL, not the file: base
+    assert [i for i in pack.images if i.endswith("passwd.png")] == [feed_server.url("/passwd.png")]
 
 
 def test_local_feed_may_name_files_beside_it_but_nothing_outside(tmp_path):
@@ -163,3 +166,24 @@ def test_every_url_a_pack_carries_is_http(tmp_path):
     warnings = dict(report.feeds[0].warnings)
     assert "javascript:" in warnings["js"] and "dropped" in warnings["js"]
     assert "data:" in warnings["data"]
+
+
+def test_the_last_check_drops_local_references_of_any_remote_item(tmp_path):
+    """Whatever a parser let through, vetting keeps a remote item's local references out."""
+    secret = secret_image(tmp_path)
+    uri = (secret / "x.png").as_uri()
+    item = Item(
+        guid="g",
+        title="t",
+        url="file:///etc/passwd",
+        content_html=f'<p>正文<img src="{uri}"><a href="{uri}">下载</a></p>',
+        images=[uri],
+        enclosures=[Enclosure(uri, "image/png")],
+    )
+    notes = vet_item(item, VetRules(now=NOW))
+    assert "file:" not in item.content_html and "正文" in item.content_html
+    assert item.images == [] and item.enclosures == [] and item.url is None
+    assert len(notes) == 4 and all("dropped" in n for n in notes)
+    inside = Item(guid="h", title="t", content_html=f'<img src="{uri}">', images=[uri])
+    inside.local_root = str(secret)
+    assert vet_item(inside, VetRules(now=NOW)) == [] and inside.images == [uri]
