@@ -266,12 +266,7 @@ def _record(
         )
         return report
     report.not_modified = outcome.not_modified
-    rules = VetRules(
-        now=now,
-        future_skew=settings.ingest.future_skew,
-        topics=frozenset(settings.topics or TOPICS),
-    )
-    warnings = [(item.guid, note) for item in outcome.items for note in vet_item(item, rules)]
+    warnings = _vet_items(settings, outcome.items, now)
     noted: dict[str, list[str]] = {}
     for guid, note in warnings:
         noted.setdefault(guid, []).append(note)
@@ -302,6 +297,16 @@ def _record(
     report.item_errors = outcome.item_errors
     report.warnings = warnings
     return report
+
+
+def _vet_items(settings: Settings, items: list[Item], now: datetime) -> list[tuple[str, str]]:
+    """Every item through the last check (vet.py), fixed in place; (guid, correction) pairs."""
+    rules = VetRules(
+        now=now,
+        future_skew=settings.ingest.future_skew,
+        topics=frozenset(settings.topics or TOPICS),
+    )
+    return [(item.guid, note) for item in items for note in vet_item(item, rules)]
 
 
 def _trust_table(settings: Settings) -> Callable[[str | None], int]:
