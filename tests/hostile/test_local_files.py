@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 from hostile_helpers import BODY, ingest, rss, write_config, write_pack
-from sandbox_fixtures import PNG, make_item, make_pack
 
 from media_matrix.adapters import make_adapter
 from media_matrix.adapters.base import load_image
@@ -16,6 +16,9 @@ from media_matrix.httpclient import make_session
 from media_matrix.ingest.vet import VetRules, vet_item
 from media_matrix.models import Enclosure, Item
 from media_matrix.render import default_templates_dir
+
+pytest.register_assert_rewrite("sandbox_fixtures")
+from sandbox_fixtures import PNG, make_item, make_pack  # noqa: E402
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
