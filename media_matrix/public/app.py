@@ -13,22 +13,18 @@ import hmac
 import logging
 from collections.abc import Callable, Iterable
 from hashlib import sha256
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import jinja2
-
 from media_matrix.config import Settings
 from media_matrix.links import (
-    UA_LABELS,
     TokenBuckets,
     classify_agent,
     valid_code,
     valid_token,
 )
+from media_matrix.public.pages import officer_page
 from media_matrix.public.recorder import HitRecorder
-from media_matrix.qr import qr_code
 from media_matrix.store import Store
 from media_matrix.tracking import channel_types, officer_week, redirect_target, week_bounds
 
@@ -56,7 +52,6 @@ _TOO_MANY = (
     "<p>请求过于频繁，请稍后再试。</p></html>"
 ).encode()
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
-_TEMPLATES = Path(__file__).parent / "templates"
 
 
 class PublicApp:
@@ -70,9 +65,6 @@ class PublicApp:
         self.recorder = HitRecorder(store, settings.timezone, conf.flush_every)
         self.buckets = TokenBuckets(burst=conf.miss_burst, rate=conf.miss_rate)
         self.static_redirect = static_redirect  # bench baseline: a fixed 302, nothing recorded
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True, trim_blocks=True
-        )
 
     def close(self) -> None:
         self.recorder.close()
@@ -141,15 +133,7 @@ class PublicApp:
             return None
         since, until = week_bounds(self.settings, None)
         entries = officer_week(self.settings, self.store, officer, since, until)
-        body = (
-            self.env.get_template("officer.html.j2")
-            .render(
-                officer=officer,
-                entries=[(e, qr_code(e.link, 4)) for e in entries],
-                labels=UA_LABELS,
-            )
-            .encode("utf-8")
-        )
+        body = officer_page(officer, entries).encode("utf-8")
         return _answer(start_response, "200 OK", body if method == "GET" else b"", [_PAGE_CSP])
 
 
