@@ -305,6 +305,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "wecom_robot": ("media_matrix.adapters.wecom_robot", "WecomRobotAdapter"),
     "webhook": ("media_matrix.adapters.webhook", "WebhookAdapter"),
     "outbox": ("media_matrix.adapters.outbox", "OutboxAdapter"),
+    "poster": ("media_matrix.adapters.poster", "PosterAdapter"),
 }
 
 
