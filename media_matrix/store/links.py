@@ -180,24 +180,6 @@ class LinkStore(StoreBase):
             params,
         )
 
-    def officer_ranking(self, start: str | None, end: str | None) -> list[dict[str, Any]]:
-        """Officers by unique visitors to their personal links over local days [start, end]."""
-        return self.query(
-            """
-            SELECT o.id, o.name, o.county, o.township,
-                   count(DISTINCT l.id) AS links,
-                   coalesce(sum(h.counted), 0) AS measured_clicks,
-                   count(DISTINCT CASE WHEN h.counted THEN h.link_id || h.day || h.visitor END)
-                       AS unique_visitors
-            FROM officers o
-            LEFT JOIN links l ON l.officer_id = o.id
-            LEFT JOIN hits h ON h.link_id = l.id AND h.day >= ? AND h.day <= ?
-            GROUP BY o.id
-            ORDER BY unique_visitors DESC, measured_clicks DESC, o.id
-            """,
-            (start or "", end or "~"),
-        )
-
     # -- officers -------------------------------------------------------------------------------
 
     def import_officers(
