@@ -236,6 +236,7 @@ class PublicConfig(_Model):
     miss_burst: int = Field(default=20, ge=1)  # unknown codes a client may try at once
     miss_rate: float = Field(default=0.2, gt=0)  # and per second after that
     flush_every: float = Field(default=0.5, gt=0)  # seconds between hit buffer flushes
+    cache_seconds: float = Field(default=2.0, ge=0)  # how long a resolved link is reused
 
     @field_validator("base_url")
     @classmethod

@@ -60,7 +60,12 @@ def write_config(folder: Path, channels: list[dict[str, Any]], **public: Any) ->
         "templates": str(REPO / "channels"),
         "dispatch": {"lease_seconds": 5, "backoff_base": 0.05, "backoff_cap": 0.5},
         "channels": channels,
-        "public": {"base_url": "https://kp.example.cn", "flush_every": 0.05, **public},
+        "public": {
+            "base_url": "https://kp.example.cn",
+            "flush_every": 0.05,
+            "cache_seconds": 0,  # each request reads the store (targets change mid-test)
+            **public,
+        },
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -263,7 +268,9 @@ def test_a_pack_with_no_public_copy_redirects_to_its_source(tmp_path, make_serve
 def test_bots_and_head_are_logged_not_counted_and_a_visitor_counts_once_a_day(
     tmp_path, make_server
 ):
-    settings = write_config(tmp_path, [webhook("cms", "http://127.0.0.1:9/none")])
+    settings = write_config(  # resolved links cached: every hit is still recorded
+        tmp_path, [webhook("cms", "http://127.0.0.1:9/none")], cache_seconds=60
+    )
     store = open_store(settings.database)
     (pack,) = add_packs(store, 1)
     (delivery,) = queue(store, [pack], "cms")

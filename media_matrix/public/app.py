@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Callable, Iterable
 from hashlib import sha256
 from typing import Any
@@ -25,7 +26,7 @@ from media_matrix.links import (
 )
 from media_matrix.public.pages import officer_page
 from media_matrix.public.recorder import HitRecorder
-from media_matrix.store import Store
+from media_matrix.store import Store, open_store
 from media_matrix.tracking import channel_types, officer_week, redirect_target, week_bounds
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ _TOO_MANY = (
     '<!DOCTYPE html><html lang="zh-CN"><meta charset="utf-8"><title>请求过多</title>'
     "<p>请求过于频繁，请稍后再试。</p></html>"
 ).encode()
+_CACHE_MAX = 50_000
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
@@ -62,9 +64,14 @@ class PublicApp:
         self.store = store
         self.types = channel_types(settings)
         conf = settings.public
-        self.recorder = HitRecorder(store, settings.timezone, conf.flush_every)
+        # The recorder writes on a connection of its own: a flush never holds up the lookups.
+        self.recorder = HitRecorder(
+            open_store(store.path, migrate=False), settings.timezone, conf.flush_every, own=True
+        )
         self.buckets = TokenBuckets(burst=conf.miss_burst, rate=conf.miss_rate)
         self.static_redirect = static_redirect  # bench baseline: a fixed 302, nothing recorded
+        self.cache_seconds = conf.cache_seconds
+        self._cache: dict[str, tuple[float, int, str]] = {}  # code -> (until, link id, target)
 
     def close(self) -> None:
         self.recorder.close()
@@ -112,16 +119,35 @@ class PublicApp:
     ) -> Iterable[bytes] | None:
         if not valid_code(code):
             return None
+        found = self._resolve(code)
+        if found is None:
+            return None
+        link_id, target = found
+        agent = environ.get("HTTP_USER_AGENT")
+        day, visitor = self.recorder.client_key(address, agent)
+        self.recorder.record(link_id, day, classify_agent(agent, method), visitor)
+        return _redirect(start_response, target, method)
+
+    def _resolve(self, code: str) -> tuple[int, str] | None:
+        """(link id, target) of a live code. Answers are kept ``cache_seconds``: a shared link
+        is opened in bursts, and a new target (a WeChat article published, an officer disabled)
+        may take that long to show. Unknown codes are never cached."""
+        now = time.monotonic()
+        cached = self._cache.get(code)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
         link = self.store.resolve_link(code)
         if link is None:
+            self._cache.pop(code, None)
             return None
         target = redirect_target(self.store, self.types, link)
         if target is None:
             return None
-        agent = environ.get("HTTP_USER_AGENT")
-        day, visitor = self.recorder.client_key(address, agent)
-        self.recorder.record(link["id"], day, classify_agent(agent, method), visitor)
-        return _redirect(start_response, target, method)
+        if self.cache_seconds > 0:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[code] = (now + self.cache_seconds, link["id"], target)
+        return link["id"], target
 
     def _officer(
         self, token: str, method: str, start_response: StartResponse

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from media_matrix.links import counted, new_salt, visitor_key
@@ -21,19 +22,33 @@ log = logging.getLogger(__name__)
 
 
 class HitRecorder:
-    def __init__(self, store: Store, timezone: str, flush_every: float = 0.5) -> None:
+    def __init__(
+        self, store: Store, timezone: str, flush_every: float = 0.5, *, own: bool = False
+    ) -> None:
         self.store = store
+        self.own = own  # close the store on close()
         self.tz = ZoneInfo(timezone)
         self.flush_every = flush_every
         self._buffer: list[HitRow] = []
         self._lock = threading.Lock()
         self._salt: tuple[str, bytes] | None = None
+        self._day: tuple[str, float] | None = None  # (local day, when it ends)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hit-flush", daemon=True)
         self._thread.start()
 
     def today(self) -> str:
-        return datetime.now(self.tz).date().isoformat()
+        """The local day, recomputed only when the clock passes the next local midnight."""
+        now = time.time()
+        cached = self._day
+        if cached is None or now >= cached[1]:
+            local = datetime.now(self.tz)
+            midnight = (local + timedelta(days=1)).replace(
+                hour=0, minute=0, second=0, microsecond=0
+            )
+            cached = (local.date().isoformat(), midnight.timestamp())
+            self._day = cached
+        return cached[0]
 
     def salt(self, day: str) -> bytes:
         """The day's salt (kept in memory for the day; the store deletes earlier days')."""
@@ -79,3 +94,5 @@ class HitRecorder:
         self._stop.set()
         self._thread.join(timeout=10)
         self.flush()
+        if self.own:
+            self.store.close()
