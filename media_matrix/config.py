@@ -237,6 +237,8 @@ class PublicConfig(_Model):
     miss_rate: float = Field(default=0.2, gt=0)  # and per second after that
     flush_every: float = Field(default=0.5, gt=0)  # seconds between hit buffer flushes
     cache_seconds: float = Field(default=2.0, ge=0)  # how long a resolved link is reused
+    # The address of a reverse proxy in front: its X-Forwarded-For names the client.
+    trusted_proxy: str | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -460,3 +460,35 @@ def test_base_url_must_be_http(tmp_path):
     with pytest.raises(ConfigError, match="public.base_url"):
         write_config(tmp_path, [], base_url="javascript:alert(1)")
     assert SECRET  # the sandbox secret the helpers use
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_forwarded_address_counts_only_from_the_trusted_proxy(tmp_path, make_server, trusted):
+    extra = {"trusted_proxy": "127.0.0.1"} if trusted else {}
+    settings = write_config(
+        tmp_path,
+        [webhook("cms", "https://cms.example.cn/api")],
+        miss_burst=3,
+        miss_rate=0.01,
+        **extra,
+    )
+    store = open_store(settings.database)
+    (delivery,) = queue(store, add_packs(store, 1), "cms")
+    code = store.delivery_link(delivery, new_code)
+    server = make_server(settings)
+
+    def get(path: str, client: str) -> int:
+        return requests.get(
+            server.url + path,
+            headers={"User-Agent": BROWSER, "X-Forwarded-For": client},
+            allow_redirects=False,
+            timeout=10,
+        ).status_code
+
+    assert [get(f"/s/{new_code()}", "203.0.113.5") for _ in range(4)] == [404] * 3 + [429]
+    # another client behind the proxy is its own visitor, unless the proxy is not trusted
+    assert get(f"/s/{code}", "203.0.113.6") == (302 if trusted else 429)
+    assert server.stop() == 0
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("db.sqlite"))
+    assert b"203.0.113" not in data
+    store.close()

@@ -28,6 +28,13 @@ def serve(
 
     store = open_store(settings.database)
     app = make_app(settings, store, static_redirect=static_redirect)
+    proxy: dict[str, Any] = {}
+    if settings.public.trusted_proxy:
+        proxy = {
+            "trusted_proxy": settings.public.trusted_proxy,
+            "trusted_proxy_headers": {"x-forwarded-for"},
+            "trusted_proxy_count": 1,
+        }
     server: Any = waitress.create_server(
         app,
         host=host,
@@ -35,6 +42,7 @@ def serve(
         threads=settings.public.threads,
         ident="media-matrix",
         clear_untrusted_proxy_headers=True,
+        **proxy,
     )
 
     def stop(signum: int, frame: Any) -> None:
