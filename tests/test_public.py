@@ -182,6 +182,15 @@ def test_best_public_url_prefers_the_wechat_article_then_the_media_centre():
     assert best_public_url([], "javascript:alert(1)") is None
 
 
+def test_a_day_salt_is_forgotten_when_the_next_day_begins(tmp_path):
+    store = open_store(tmp_path / "db.sqlite")
+    first = store.day_salt("2026-01-01", lambda: b"a" * 32)
+    assert store.day_salt("2026-01-01", lambda: b"x" * 32) == first  # kept for its day
+    assert store.day_salt("2026-01-02", lambda: b"b" * 32) == b"b" * 32
+    assert store.query("SELECT day FROM link_salts") == [{"day": "2026-01-02"}]
+    store.close()
+
+
 def test_token_bucket_spends_and_refills():
     now = [0.0]
     buckets = TokenBuckets(burst=3, rate=1.0, clock=lambda: now[0])

@@ -87,6 +87,7 @@ class HitRecorder:
         while not self._stop.wait(self.flush_every):
             try:
                 self.flush()
+                self.salt(self.today())  # past midnight: a new salt, yesterday's deleted
             except Exception:  # noqa: BLE001 - retried next round; logged
                 log.exception("writing hits failed; retrying")
 
