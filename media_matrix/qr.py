@@ -1,37 +1,46 @@
 """QR codes of tracked links (segno): SVG for pages and posters, PNG files for screens.
 
 Error correction M (15%): a printed poster with a scuff or a screen with glare still scans.
+Each form is made on first use: a QR code costs milliseconds, and most channels' templates
+never show one.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property
 
 import segno
 
 
-@dataclass(frozen=True)
 class QRCode:
-    """One URL's QR code in the forms templates use."""
+    """One URL's QR code in the forms templates use, each made when first asked for."""
 
-    url: str
-    svg: str  # inline <svg> markup (no XML declaration)
-    png: bytes  # PNG file bytes
-    png_data_uri: str
+    def __init__(self, url: str, scale: int = 8) -> None:
+        self.url = url
+        self.scale = scale
+
+    @cached_property
+    def _code(self) -> segno.QRCode:
+        return segno.make(self.url, error="m", micro=False)
+
+    @cached_property
+    def svg(self) -> str:
+        """Inline ``<svg>`` markup (no XML declaration)."""
+        out = io.BytesIO()
+        self._code.save(out, kind="svg", scale=self.scale, xmldecl=False, svgns=True, border=4)
+        return out.getvalue().decode("utf-8")
+
+    @cached_property
+    def png(self) -> bytes:
+        out = io.BytesIO()
+        self._code.save(out, kind="png", scale=self.scale, border=4)
+        return out.getvalue()
+
+    @cached_property
+    def png_data_uri(self) -> str:
+        return self._code.png_data_uri(scale=self.scale, border=4)
 
 
-@lru_cache(maxsize=256)
 def qr_code(url: str, scale: int = 8) -> QRCode:
-    code = segno.make(url, error="m", micro=False)
-    svg = io.BytesIO()
-    code.save(svg, kind="svg", scale=scale, xmldecl=False, svgns=True, border=4)
-    png = io.BytesIO()
-    code.save(png, kind="png", scale=scale, border=4)
-    return QRCode(
-        url=url,
-        svg=svg.getvalue().decode("utf-8"),
-        png=png.getvalue(),
-        png_data_uri=code.png_data_uri(scale=scale, border=4),
-    )
+    return QRCode(url, scale)

@@ -29,9 +29,12 @@ from media_matrix.timeutil import to_iso, utcnow
 
 def attach_links(store: Store, base_url: str, items: Iterable[Any]) -> None:
     """Give each outgoing item (``delivery_id``) the tracked link of its delivery."""
+    items = list(items)
+    if not items:
+        return
+    codes = store.delivery_links([item.delivery_id for item in items], new_code)
     for item in items:
-        code = store.delivery_link(item.delivery_id, new_code)
-        item.track_url = track_url(base_url, code)
+        item.track_url = track_url(base_url, codes[item.delivery_id])
 
 
 def delivery_track_urls(store: Store, base_url: str, delivery_ids: Sequence[int]) -> dict[int, str]:

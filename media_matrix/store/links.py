@@ -71,23 +71,41 @@ class LinkStore(StoreBase):
 
     def delivery_link(self, delivery_id: int, new_code: Callable[[], str]) -> str:
         """The code of the delivery's tracked link, created on first use."""
+        return self.delivery_links([delivery_id], new_code)[delivery_id]
+
+    def delivery_links(
+        self, delivery_ids: Sequence[int], new_code: Callable[[], str]
+    ) -> dict[int, str]:
+        """Codes of the deliveries' tracked links, the missing ones created (one transaction;
+        a read first, so a retry's render writes nothing)."""
+        wanted = list(dict.fromkeys(delivery_ids))
+        marks = ", ".join("?" for _ in wanted)
+        sql = f"SELECT delivery_id, code FROM links WHERE delivery_id IN ({marks})"
+        found = {r["delivery_id"]: r["code"] for r in self.query(sql, wanted)}
+        missing = [d for d in wanted if d not in found]
+        if not missing:
+            return found
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT code FROM links WHERE delivery_id = ?", (delivery_id,)
-            ).fetchone()
-            if row:
-                return row[0]
-            pack = conn.execute(
-                "SELECT pack_id FROM deliveries WHERE id = ?", (delivery_id,)
-            ).fetchone()
-            if pack is None:
-                raise NotFound(f"delivery {delivery_id} not found")
-            code = new_code()
-            conn.execute(
-                "INSERT INTO links (code, pack_id, delivery_id, created_at) VALUES (?, ?, ?, ?)",
-                (code, pack[0], delivery_id, now_iso()),
-            )
-            return code
+            for delivery_id in missing:
+                row = conn.execute(
+                    "SELECT code FROM links WHERE delivery_id = ?", (delivery_id,)
+                ).fetchone()
+                if row:
+                    found[delivery_id] = row[0]
+                    continue
+                pack = conn.execute(
+                    "SELECT pack_id FROM deliveries WHERE id = ?", (delivery_id,)
+                ).fetchone()
+                if pack is None:
+                    raise NotFound(f"delivery {delivery_id} not found")
+                code = new_code()
+                conn.execute(
+                    "INSERT INTO links (code, pack_id, delivery_id, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (code, pack[0], delivery_id, now_iso()),
+                )
+                found[delivery_id] = code
+        return found
 
     def officer_links(
         self, officer_id: int, pack_ids: Sequence[int], new_code: Callable[[], str]
