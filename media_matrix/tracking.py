@@ -51,10 +51,12 @@ def channel_types(settings: Settings) -> dict[str, str]:
 
 
 def redirect_target(store: Store, types: dict[str, str], link: dict[str, Any]) -> str | None:
-    """The best public URL of the link's pack (see ``links.best_public_url``)."""
+    """The best public URL of the link's pack (see ``links.best_public_url``), never the
+    link's own delivery: 阅读原文 under a WeChat article must not lead back to the article."""
     copies = [
         PublicCopy(types.get(row["channel"], ""), row["url"], row["delivered_at"])
         for row in store.public_copies(link["pack_id"])
+        if row["id"] != link["delivery_id"]
     ]
     return best_public_url(copies, link["source_url"])
 

@@ -247,6 +247,8 @@ def test_each_delivery_gets_one_tracked_link_used_by_every_channel_and_the_redir
     for code in links.values():
         assert server.get(f"/s/{code}").headers["Location"] == wx_delivery["url"]
     wx_code = store.links_of(delivery_id=wx_id)[0]["code"]
+    # the article's own 阅读原文 does not lead back to the article: the next best copy
+    assert server.get(f"/s/{wx_code}").headers["Location"] == cms_delivery["url"]
     assert sandbox.wechat.all_drafts[0]["articles"][0]["content_source_url"] == (
         f"https://kp.example.cn/s/{wx_code}"
     )

@@ -144,9 +144,9 @@ class LinkStore(StoreBase):
         )
 
     def public_copies(self, pack_id: int) -> list[dict[str, Any]]:
-        """Delivered copies of a pack that carry a URL: channel, url, delivered_at."""
+        """Delivered copies of a pack that carry a URL: id, channel, url, delivered_at."""
         return self.query(
-            "SELECT channel, url, delivered_at FROM deliveries"
+            "SELECT id, channel, url, delivered_at FROM deliveries"
             " WHERE pack_id = ? AND status = 'delivered' AND url IS NOT NULL",
             (pack_id,),
         )
