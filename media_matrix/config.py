@@ -212,6 +212,7 @@ class OutboxChannel(_ChannelBase):
     weekdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])
     window: str | None = None  # daily play window "HH:MM-HH:MM"
     play_days: int = Field(default=7, ge=1)  # how long a playlist entry stays valid
+    qr_position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "bottom-right"
 
     @field_validator("window")
     @classmethod
@@ -221,10 +222,41 @@ class OutboxChannel(_ChannelBase):
         return value
 
 
+class PosterChannel(_ChannelBase):
+    """A print-ready PDF per delivery for community bulletin boards (科普宣传栏)."""
+
+    type: Literal["poster"]
+    path: Path
+    paper: Literal["A4", "A3"] = "A4"
+    key_points: int = Field(default=4, ge=0, le=8)  # lines of the text shown as key points
+
+
 ChannelConfig = Annotated[
-    WechatChannel | WecomChannel | WebhookChannel | OutboxChannel,
+    WechatChannel | WecomChannel | WebhookChannel | OutboxChannel | PosterChannel,
     Field(discriminator="type"),
 ]
+
+
+class PublicConfig(_Model):
+    """The public face (`media-matrix public`): where tracked links point, and its limits."""
+
+    base_url: str = "http://127.0.0.1:8090"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=1, le=65535)
+    threads: int = Field(default=8, ge=1, le=64)
+    miss_burst: int = Field(default=20, ge=1)  # unknown codes a client may try at once
+    miss_rate: float = Field(default=0.2, gt=0)  # and per second after that
+    flush_every: float = Field(default=0.5, gt=0)  # seconds between hit buffer flushes
+    cache_seconds: float = Field(default=2.0, ge=0)  # how long a resolved link is reused
+    # The address of a reverse proxy in front: its X-Forwarded-For names the client.
+    trusted_proxy: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+            raise ValueError(f"expected an http(s) URL without query, got {value!r}")
+        return value.rstrip("/")
 
 
 class Campaign(_Model):
@@ -415,6 +447,8 @@ class Settings(_Model):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     sandbox: dict[str, Any] = Field(default_factory=dict)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    public: PublicConfig = Field(default_factory=PublicConfig)
+    officers: Path | None = None  # a 科普信息员 CSV imported by `run --once`
 
     @field_validator("timezone")
     @classmethod
@@ -457,7 +491,7 @@ class Settings(_Model):
             f"{self.path}: no feed named {name!r} (feeds: {[f.name for f in self.feeds]})"
         )
 
-    def channel(self, name: str) -> WechatChannel | WecomChannel | WebhookChannel | OutboxChannel:
+    def channel(self, name: str) -> ChannelConfig:
         for channel in self.channels:
             if channel.name == name:
                 return channel
@@ -623,7 +657,13 @@ def _describe(path: Path, raw: Any, exc: ValidationError) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in {"wechat_mp", "wecom_robot", "webhook", "outbox"}
+    return isinstance(part, str) and part in {
+        "wechat_mp",
+        "wecom_robot",
+        "webhook",
+        "outbox",
+        "poster",
+    }
 
 
 def _resolve_paths(settings: Settings) -> None:
@@ -635,8 +675,10 @@ def _resolve_paths(settings: Settings) -> None:
         if "://" not in feed.url:
             feed.url = str(settings.resolve(feed.url))
     for channel in settings.channels:
-        if isinstance(channel, OutboxChannel):
+        if isinstance(channel, OutboxChannel | PosterChannel):
             channel.path = settings.resolve(channel.path)
+    if settings.officers is not None:
+        settings.officers = settings.resolve(settings.officers)
 
 
 __all__ = [

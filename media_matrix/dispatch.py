@@ -76,6 +76,7 @@ from media_matrix.httpclient import make_session
 from media_matrix.models import DeliveryStatus
 from media_matrix.store import NotFound, Store
 from media_matrix.timeutil import from_iso
+from media_matrix.tracking import attach_links
 
 log = logging.getLogger("media_matrix.dispatch")
 
@@ -409,7 +410,9 @@ class _Engine:
 
     def render(self, adapter: Any, items: list[OutgoingItem]) -> Any:
         """``adapter.render``, except that the shared default rendering gets the configured
-        time zone (``BaseAdapter.render`` always renders in Asia/Shanghai)."""
+        time zone (``BaseAdapter.render`` always renders in Asia/Shanghai). Each item first
+        gets its delivery's tracked link (created on the first render, kept on retries)."""
+        attach_links(self.store, self.settings.public.base_url, items)
         if type(adapter).render is BaseAdapter.render:
             from media_matrix.render import render_message
 

@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from media_matrix.config import Settings
+from media_matrix.config import ConfigError, Settings
 from media_matrix.dispatch import DispatchReport, SweepReport, dispatch_due, sweep
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
+from media_matrix.officers import RosterError, import_roster
 from media_matrix.planner import PlanChannel, slot_times
 from media_matrix.scheduling import QueuedDelivery, fill_slot, queue_urgent
 from media_matrix.stats import estimate
 from media_matrix.store import Store
 from media_matrix.timeutil import to_iso, utcnow
+from media_matrix.tracking import delivery_track_urls
 
 SLOT_HORIZON = timedelta(days=8)  # far enough to find the next slot of a weekly channel
 
@@ -34,6 +36,8 @@ class RunReport:
     sweep: SweepReport | None = None
     estimated: int = 0  # estimated-reach rows written for this run's deliveries
     deliveries: list[dict[str, Any]] = field(default_factory=list)  # this run's, final state
+    track_urls: dict[int, str] = field(default_factory=dict)  # delivery id -> tracked link
+    officers: tuple[int, int] | None = None  # (added, updated) from the config's roster
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +61,7 @@ class RunReport:
                         "scheduled_at",
                     )
                 }
+                | {"track_url": self.track_urls.get(d["id"])}
                 for d in self.deliveries
             ],
         }
@@ -65,6 +70,16 @@ class RunReport:
 def next_slot(settings: Settings, channel: Any, now: datetime) -> datetime | None:
     times = slot_times(PlanChannel.from_config(channel), now, now + SLOT_HORIZON, settings.tz)
     return times[0] if times else None
+
+
+def import_configured_roster(settings: Settings, store: Store) -> tuple[int, int] | None:
+    """The 科普信息员 roster named by ``officers:`` in config; a bad one is a config error."""
+    if settings.officers is None:
+        return None
+    try:
+        return import_roster(store, settings.officers, list(settings.counties))
+    except (RosterError, OSError) as exc:
+        raise ConfigError(f"{settings.path}: officers: {settings.officers}: {exc}") from None
 
 
 def run_once(
@@ -77,7 +92,9 @@ def run_once(
 ) -> RunReport:
     """One pass of the whole flow; returns what each step did."""
     now = now or utcnow()
+    officers = import_configured_roster(settings, store)
     report = RunReport(ingest=run_ingest(settings, store, now=now, progress=progress))
+    report.officers = officers
     report.queued += queue_urgent(settings, store, now, by="run-once").queued
     for channel in settings.channels:
         slot = next_slot(settings, channel, now) if channel.enabled else None
@@ -89,4 +106,5 @@ def run_once(
     report.sweep = sweep(settings, store, wait=publish_wait)
     report.estimated = estimate(settings, store, since=now)  # stats: reach of what went out
     report.deliveries = store.list_deliveries(ids=ids) if ids else []
+    report.track_urls = delivery_track_urls(store, settings.public.base_url, ids)
     return report

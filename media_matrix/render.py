@@ -6,7 +6,12 @@ Per channel type (see ``TEMPLATES``):
 * ``wechat_mp``   per item: ``article.html``                      (content of each article)
 * ``wecom_robot`` message:  ``news.json`` and ``markdown.md``     (the adapter picks by format)
 * ``webhook``     message:  ``manuscript.json``                   (the JSON body, before field_map)
-* ``outbox``      message:  ``ticker.txt``, ``playlist.json``, ``article.html``
+* ``outbox``      message:  ``ticker.txt``, ``playlist.json``, ``article.html`` (+ ``qr.png``)
+* ``poster``      message:  ``poster.html``                       (printed to PDF by the adapter)
+
+Every context has ``track_url`` (the delivery's tracked link, else the pack's URL; per item also
+as ``it.link``) and ``qr`` (its QR code: ``qr.svg``, ``qr.png``, ``qr.png_data_uri``; None when
+there is no link).
 
 Escaping: autoescape is on for HTML, XML and JSON templates (JSON values go through ``tojson``,
 which is HTML-safe JSON) and off for the plain-text formats (``.txt``, ``.md``) where HTML
@@ -33,6 +38,7 @@ import jinja2
 from media_matrix.adapters.base import Message, OutgoingItem
 from media_matrix.config import parse_quiet_hours
 from media_matrix.models import GROUPS, TOPICS
+from media_matrix.qr import qr_code
 from media_matrix.timeutil import as_aware
 
 DEFAULT_COVER = Path(__file__).parent / "assets" / "cover.png"
@@ -42,7 +48,9 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     "wecom_robot": {"item": (), "message": ("news.json.j2", "markdown.md.j2")},
     "webhook": {"item": (), "message": ("manuscript.json.j2",)},
     "outbox": {"item": (), "message": ("ticker.txt.j2", "playlist.json.j2", "article.html.j2")},
+    "poster": {"item": (), "message": ("poster.html.j2",)},
 }
+QR_FILE = "qr.png"  # the screen playlist's QR image, written beside playlist.json
 
 _PLAIN_SUFFIXES = (".txt.j2", ".md.j2", ".txt", ".md")
 
@@ -118,6 +126,24 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
 def md_escape(value: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(value or ""))
+
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|\n+")
+
+
+def key_points(pack: Any, limit: int, width: int = 70) -> list[str]:
+    """Up to ``limit`` sentences of the pack's text for a poster, the summary's skipped."""
+    text = pack.text or strip_html(pack.content_html)
+    summary = strip_html(pack.summary)
+    points: list[str] = []
+    for sentence in _SENTENCE_END.split(text or ""):
+        sentence = " ".join(sentence.split())
+        if len(sentence) < 6 or sentence in summary or sentence == pack.title:
+            continue
+        points.append(shorten(sentence, width))
+        if len(points) >= limit:
+            break
+    return points
 
 
 def _to_datetime(value: Any) -> datetime | None:
@@ -212,6 +238,13 @@ def _play(channel: Any, start: datetime, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
+def _link_context(item: OutgoingItem) -> dict[str, Any]:
+    """``track_url`` (the tracked link, else the pack's URL) and its ``qr`` (svg, png,
+    png_data_uri; None when there is no link at all)."""
+    link = item.link
+    return {"track_url": link, "qr": qr_code(link) if link else None}
+
+
 def _wechat_article_fields(channel: Any, item: OutgoingItem) -> dict[str, Any]:
     pack = item.pack
     digest = strip_html(pack.summary) or strip_html(pack.text or pack.content_html)
@@ -225,7 +258,7 @@ def _wechat_article_fields(channel: Any, item: OutgoingItem) -> dict[str, Any]:
         "title": pack.title,
         "author": channel.author or pack.author,
         "digest": digest,
-        "content_source_url": pack.url or "",
+        "content_source_url": item.link,
         "cover": cover,
         "fallback_cover": channel.cover or DEFAULT_COVER.as_uri(),
     }
@@ -258,6 +291,7 @@ def render_message(
             "pack": item.pack,
             "index": index,
             "scheduled_at": _to_datetime(item.scheduled_at) or now,
+            **_link_context(item),
         }
         message.item_parts.append(
             {
@@ -276,10 +310,18 @@ def render_message(
         "pack": first.pack,
         "index": 0,
         "scheduled_at": start.astimezone(tz),
+        **_link_context(first),
     }
     if kind == "outbox":
         context["play"] = _play(channel, start, tz)
         message.fields["play"] = context["play"]
+        if context["qr"] is not None:
+            context["qr_entry"] = {"file": QR_FILE, "position": channel.qr_position}
+            message.parts[QR_FILE] = context["qr"].png
+        else:
+            context["qr_entry"] = None
+    if kind == "poster":
+        context["key_points"] = key_points(first.pack, channel.key_points)
     for name in TEMPLATES[kind]["message"]:
         message.parts[name.removesuffix(".j2")] = render_template(
             templates_dir, f"{kind}/{name}", context

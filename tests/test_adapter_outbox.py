@@ -74,7 +74,15 @@ def test_folder_with_files_media_manifest_and_done(tmp_path, static):
     assert result.status == "delivered" and result.remote_id == item.delivery_uid
     assert result.url == folder.as_uri() and result.item_urls == [folder.as_uri()]
     names = sorted(p.name for p in folder.iterdir())
-    assert names == [DONE, "article.html", "manifest.json", "media", "playlist.json", "ticker.txt"]
+    assert names == [
+        DONE,
+        "article.html",
+        "manifest.json",
+        "media",
+        "playlist.json",
+        "qr.png",
+        "ticker.txt",
+    ]
     page = (folder / "article.html").read_text()
     assert 'src="media/01-photo.png"' in page and 'src="media/02-photo.jpg"' in page
     assert "gone.png" not in page and "srcset" not in page

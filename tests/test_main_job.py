@@ -58,8 +58,18 @@ def test_run_once_on_default_config_ingests_the_samples(project):
         "qingfeng-media-centre",
         "hualong-square-screen",
         "puyang-kexie-wecom",
+        "qingfeng-kepu-board",
     }
     assert all(d["status"] == "delivered" for d in sent), sent
+    # every delivery has its own tracked link on the configured public face
+    links = [d["track_url"] for d in sent]
+    assert len(set(links)) == len(sent)
+    assert all(link.startswith("http://127.0.0.1:8090/s/") for link in links)
+    poster = next(d for d in sent if d["channel"] == "qingfeng-kepu-board")
+    pdf = Path(poster["url"].removeprefix("file://"))
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.is_relative_to(project)
+    officers = json.loads(cli(project, "officers", "list", "--json").stdout)
+    assert sorted(o["name"] for o in officers) == ["李强", "王芳"]  # the sample roster
     wechat = [d for d in sent if d["channel"] == "puyang-kexie-wechat"]
     assert 1 <= len(wechat) <= 4 and all(d["url"] for d in wechat)  # per_slot 4, article URLs
     screen = next(d for d in sent if d["channel"] == "hualong-square-screen")

@@ -98,6 +98,12 @@ class OutgoingItem:
     delivery_uid: str  # uuid hex, stable across retries: the Idempotency-Key
     pack: Pack
     scheduled_at: datetime | None = None
+    track_url: str | None = None  # the delivery's tracked link (None: not tracked, e.g. preview)
+
+    @property
+    def link(self) -> str:
+        """The link to show for this item: its tracked link, else the pack's own URL."""
+        return self.track_url or self.pack.url or ""
 
 
 @dataclass
@@ -308,6 +314,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "wecom_robot": ("media_matrix.adapters.wecom_robot", "WecomRobotAdapter"),
     "webhook": ("media_matrix.adapters.webhook", "WebhookAdapter"),
     "outbox": ("media_matrix.adapters.outbox", "OutboxAdapter"),
+    "poster": ("media_matrix.adapters.poster", "PosterAdapter"),
 }
 
 

@@ -4,7 +4,8 @@ Each delivery becomes ``<path>/<delivery uid>/``::
 
     article.html     the page, its <img> pointing at media/ (images copied; unreadable ones dropped)
     ticker.txt       one line, at most ``ticker_max`` characters
-    playlist.json    start, end, duration, weekdays, daily window
+    playlist.json    start, end, duration, weekdays, daily window, the QR image and its position
+    qr.png           the QR code of the delivery's tracked link (a scan is a click)
     manifest.json    ids, title, channel, files with sizes and sha256, media sources, play entry
     media/...        the copied images
     DONE             written last: a syncer that copies files one by one knows the set is complete
@@ -222,6 +223,9 @@ class OutboxAdapter(BaseAdapter):
             "ticker.txt": (ticker + "\n").encode("utf-8"),
             "playlist.json": json.dumps(playlist, ensure_ascii=False, indent=2).encode("utf-8"),
         }
+        qr = message.parts.get("qr.png")
+        if isinstance(qr, bytes):
+            files["qr.png"] = qr
         for fname, data in files.items():
             _write(tmp / fname, data)
         scheduled = item.scheduled_at

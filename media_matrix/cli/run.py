@@ -92,6 +92,17 @@ def run_command(app: AppContext, once: bool, as_json: bool) -> None:
         + ", ".join(f"{PACK_STATUS_LABELS.get(k, k)} {v}" for k, v in sorted(counts.items()))
     )
     print_delivery_log(result.deliveries)
+    if result.track_urls:
+        echo_table(
+            ["投递", "渠道", "跟踪链接 (扫码或点击计为一次点击)"],
+            [
+                (d["id"], d["channel"], result.track_urls.get(d["id"], ""))
+                for d in result.deliveries
+            ],
+            title="跟踪链接",
+        )
+    if result.officers is not None:
+        click.echo(f"科普信息员名册: 新增 {result.officers[0]}, 更新 {result.officers[1]}")
 
 
 def print_delivery_log(deliveries: list[dict]) -> None:

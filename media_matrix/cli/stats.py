@@ -137,6 +137,8 @@ def summary_cmd(app: AppContext, start: str | None, end: str | None, as_json: bo
             ("估算触达", f"{total['estimated_reach']:,}"),
             ("实测阅读", f"{total['measured_reads']:,}"),
             ("实测分享", f"{total['measured_shares']:,}"),
+            ("实测点击（跟踪链接，单独计量）", f"{total['measured_clicks']:,}"),
+            ("独立访客（每链接每日）", f"{total['unique_visitors']:,}"),
         ],
         title="传播量概况",
     )

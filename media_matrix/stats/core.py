@@ -40,7 +40,7 @@ from media_matrix.store.metrics import (
 )
 from media_matrix.timeutil import to_iso, utcnow
 
-DIMENSIONS = ("county", "group", "topic", "channel", "campaign", "day", "week", "month")
+DIMENSIONS = ("county", "group", "topic", "channel", "campaign", "day", "week", "month", "officer")
 TIME_DIMENSIONS = ("day", "week", "month")
 FIELDS = (
     "deliveries",
@@ -50,6 +50,8 @@ FIELDS = (
     "measured_reads",
     "measured_shares",
     "volume",
+    "measured_clicks",
+    "unique_visitors",
     "volume_source",
 )
 DIM_LABELS = {
@@ -61,6 +63,7 @@ DIM_LABELS = {
     "day": "日期",
     "week": "周",
     "month": "月份",
+    "officer": "科普信息员",
 }
 FIELD_LABELS = {
     "deliveries": "投放数",
@@ -70,6 +73,8 @@ FIELD_LABELS = {
     "measured_reads": "实测阅读",
     "measured_shares": "实测分享",
     "volume": "传播量",
+    "measured_clicks": "实测点击",
+    "unique_visitors": "独立访客",
     "volume_source": "数据来源",
 }
 SOURCE_LABELS = {"measured": "实测", "estimated": "估算", "mixed": "混合(实测+估算)"}
@@ -87,6 +92,12 @@ NOTES = (
     "重点人群、主题、活动分组会重叠：一条内容计入其每个人群、主题和所在活动，分组合计大于总计；总计不重复计算。",
     "覆盖率为估算：区县内当期有送达的渠道的受众规模之和 ÷ 区县人口，渠道受众可能重叠。",
     "估算触达：渠道配置的受众规模；户外屏为播放窗口内的播放次数 × 每次路过人数。",
+    "实测点击是单独的指标，不计入传播量：每条投放的跟踪链接（含二维码扫码）被真人打开的次数；"
+    "爬虫、链接预览和 HEAD 请求只记录不计数。",
+    "独立访客：同一访客（当日随机密钥下的地址与浏览器摘要，不保存地址）在同一链接上每天只计一次；"
+    "各链接、各日相加。",
+    "信息员传播排行按信息员专属链接的独立访客排序，按点击发生的日期计入区间；"
+    "专属链接不属于任何投放，不计入上方投放的点击合计。",
 )
 
 COMBINED_LIMIT = 100_000  # combinations a report holds in memory; beyond, they are streamed
@@ -119,6 +130,11 @@ def parse_dims(text: str | Sequence[str] | None) -> tuple[str, ...]:
             )
         if name not in dims:
             dims.append(name)
+    if "officer" in dims and len(dims) > 1:
+        raise StatsUsageError(
+            "--by officer stands alone: officers' personal links belong to no delivery, so "
+            "they cannot be crossed with delivery dimensions"
+        )
     return tuple(dims)
 
 
@@ -312,6 +328,8 @@ def finish(acc: Sequence[int]) -> dict[str, Any]:
         "measured_reads": n["measured_reads"],
         "measured_shares": n["measured_shares"],
         "volume": n["volume"],
+        "measured_clicks": n["measured_clicks"],
+        "unique_visitors": n["unique_visitors"],
         "volume_source": source,
     }
 
@@ -352,6 +370,42 @@ class _Decoder:
         return row[self.nkeys :]
 
 
+def officer_label(row: dict[str, Any]) -> str:
+    return f"{row['name']}（{row['county']}{row['township']}）"
+
+
+def officer_ranking(settings: Settings, store: MetricsStore, query: Query) -> list[dict[str, Any]]:
+    """信息员传播排行: officers by unique visitors to their personal links in the range."""
+    start = query.start.isoformat() if query.start else None
+    end = query.end.isoformat() if query.end else None
+    return [
+        {
+            "officer": officer_label(r),
+            "county": r["county"],
+            "township": r["township"],
+            "links": r["links"],
+            "measured_clicks": r["measured_clicks"],
+            "unique_visitors": r["unique_visitors"],
+            "disabled": bool(r["disabled"]),
+        }
+        for r in store.officer_ranking(start, end)
+    ]
+
+
+def officer_rows(settings: Settings, store: MetricsStore, query: Query) -> list[dict[str, Any]]:
+    """``--by officer`` rows: the export's columns, only the click figures filled."""
+    rows = []
+    for r in officer_ranking(settings, store, query):
+        figures = finish(new_acc())
+        figures.update(
+            measured_clicks=r["measured_clicks"],
+            unique_visitors=r["unique_visitors"],
+            volume_source="measured",
+        )
+        rows.append({"officer": r["officer"], **figures})
+    return rows
+
+
 def _split_dims(by: Sequence[str]) -> tuple[list[str], list[str]]:
     return [d for d in by if d not in SET_KEYS], [d for d in by if d in SET_KEYS]
 
@@ -390,6 +444,11 @@ class RowStream:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         by = self.query.by
+        if by == ("officer",):
+            for row in officer_rows(self.settings, self.store, self.query):
+                self.rows_out += 1
+                yield row
+            return
         plain, sets = _split_dims(by)
         spec = build_spec(self.settings, self.store, self.query, plain, sets)
         decoder = _Decoder(self.settings, plain, sets)
@@ -439,6 +498,8 @@ class Report:
     breakdowns: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     combined: list[dict[str, Any]] | None = None
     notes: tuple[str, ...] = NOTES
+    officers: list[dict[str, Any]] = field(default_factory=list)  # 信息员传播排行
+    channel_clicks: list[dict[str, Any]] = field(default_factory=list)  # per channel
     # Too many combinations to hold: the combined rows are streamed again when written.
     stream: Callable[[], Iterable[dict[str, Any]]] | None = field(default=None, repr=False)
 
@@ -465,6 +526,8 @@ class Report:
             "coverage": self.coverage,
             "breakdowns": self.breakdowns,
             "rows": list(self.combined_rows()) if self.has_combined else None,
+            "officers": self.officers,
+            "channel_clicks": self.channel_clicks,
             "notes": list(self.notes),
         }
 
@@ -479,6 +542,10 @@ def build_report(
     """One aggregate scan grouped by channel, the plain --by keys and the set lists; every
     breakdown, the combined rows, the total and the coverage are summed from it in memory
     (the scan returns grouped rows, at most one per channel x key combination x tag set)."""
+    requested = query.by
+    officers = officer_ranking(settings, store, query)
+    if requested == ("officer",):  # officer links belong to no delivery: scan for totals only
+        query = Query(query.start, query.end, ())
     by = query.by
     plain, sets = _split_dims(by)
     keys = ["channel", *[d for d in plain if d not in ("channel", "county")]]
@@ -528,8 +595,13 @@ def build_report(
         def stream() -> Iterable[dict[str, Any]]:
             return RowStream(settings, store, query, on_step=on_step)
 
+    if requested == ("officer",):
+        query = Query(query.start, query.end, requested)
+        breakdowns["officer"] = officer_rows(settings, store, query)
     return Report(
         query=query,
+        officers=officers,
+        channel_clicks=channel_clicks(per_channel),
         timezone=settings.timezone,
         generated_at=to_iso(utcnow()) or "",
         total=finish(total),
@@ -539,6 +611,23 @@ def build_report(
         combined=combined_rows,
         stream=stream,
     )
+
+
+def channel_clicks(per_channel: dict[str | None, list[int]]) -> list[dict[str, Any]]:
+    """Clicks and unique visitors of each channel's tracked links, most clicked first."""
+    rows = []
+    for name, acc in per_channel.items():
+        figures = finish(acc)
+        rows.append(
+            {
+                "channel": name,
+                "delivered": figures["delivered"],
+                "measured_clicks": figures["measured_clicks"],
+                "unique_visitors": figures["unique_visitors"],
+            }
+        )
+    rows.sort(key=lambda r: (-r["measured_clicks"], -r["unique_visitors"], str(r["channel"])))
+    return rows
 
 
 def coverage(settings: Settings, per_channel: dict[str | None, list[int]]) -> list[dict[str, Any]]:

@@ -37,7 +37,10 @@ SHEET_NAMES = {
     "day": "按日",
     "week": "按周",
     "month": "按月",
+    "officer": "按信息员",
 }
+RANKING_HEADS = ["名次", "科普信息员", "区县", "乡镇", "专属链接", "实测点击", "独立访客"]
+CHANNEL_CLICK_HEADS = ["渠道", "已送达", "实测点击", "独立访客"]
 NUMERIC = FIELDS[:-1]
 CHART_ROWS = 30  # categorical charts show the top rows by volume
 HTML_ROWS = 2000  # rows of a table shown in the HTML page
@@ -145,6 +148,7 @@ def write_xlsx(
                 f"明细超过 Excel 行数上限，只写入前 {written:,} 行；完整明细请导出 CSV。",
                 fmt["note"],
             )
+    _clicks_sheet(wb, fmt, report)
     wb.close()
     return path
 
@@ -233,6 +237,45 @@ def _summary_sheet(wb: Any, fmt: dict[str, Any], report: Report) -> Any:
         row += 1
         ws.write(row, 0, note, fmt["note"])
     return ws
+
+
+def _clicks_sheet(wb: Any, fmt: dict[str, Any], report: Report) -> None:
+    """信息员传播排行 (officers by unique visitors) and the clicks of each channel's links."""
+    ws = wb.add_worksheet("信息员传播排行")
+    ws.set_column(0, 0, 6)
+    ws.set_column(1, 1, 24)
+    ws.set_column(2, 6, 12)
+    ws.write(0, 0, "信息员传播排行（按独立访客）", fmt["section"])
+    for col, head in enumerate(RANKING_HEADS):
+        ws.write(1, col, head, fmt["head"])
+    ws.freeze_panes(2, 0)
+    row = 1
+    for rank, item in enumerate(report.officers, 1):
+        row += 1
+        ws.write_number(row, 0, rank, fmt["int"])
+        for col, key in enumerate(("officer", "county", "township"), 1):
+            ws.write_string(row, col, item[key])
+        for col, key in enumerate(("links", "measured_clicks", "unique_visitors"), 4):
+            ws.write_number(row, col, item[key], fmt["int"])
+    if not report.officers:
+        ws.write(2, 0, "尚无科普信息员。", fmt["note"])
+    row = max(row, 2) + 2
+    ws.write(row, 0, "各渠道跟踪链接点击", fmt["section"])
+    row += 1
+    for col, head in enumerate(CHANNEL_CLICK_HEADS, 1):
+        ws.write(row, col, head, fmt["head"])
+    for item in report.channel_clicks:
+        row += 1
+        ws.write_string(row, 1, item["channel"] or "（无）")
+        for col, key in enumerate(("delivered", "measured_clicks", "unique_visitors"), 2):
+            ws.write_number(row, col, item[key], fmt["int"])
+    row += 2
+    ws.write(
+        row,
+        0,
+        "点击是单独的指标（真人打开跟踪链接或扫码），不计入传播量；详见汇总页说明。",
+        fmt["note"],
+    )
 
 
 def _breakdown_sheet(
@@ -379,9 +422,18 @@ def render_html(report: Report, settings: Settings | None = None) -> str:
         target=COVERAGE_TARGET,
         target_text="目标 90%",
     )
+    officer_chart = bar_chart(
+        "信息员传播排行（独立访客）",
+        [
+            (o["officer"], o["unique_visitors"], f"{o['unique_visitors']:,}")
+            for o in report.officers
+        ],
+        limit=CHART_ROWS,
+    )
     template = _environment().get_template("report.html.j2")
     return template.render(
         report=report,
+        officer_chart=officer_chart,
         range_text=_range_text(report),
         fields=FIELDS,
         numeric=NUMERIC,

@@ -7,10 +7,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from media_matrix.store import audit, deliveries, dispatching, feeds, locks, metrics, packs
+from media_matrix.store import (
+    audit,
+    deliveries,
+    dispatching,
+    feeds,
+    links,
+    locks,
+    metrics,
+    packs,
+)
 from media_matrix.store.base import NotFound, StoreBase, StoreError
 
-_FAMILIES = (feeds, packs, audit, deliveries, dispatching, metrics, locks)
+_FAMILIES = (feeds, packs, audit, deliveries, dispatching, metrics, locks, links)
 
 
 class Store(
@@ -21,6 +30,7 @@ class Store(
     dispatching.DispatchStore,
     metrics.MetricsStore,
     locks.LockStore,
+    links.LinkStore,
 ):
     migrations = [m for family in _FAMILIES for m in family.MIGRATIONS]
 

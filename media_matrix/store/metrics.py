@@ -44,6 +44,8 @@ FIGURES = (
     "volume",
     "n_measured",
     "n_estimated",
+    "measured_clicks",
+    "unique_visitors",
 )
 PLAIN_KEYS = ("county", "channel", "day", "week", "month")
 SET_KEYS = ("group", "topic", "campaign")
@@ -268,6 +270,26 @@ class MetricsStore(StoreBase):
                 if on_step is not None:
                     self.conn.set_progress_handler(None, 0)
 
+    def officer_ranking(self, start_day: str | None, end_day: str | None) -> list[dict[str, Any]]:
+        """Officers by unique visitors to their personal links on local days [start, end]
+        (a visitor counted once per link and day), then by clicks."""
+        return self.query(
+            """
+            SELECT o.id, o.name, o.county, o.township, o.disabled,
+                   count(DISTINCT l.id) AS links,
+                   coalesce(sum(h.counted), 0) AS measured_clicks,
+                   count(DISTINCT CASE WHEN h.counted
+                         THEN h.link_id || '/' || h.day || '/' || h.visitor END)
+                       AS unique_visitors
+            FROM officers o
+            LEFT JOIN links l ON l.officer_id = o.id
+            LEFT JOIN hits h ON h.link_id = l.id AND h.day >= ? AND h.day <= ?
+            GROUP BY o.id
+            ORDER BY unique_visitors DESC, measured_clicks DESC, o.id
+    """,
+            (start_day or "", end_day or "~"),
+        )
+
     def _prepare_temp(self, spec: AggregateSpec) -> None:
         conn = self.conn
         conn.execute(
@@ -355,6 +377,8 @@ class MetricsStore(StoreBase):
             "coalesce(sum(CASE WHEN d.nm > 0 THEN d.mr ELSE d.ei END), 0)",
             "coalesce(sum(d.nm > 0), 0)",
             "coalesce(sum(d.nm = 0 AND d.ne > 0), 0)",
+            "coalesce(sum(lf.clicks), 0)",
+            "coalesce(sum(lf.visitors), 0)",
         ]
         columns = len(selects)
         group_by = (
@@ -370,7 +394,8 @@ class MetricsStore(StoreBase):
         )
         extra = "".join(f", {c}" for c in time_columns)
         # Each delivery is reduced with its metric rows first (one row per delivery, in rowid
-        # order), then grouped by the keys.
+        # order), joined with its tracked link's clicks and daily unique visitors (reduced per
+        # delivery once, in ``lf``), then grouped by the keys.
         sql = f"""
             WITH dd AS (
                 SELECT d.id, d.pack_id, d.channel, d.status{extra},
@@ -383,9 +408,17 @@ class MetricsStore(StoreBase):
                 LEFT JOIN metrics m ON m.delivery_id = d.id
                 {where_sql}
                 GROUP BY d.id
+            ),
+            lf AS (
+                SELECT l.delivery_id, count(*) AS clicks,
+                       count(DISTINCT h.day || h.visitor) AS visitors
+                FROM links l JOIN hits h ON h.link_id = l.id
+                WHERE l.delivery_id IS NOT NULL AND h.counted = 1
+                GROUP BY l.delivery_id
             )
             SELECT {", ".join([*selects, *figures])}
             FROM dd d
+            LEFT JOIN lf ON lf.delivery_id = d.id
             LEFT JOIN temp.mm_stats_channels c ON c.name = d.channel
             {sets_join}
             {group_by}

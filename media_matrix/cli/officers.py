@@ -1,0 +1,122 @@
+"""``media-matrix officers import|list|disable|kit``: the 科普信息员 roster and share kits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from media_matrix.cli.common import (
+    AppContext,
+    UsageFailure,
+    echo_json,
+    echo_table,
+    json_option,
+    pass_app,
+)
+from media_matrix.models import GROUPS
+from media_matrix.officers import RosterError, import_roster, safe_file_stem
+from media_matrix.tracking import officer_page_url, officer_week, week_bounds
+
+
+def _counties(app: AppContext) -> list[str]:
+    settings = app.settings
+    return list(settings.counties) + [c.county for c in settings.channels]
+
+
+def register(cli: click.Group) -> None:
+    @cli.group("officers")
+    def officers() -> None:
+        """科普信息员: roster, personal pages and share kits."""
+
+    @officers.command("import")
+    @click.argument("csv_path", metavar="OFFICERS.CSV", type=click.Path(dir_okay=False))
+    @pass_app
+    def import_command(app: AppContext, csv_path: str) -> None:
+        """Add or update officers from a CSV (name, county, township, groups); all or nothing."""
+        try:
+            added, updated = import_roster(app.store, Path(csv_path), _counties(app))
+        except RosterError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            raise UsageFailure(
+                f"{csv_path}: {len(exc.problems)} 处错误，未导入任何信息员 (nothing imported)"
+            ) from None
+        click.echo(f"已导入信息员: 新增 {added}, 更新 {updated}")
+
+    @officers.command("list")
+    @click.option("--county", default=None, help="only this county")
+    @json_option
+    @pass_app
+    def list_command(app: AppContext, county: str | None, as_json: bool) -> None:
+        """Officers with their personal page links."""
+        rows = app.store.list_officers(county=county)
+        for row in rows:
+            row["page_url"] = officer_page_url(app.settings, row)
+            row.pop("token")
+        if as_json:
+            echo_json(rows)
+            return
+        echo_table(
+            ["ID", "姓名", "区县", "乡镇", "人群", "状态", "个人页面"],
+            [
+                (
+                    r["id"],
+                    r["name"],
+                    r["county"],
+                    r["township"],
+                    "、".join(GROUPS.get(g, g) for g in r["groups"]),
+                    "已停用" if r["disabled"] else "有效",
+                    "" if r["disabled"] else r["page_url"],
+                )
+                for r in rows
+            ],
+            title=f"科普信息员 ({len(rows)})",
+        )
+
+    @officers.command("disable")
+    @click.argument("officer_id", type=int)
+    @pass_app
+    def disable_command(app: AppContext, officer_id: int) -> None:
+        """Revoke an officer: the page and every personal link answer 404 from now on."""
+        app.store.disable_officer(officer_id)
+        click.echo(f"信息员 {officer_id} 已停用 (page and links revoked)")
+
+    @officers.command("kit")
+    @click.option(
+        "--week", default=None, metavar="YYYY-Www", help="ISO week (default: last 7 days)"
+    )
+    @click.option("--county", default=None, help="only officers of this county")
+    @click.option(
+        "-o",
+        "--output",
+        "out_dir",
+        required=True,
+        type=click.Path(file_okay=False),
+        help="folder for the sheets (one HTML file per officer)",
+    )
+    @pass_app
+    def kit_command(app: AppContext, week: str | None, county: str | None, out_dir: str) -> None:
+        """Write one share sheet per officer: packs, copy-ready text, personal links and QR."""
+        from media_matrix.public.pages import officer_page
+
+        try:
+            since, until = week_bounds(app.settings, week)
+        except ValueError:
+            raise UsageFailure(f"bad --week {week!r}: expected YYYY-Www, e.g. 2026-W48") from None
+        folder = Path(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        period = f"{week} " if week else "近 7 天"
+        written = []
+        for officer in app.store.list_officers(county=county, include_disabled=False):
+            entries = officer_week(app.settings, app.store, officer, since, until)
+            stem = safe_file_stem(f"{officer['id']:04d}", officer["county"], officer["name"])
+            path = folder / f"{stem}.html"
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(officer_page(officer, entries, period=period), encoding="utf-8")
+            os.replace(tmp, path)
+            written.append((officer["id"], officer["name"], len(entries), str(path)))
+        echo_table(
+            ["ID", "姓名", "内容数", "文件"], written, title=f"信息员分享单 ({len(written)})"
+        )

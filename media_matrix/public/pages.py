@@ -1,0 +1,36 @@
+"""Pages of the public face, also written to files by `officers kit` (the same sheet, offline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from media_matrix.qr import qr_code
+from media_matrix.tracking import OfficerEntry
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        trim_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def officer_page(
+    officer: dict[str, Any], entries: Sequence[OfficerEntry], *, period: str = "本周"
+) -> str:
+    """An officer's packs with copy-ready text, personal links and their QR codes."""
+    return (
+        _env()
+        .get_template("officer.html.j2")
+        .render(officer=officer, entries=[(e, qr_code(e.link, 4)) for e in entries], period=period)
+    )
