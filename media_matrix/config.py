@@ -255,6 +255,9 @@ class Campaign(_Model):
         return check_month_day(value)
 
 
+Weight = Annotated[float, Field(ge=-100, le=100)]  # a keyword's weight in a tagging rule
+
+
 class RuleConfig(_Model):
     """Tagging rule for one group or topic (see tagging.py and media_matrix/rules.yaml).
 
@@ -265,8 +268,8 @@ class RuleConfig(_Model):
     """
 
     label: str | None = None
-    keywords: dict[str, float] = Field(default_factory=dict)
-    negatives: dict[str, float] = Field(default_factory=dict)
+    keywords: dict[str, Weight] = Field(default_factory=dict)
+    negatives: dict[str, Weight] = Field(default_factory=dict)
     categories: list[str] = Field(default_factory=list)
     threshold: float | None = Field(default=None, gt=0, le=1000)
     replace: bool = False
