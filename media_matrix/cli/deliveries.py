@@ -11,7 +11,10 @@ import click
 
 from media_matrix import dispatch as engine
 from media_matrix.cli.common import (
+    ID,
+    LIMIT,
     AppContext,
+    BoundedFloat,
     RuntimeFailure,
     echo_json,
     echo_table,
@@ -48,7 +51,7 @@ def _label(status: str) -> str:
 @click.option("--channel", "channel_names", multiple=True, help="only this channel (repeatable)")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=BoundedFloat(0.1, 3600),
     default=5.0,
     show_default=True,
     help="seconds between rounds without --once",
@@ -56,7 +59,7 @@ def _label(status: str) -> str:
 @click.option(
     "--wait",
     "wait_s",
-    type=click.FloatRange(min=0),
+    type=BoundedFloat(0, 86400),
     default=0.0,
     show_default=True,
     help="with --once: keep polling submitted (WeChat publishing) up to this many seconds",
@@ -181,7 +184,7 @@ def _row(d: dict[str, Any]) -> dict[str, Any]:
 @click.group("deliveries", invoke_without_command=True)
 @click.option("--status", type=click.Choice([s.value for s in DeliveryStatus]), default=None)
 @click.option("--channel", default=None, help="channel name")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--limit", type=LIMIT, default=None)
 @json_option
 @click.pass_context
 def deliveries_group(
@@ -216,7 +219,7 @@ def deliveries_group(
 
 
 @deliveries_group.command("show")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ID)
 @json_option
 @pass_app
 def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
@@ -276,7 +279,7 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
 
 
 @deliveries_group.command("retry")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ID)
 @json_option
 @pass_app
 def retry_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
@@ -289,7 +292,7 @@ def retry_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
 
 
 @deliveries_group.command("cancel")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ID)
 @json_option
 @pass_app
 def cancel_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
