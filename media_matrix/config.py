@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from media_matrix import redact
 from media_matrix.cron import cron_trigger
 from media_matrix.models import TOPICS, check_group_ids
 
@@ -519,7 +520,21 @@ def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
         raise ConfigError(_describe(path, raw, exc)) from None
     _resolve_paths(settings)
     settings.groups, settings.topics = load_rules(settings)
+    redact.remember(secrets_of(settings))
     return settings
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret the config holds, for redaction: channel secrets, every query value and
+    password in a channel's URLs (a WeCom robot key), sensitive query values in feed URLs."""
+    out: list[str] = []
+    for channel in settings.channels:
+        out.append(getattr(channel, "secret", None) or "")
+        for attr in ("webhook_url", "url", "api_base"):
+            out += redact.url_secrets(getattr(channel, attr, None))
+    for feed in settings.feeds:
+        out += redact.url_secrets(feed.url, every_value=False)
+    return out
 
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from media_matrix.config import ConfigError, Settings, load_settings
+from media_matrix.redact import redact, redact_known, redact_record
 from media_matrix.store import NotFound, Store, StoreError, open_store
 
 
@@ -72,22 +73,23 @@ def run_guarded(command: click.Command, argv: list[str] | None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
+        exc.message = redact(exc.message)  # runtime failures quote remote errors and URLs
         exc.show()
         return exc.exit_code
     except ConfigError as exc:
-        click.echo(f"配置错误 (config error): {exc}", err=True)
+        click.echo(f"配置错误 (config error): {redact(str(exc))}", err=True)
         return 2
     except NotFound as exc:
-        click.echo(f"未找到 (not found): {exc}", err=True)
+        click.echo(f"未找到 (not found): {redact(str(exc))}", err=True)
         return 1
     except StoreError as exc:
-        click.echo(f"错误 (error): {exc}", err=True)
+        click.echo(f"错误 (error): {redact(str(exc))}", err=True)
         return 1
     except sqlite3.Error as exc:
-        click.echo(f"数据库错误 (database error): {exc}", err=True)
+        click.echo(f"数据库错误 (database error): {redact(str(exc))}", err=True)
         return 1
     except OSError as exc:
-        click.echo(f"文件或网络错误 (I/O error): {exc}", err=True)
+        click.echo(f"文件或网络错误 (I/O error): {redact(str(exc))}", err=True)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -96,7 +98,7 @@ def run_guarded(command: click.Command, argv: list[str] | None) -> int:
 
 def echo_json(data: Any) -> None:
     """UTF-8 JSON on stdout, whatever the terminal's locale."""
-    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    text = json.dumps(redact_record(data), ensure_ascii=False, indent=2, default=str)
     sys.stdout.buffer.write(text.encode("utf-8") + b"\n")
     sys.stdout.flush()
 
@@ -111,7 +113,7 @@ def echo_table(
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*("" if v is None else redact_known(str(v)) for v in row))
     console().print(table)
 
 

@@ -22,6 +22,7 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS, DeliveryStatus
+from media_matrix.redact import RedactingFilter, redact
 from media_matrix.sandbox.embedded import embedded_sandbox
 
 OUTCOME_LABELS = {
@@ -81,6 +82,8 @@ def dispatch_command(
         for name in names:
             settings.channel(name)  # ConfigError (exit 2) for an unknown channel
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # errors logged per delivery carry URLs
+        handler.addFilter(RedactingFilter())
     store = app.store
     if once:
         with embedded_sandbox(settings) as (settings, _servers):
@@ -210,7 +213,7 @@ def deliveries_group(
                 r["attempts"],
                 r["remote_id"] or "",
                 r["url"] or "",
-                (r["last_error"] or "")[:80],
+                redact(r["last_error"] or "")[:80],
             )
             for r in rows
         ],
@@ -256,7 +259,7 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
     if r["delivered_at"]:
         click.echo(f"  送达:   {r['delivered_at']}")
     if r["last_error"]:
-        click.echo(f"  最近错误: {r['last_error']}")
+        click.echo(f"  最近错误: {redact(r['last_error'])}")
     echo_table(
         ["#", "类型", "开始", "结束", "结果", "HTTP", "远端ID", "错误", "下次尝试", "响应摘录"],
         [
@@ -268,9 +271,9 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
                 OUTCOME_LABELS.get(a["outcome"] or "", a["outcome"] or ""),
                 a["http_status"] or "",
                 a["remote_id"] or "",
-                a["error"] or "",
+                redact(a["error"] or ""),
                 a.get("retry_at") or "",
-                (a["excerpt"] or "")[:120],
+                redact(a["excerpt"] or "")[:120],
             )
             for a in attempts
         ],

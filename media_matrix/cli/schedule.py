@@ -24,6 +24,7 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
+from media_matrix.redact import redact
 from media_matrix.store import NotFound, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
 from media_matrix.timeutil import local_text
@@ -300,7 +301,7 @@ def status_command(app: AppContext, as_json: bool) -> None:
                 _local(app, f["last_fetch_at"], "%m-%d %H:%M"),
                 f["failures"],
                 _local(app, f["next_fetch_at"], "%m-%d %H:%M"),
-                (f["last_error"] or "")[:80],
+                redact(f["last_error"] or "")[:80],
             )
             for f in view["feeds"]
         ],
@@ -333,7 +334,7 @@ def status_command(app: AppContext, as_json: bool) -> None:
                     _local(app, e["at"], "%m-%d %H:%M"),
                     ERROR_KINDS.get(e["kind"], e["kind"]),
                     e["subject"],
-                    (e["error"] or "")[:100],
+                    redact(e["error"] or "")[:100],
                 )
                 for e in view["errors"]
             ],
