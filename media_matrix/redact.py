@@ -82,6 +82,12 @@ def redact(text: Any) -> Any:
     return redact_known(text)
 
 
+def redact_url(url: str | None) -> str | None:
+    """A configured URL as shown to people: its query string and userinfo masked (a feed or
+    channel URL may carry a token there); the rest, where it points, kept."""
+    return redact(url) if url else url
+
+
 def redact_known(value: Any) -> Any:
     """Only the remembered secret values, through dicts and lists: safe on whole outputs
     (pack URLs keep their own query strings)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from media_matrix.config import ConfigError, Settings, load_settings
-from media_matrix.redact import redact, redact_known, redact_record
+from media_matrix.redact import RedactingFilter, redact, redact_known, redact_record
 from media_matrix.store import NotFound, Store, StoreError, open_store
 
 
@@ -63,8 +64,23 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
+def redacted_stderr_logging() -> None:
+    """Warnings and errors of the services on stderr, as plain lines with secrets masked (a
+    failed send logs its error, which quotes the request URL). A no-op when logging is set up
+    already (the daemon routes records to its JSON log, which redacts too)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
 def run_guarded(command: click.Command, argv: list[str] | None) -> int:
     """Run the click command mapping our exceptions to exit codes and clear messages."""
+    redacted_stderr_logging()
     try:
         command.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:

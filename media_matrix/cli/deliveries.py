@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from typing import Any
@@ -20,9 +19,10 @@ from media_matrix.cli.common import (
     echo_table,
     json_option,
     pass_app,
+    redacted_stderr_logging,
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS, DeliveryStatus
-from media_matrix.redact import RedactingFilter, redact
+from media_matrix.redact import redact
 from media_matrix.sandbox.embedded import embedded_sandbox
 
 OUTCOME_LABELS = {
@@ -81,9 +81,7 @@ def dispatch_command(
     if names:
         for name in names:
             settings.channel(name)  # ConfigError (exit 2) for an unknown channel
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # errors logged per delivery carry URLs
-        handler.addFilter(RedactingFilter())
+    redacted_stderr_logging()
     store = app.store
     if once:
         with embedded_sandbox(settings) as (settings, _servers):

@@ -20,6 +20,7 @@ from media_matrix.cli.common import (
 from media_matrix.flow import run_once
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
+from media_matrix.redact import redact
 from media_matrix.sandbox.embedded import embedded_sandbox
 
 PROGRESS_THRESHOLD = 5  # show a progress bar from this many feeds on
@@ -109,7 +110,7 @@ def print_delivery_log(deliveries: list[dict]) -> None:
                 DELIVERY_STATUS_LABELS.get(d["status"], d["status"]),
                 d["attempts"],
                 d["url"] or d["remote_id"] or "",
-                d["last_error"] or "",
+                redact(d["last_error"] or ""),
             )
             for d in deliveries
         ],
@@ -130,7 +131,7 @@ def print_ingest_report(report: IngestReport) -> None:
         if f.skipped:
             state = "未到时间"
         elif f.failed:
-            state = f"失败: {f.error}"
+            state = f"失败: {redact(f.error)}"
         elif f.not_modified:
             state = "未变化 (304)"
         else:
@@ -139,7 +140,7 @@ def print_ingest_report(report: IngestReport) -> None:
             state += f"; {len(f.item_errors)} 条出错"
         rows.append((f.feed, f.kind, f.new, f.updated, f.merged, f.unchanged, state))
     echo_table(["订阅源", "类型", "新增", "更新", "合并", "未变", "结果"], rows, title="导入结果")
-    bad = [(f.feed, s, e) for f in report.feeds for s, e in f.item_errors]
+    bad = [(f.feed, s, redact(e)) for f in report.feeds for s, e in f.item_errors]
     if bad:
         echo_table(["订阅源", "条目", "错误"], bad, title="未能导入的条目 (原文件保留不动)")
 

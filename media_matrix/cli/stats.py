@@ -29,6 +29,7 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS
+from media_matrix.redact import redact
 from media_matrix.stats.core import SOURCE_LABELS
 
 
@@ -94,7 +95,12 @@ def pull_cmd(app: AppContext, days: int, endpoint: str, reestimate: bool, as_jso
             echo_table(
                 ["公众号 appid", "渠道", "投放", "错误"],
                 [
-                    (a["appid"], ", ".join(a["channels"]), a["deliveries"], a.get("error", ""))
+                    (
+                        a["appid"],
+                        ", ".join(a["channels"]),
+                        a["deliveries"],
+                        redact(a.get("error", "")),
+                    )
                     for a in result["accounts"]
                 ],
                 title="微信公众号",

@@ -29,6 +29,7 @@ from media_matrix.ingest.packdir import read_packdir
 from media_matrix.ingest.rss import parse_feed
 from media_matrix.ingest.source import SourceError, SourceResult
 from media_matrix.models import IngestOutcome, Item, PackStatus, Tag
+from media_matrix.redact import redact_url
 from media_matrix.retag import item_tagger
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
@@ -340,7 +341,7 @@ def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
             {
                 "name": feed.name,
                 "kind": feed.kind,
-                "url": feed.url,
+                "url": redact_url(feed.url),  # a feed URL may carry a token
                 "enabled": feed.enabled,
                 "health": feed_health(feed.enabled, state),
                 "auto_approve": feed.auto_approve,
