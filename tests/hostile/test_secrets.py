@@ -4,7 +4,9 @@ whole URL in a connection error; WeChat's token request carries the app secret t
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import socket
 import sqlite3
 import subprocess
@@ -17,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from test_dispatch import add_packs, queue, wechat, wecom, write_settings  # noqa: E402
 
+from media_matrix.daemon import JsonLog, _JsonHandler  # noqa: E402
 from media_matrix.redact import MASK, redact, redact_record, remember  # noqa: E402
 from media_matrix.store import open_store  # noqa: E402
 
@@ -134,3 +137,24 @@ def test_remembered_secrets_are_masked_everywhere_also_percent_encoded():
     record = redact_record({"url": "https://x.example/a?id=3", "error": "at /a?id=3"})
     assert record["url"] == "https://x.example/a?id=3"  # pack URLs keep their queries
     assert record["error"] == f"at /a?{MASK}"  # error text does not
+
+
+def test_daemon_json_log_lines_are_redacted():
+    stream = io.StringIO()
+    log = JsonLog(stream)
+    remember([APP_SECRET])
+    url = f"http://127.0.0.1:9/cgi-bin/webhook/send?key={ROBOT_KEY}"
+    log("job_error", error=f"network error: {url}", channel="robot", note=f"token {APP_SECRET}")
+    handler = _JsonHandler(log, logging.INFO)
+    record = logging.LogRecord(
+        "media_matrix.dispatch", logging.ERROR, __file__, 1, "send to %s failed", (url,), None
+    )
+    handler.handle(record)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["job_error", "log"]
+    text = stream.getvalue()
+    assert ROBOT_KEY not in text and APP_SECRET not in text
+    assert (
+        lines[0]["channel"] == "robot"
+        and "127.0.0.1:9/cgi-bin/webhook/send?" in lines[1]["message"]
+    )
