@@ -66,9 +66,10 @@ def parse_retry_after(
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        if not _DELTA_SECONDS.fullmatch(value):  # more than 20 digits: far beyond any cap
+        digits = value.lstrip("0") or "0"
+        if not _DELTA_SECONDS.fullmatch(digits):  # more than 20 digits: far beyond any cap
             return cap_retry_after(float("inf"), cap)
-        return cap_retry_after(float(int(value)), cap)
+        return cap_retry_after(float(int(digits)), cap)
     try:
         when = email.utils.parsedate_to_datetime(value)
         if when.tzinfo is None:

@@ -38,6 +38,7 @@ NOW = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
         ("Fri, 31 Dec 9999 23:59:59 -2359", RETRY_AFTER_CEILING),
         ("Mon, 01 Jan 2024 00:00:00 GMT", 0.0),  # in the past: at once
         ("120", 120.0),
+        ("0" * 30 + "7", 7.0),
         ("-5", None),
         ("NaN", None),
         ("inf", None),
