@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from media_matrix import redact
 from media_matrix.cron import cron_trigger
 from media_matrix.httpclient import NetworkPolicy, network_policy
 from media_matrix.models import TOPICS, check_group_ids
@@ -35,19 +36,41 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
+# Range bounds shared by the settings below. Every number a config carries has a range: a value
+# outside it is a config error naming the key (a negative lease once let two dispatchers publish
+# every article twice). Upper bounds keep each value inside what timedelta, SQLite and a sane
+# deployment can hold.
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+MAX_TIMEOUT = 300.0  # seconds an HTTP exchange may take
+MAX_PEOPLE = 10**9  # populations, reach, passers-by
+MAX_COUNT = 100_000  # items per fetch, per slot, per day, per minute
+MAX_WORKERS = 64
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names file, key and expectation."""
 
 
 def parse_duration(value: str | int | float) -> float:
-    """'30m' -> 1800.0; bare numbers are seconds."""
+    """'30m' -> 1800.0; bare numbers are seconds. The range is each field's to check."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 45s, 30m, 2h or 1d, got {value!r}")
     if isinstance(value, int | float):
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
         raise ValueError(f"expected a duration like 45s, 30m, 2h or 1d, got {value!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def check_month_day(value: str) -> str:
+    """'09-30' is a day of the year; '13-45' and '02-30' are not (02-29 is: leap years)."""
+    try:
+        month, day = (int(part) for part in value.split("-"))
+        date(2024, month, day)  # a leap year, so 02-29 passes
+    except ValueError:
+        raise ValueError(f"expected a month and day MM-DD such as 09-30, got {value!r}") from None
+    return value
 
 
 def parse_quiet_hours(value: str) -> tuple[time, time]:
@@ -60,7 +83,8 @@ def parse_quiet_hours(value: str) -> tuple[time, time]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # allow_inf_nan=False: .nan or .inf in YAML is no number for any setting
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class HtmlSelectors(_Model):
@@ -77,13 +101,13 @@ class FeedConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     kind: Literal["rss", "html", "packdir"]
     url: str
-    every: float = 1800.0
+    every: float = Field(default=1800.0, ge=1, le=30 * DAY)
     auto_approve: bool = False
     enabled: bool = True
     county: str = "市级"
     selectors: HtmlSelectors | None = None
     encoding: str | None = None  # force a charset for sites that lie about theirs
-    max_items: int = Field(default=200, ge=1)
+    max_items: int = Field(default=200, ge=1, le=MAX_COUNT)
     # Dedupe order: a feed never merges into (or overwrites) a pack first delivered by a feed of
     # higher trust. Default: 1 for auto_approve feeds (editors already trust them), else 0.
     trust: int | None = Field(default=None, ge=0, le=100)
@@ -107,18 +131,18 @@ class FeedConfig(_Model):
 
 
 class _ChannelBase(_Model):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     county: str = "市级"
     audience: list[str] = Field(default_factory=lambda: ["public"])
-    reach: int = Field(default=0, ge=0)
+    reach: int = Field(default=0, ge=0, le=MAX_PEOPLE)
     slots: list[str] = Field(default_factory=list)
-    per_slot: int = Field(default=1, ge=1)
-    daily_quota: int | None = Field(default=None, ge=1)
+    per_slot: int = Field(default=1, ge=1, le=MAX_COUNT)
+    daily_quota: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     quiet_hours: str | None = None
     enabled: bool = True
-    concurrency: int = Field(default=2, ge=1)
-    rate_per_minute: int | None = Field(default=None, ge=1)
+    concurrency: int = Field(default=2, ge=1, le=MAX_WORKERS)
+    rate_per_minute: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
     @field_validator("audience")
     @classmethod
@@ -183,14 +207,14 @@ class WechatChannel(_ChannelBase):
     mode: Literal["publish", "mass_send"] = "publish"
     cover: str | None = None  # image path or URL used when a pack has none (default: shipped)
     author: str = ""
-    timeout: float = Field(default=15.0, gt=0)
+    timeout: float = Field(default=15.0, gt=0, le=MAX_TIMEOUT)
 
 
 class WecomChannel(_ChannelBase):
     type: Literal["wecom_robot"]
     webhook_url: str
     format: Literal["news", "markdown"] = "news"
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)
 
 
 class WebhookChannel(_ChannelBase):
@@ -198,7 +222,7 @@ class WebhookChannel(_ChannelBase):
     url: str
     secret: str
     field_map: dict[str, str] = Field(default_factory=dict)
-    timeout: float = 10.0
+    timeout: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT)
     id_key: str = "id"  # where the CMS answer carries the manuscript id
     url_key: str = "url"  # and its public URL, if any
 
@@ -206,12 +230,15 @@ class WebhookChannel(_ChannelBase):
 class OutboxChannel(_ChannelBase):
     type: Literal["outbox"]
     path: Path
-    ticker_max: int = Field(default=60, ge=10)
-    play_seconds: int = Field(default=15, ge=1)
-    passers_per_play: int = Field(default=0, ge=0)
-    weekdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])
+    ticker_max: int = Field(default=60, ge=10, le=10_000)
+    play_seconds: int = Field(default=15, ge=1, le=int(DAY))
+    passers_per_play: int = Field(default=0, ge=0, le=MAX_PEOPLE)
+    # ISO weekdays, 1 = Monday .. 7 = Sunday
+    weekdays: list[Annotated[int, Field(ge=1, le=7)]] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5, 6, 7], min_length=1
+    )
     window: str | None = None  # daily play window "HH:MM-HH:MM"
-    play_days: int = Field(default=7, ge=1)  # how long a playlist entry stays valid
+    play_days: int = Field(default=7, ge=1, le=366)  # how long a playlist entry stays valid
     qr_position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "bottom-right"
 
     @field_validator("window")
@@ -244,10 +271,10 @@ class PublicConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=1, le=65535)
     threads: int = Field(default=8, ge=1, le=64)
-    miss_burst: int = Field(default=20, ge=1)  # unknown codes a client may try at once
-    miss_rate: float = Field(default=0.2, gt=0)  # and per second after that
-    flush_every: float = Field(default=0.5, gt=0)  # seconds between hit buffer flushes
-    cache_seconds: float = Field(default=2.0, ge=0)  # how long a resolved link is reused
+    miss_burst: int = Field(default=20, ge=1, le=100_000)  # unknown codes a client may try at once
+    miss_rate: float = Field(default=0.2, gt=0, le=10_000)  # and per second after that
+    flush_every: float = Field(default=0.5, gt=0, le=60)  # seconds between hit buffer flushes
+    cache_seconds: float = Field(default=2.0, ge=0, le=3600)  # how long a resolved link is reused
     # The address of a reverse proxy in front: its X-Forwarded-For names the client.
     trusted_proxy: str | None = None
 
@@ -266,6 +293,14 @@ class Campaign(_Model):
     topics: list[str] = Field(default_factory=list)
     groups: list[str] = Field(default_factory=list)
 
+    @field_validator("start", "end")
+    @classmethod
+    def _day_of_year(cls, value: str) -> str:
+        return check_month_day(value)
+
+
+Weight = Annotated[float, Field(ge=-100, le=100)]  # a keyword's weight in a tagging rule
+
 
 class RuleConfig(_Model):
     """Tagging rule for one group or topic (see tagging.py and media_matrix/rules.yaml).
@@ -277,10 +312,10 @@ class RuleConfig(_Model):
     """
 
     label: str | None = None
-    keywords: dict[str, float] = Field(default_factory=dict)
-    negatives: dict[str, float] = Field(default_factory=dict)
+    keywords: dict[str, Weight] = Field(default_factory=dict)
+    negatives: dict[str, Weight] = Field(default_factory=dict)
     categories: list[str] = Field(default_factory=list)
-    threshold: float | None = Field(default=None, gt=0)
+    threshold: float | None = Field(default=None, gt=0, le=1000)
     replace: bool = False
 
     @field_validator("keywords", "negatives", mode="before")
@@ -316,8 +351,8 @@ class RuleConfig(_Model):
 
 class TaggingConfig(_Model):
     rules_file: Path | None = None  # None: media_matrix/rules.yaml shipped with the package
-    threshold: float = Field(default=2.0, gt=0)
-    title_weight: float = Field(default=2.0, ge=0)
+    threshold: float = Field(default=2.0, gt=0, le=1000)
+    title_weight: float = Field(default=2.0, ge=0, le=100)
     # a topic also needs this share of the pack's best topic score (0 turns the check off)
     topic_share: float = Field(default=0.3, ge=0, le=1)
     # likewise for groups: long bodies mention many people in passing
@@ -326,20 +361,20 @@ class TaggingConfig(_Model):
 
 class IngestConfig(_Model):
     user_agent: str = "media-matrix/0.1 (+science-popularization feed reader)"
-    connect_timeout: float = 5.0
-    read_timeout: float = 20.0
-    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    max_backoff: float = 86400.0
-    workers: int = Field(default=4, ge=1)
+    connect_timeout: float = Field(default=5.0, gt=0, le=MAX_TIMEOUT)
+    read_timeout: float = Field(default=20.0, gt=0, le=MAX_TIMEOUT)
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
+    max_backoff: float = Field(default=DAY, ge=1, le=30 * DAY)
+    workers: int = Field(default=4, ge=1, le=MAX_WORKERS)
     # the whole fetch (redirects and body included) of a feed, article page or image
     deadline: float = Field(default=60.0, gt=0, le=3600)
     max_redirects: int = Field(default=5, ge=0, le=20)
     # a published date later than now + future_skew is clamped to the fetch time and reported
-    future_skew: float = Field(default=86400.0, ge=0, le=30 * 86400)
+    future_skew: float = Field(default=DAY, ge=0, le=30 * DAY)
     # caps on one resource pack (folder or zip), reported per pack when exceeded
-    pack_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
-    pack_max_files: int = Field(default=500, ge=1)
-    pack_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    pack_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=1024**3)
+    pack_max_files: int = Field(default=500, ge=1, le=1_000_000)
+    pack_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024, le=64 * 1024**3)
 
     @field_validator("max_backoff", "deadline", "future_skew", mode="before")
     @classmethod
@@ -365,11 +400,29 @@ class NetworkConfig(_Model):
 
 
 class DispatchConfig(_Model):
-    lease_seconds: float = 300.0
-    max_attempts: int = Field(default=6, ge=1)
-    backoff_base: float = 30.0
-    backoff_cap: float = 3600.0
-    workers: int = Field(default=8, ge=1)
+    """``dispatch:`` settings. Lease and backoffs are seconds; ``max_retry_after`` (a duration,
+    default 1h) caps how long a remote's Retry-After may put a delivery off."""
+
+    lease_seconds: float = Field(default=300.0, ge=0.1, le=DAY)
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    backoff_base: float = Field(default=30.0, ge=0, le=DAY)
+    backoff_cap: float = Field(default=3600.0, ge=0, le=7 * DAY)
+    max_retry_after: float = Field(default=HOUR, gt=0, le=7 * DAY)
+    workers: int = Field(default=8, ge=1, le=MAX_WORKERS)
+
+    @field_validator("max_retry_after", mode="before")
+    @classmethod
+    def _parse_retry_cap(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> DispatchConfig:
+        if self.backoff_cap < self.backoff_base:
+            raise ValueError(
+                f"backoff_cap ({self.backoff_cap:g}s) must be at least backoff_base "
+                f"({self.backoff_base:g}s)"
+            )
+        return self
 
 
 class DaemonConfig(_Model):
@@ -381,13 +434,15 @@ class DaemonConfig(_Model):
     its minute (quotas still hold per minute) and dispatches what is due.
     """
 
-    misfire_grace: float = 600.0  # a slot missed by at most this much still runs, once
-    sweep_every: float = Field(default=15.0, gt=0)
-    heartbeat_every: float = Field(default=5.0, gt=0)
-    stale_after: float = Field(default=60.0, gt=0)  # a lock without heartbeat this long is free
+    # a slot missed by at most this much still runs, once
+    misfire_grace: float = Field(default=600.0, ge=0, le=DAY)
+    sweep_every: float = Field(default=15.0, gt=0, le=DAY)
+    heartbeat_every: float = Field(default=5.0, gt=0, le=HOUR)
+    # a lock without heartbeat this long is free
+    stale_after: float = Field(default=60.0, gt=0, le=DAY)
     stats_at: str = "30 6 * * *"  # daily stats pull (crontab, config time zone)
     slot_second: str = "0"
-    workers: int = Field(default=8, ge=2)
+    workers: int = Field(default=8, ge=2, le=MAX_WORKERS)
 
     @field_validator(
         "misfire_grace", "sweep_every", "heartbeat_every", "stale_after", mode="before"
@@ -429,13 +484,14 @@ class DaemonConfig(_Model):
 
 
 class Settings(_Model):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
 
     path: Path = Field(exclude=True)
     timezone: str = "Asia/Shanghai"
     database: Path = Path("var/media_matrix.db")
     templates: Path = Path("channels")
-    counties: dict[str, int] = Field(default_factory=dict)
+    # population per county; 0 means not known (no coverage figure)
+    counties: dict[str, Annotated[int, Field(ge=0, le=MAX_PEOPLE)]] = Field(default_factory=dict)
     feeds: list[FeedConfig] = Field(default_factory=list)
     channels: list[ChannelConfig] = Field(default_factory=list)
     campaigns: list[Campaign] = Field(default_factory=list)
@@ -536,7 +592,21 @@ def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
         raise ConfigError(_describe(path, raw, exc)) from None
     _resolve_paths(settings)
     settings.groups, settings.topics = load_rules(settings)
+    redact.remember(secrets_of(settings))
     return settings
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret the config holds, for redaction: channel secrets, every query value and
+    password in a channel's URLs (a WeCom robot key), sensitive query values in feed URLs."""
+    out: list[str] = []
+    for channel in settings.channels:
+        out.append(getattr(channel, "secret", None) or "")
+        for attr in ("webhook_url", "url", "api_base"):
+            out += redact.url_secrets(getattr(channel, attr, None))
+    for feed in settings.feeds:
+        out += redact.url_secrets(feed.url, every_value=False)
+    return out
 
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")

@@ -77,6 +77,7 @@ from media_matrix.config import Settings
 from media_matrix.cron import last_fire_before
 from media_matrix.ingest import run_ingest
 from media_matrix.instance import LOCK_NAME, DaemonRefused, stale_reason
+from media_matrix.redact import redact_record
 from media_matrix.store import Store, open_store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
 
@@ -93,7 +94,7 @@ class JsonLog:
     def __call__(self, event: str, **fields: Any) -> None:
         record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
         record.update(fields)
-        line = json.dumps(record, ensure_ascii=False, default=str)
+        line = json.dumps(redact_record(record), ensure_ascii=False, default=str)
         stream = self.stream or sys.stderr
         with self.lock:
             try:

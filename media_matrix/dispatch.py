@@ -75,7 +75,7 @@ from media_matrix.config import Settings
 from media_matrix.httpclient import make_session
 from media_matrix.models import DeliveryStatus
 from media_matrix.store import NotFound, Store
-from media_matrix.timeutil import from_iso
+from media_matrix.timeutil import cap_retry_after, from_iso
 from media_matrix.tracking import attach_links
 
 log = logging.getLogger("media_matrix.dispatch")
@@ -674,9 +674,11 @@ class _Engine:
                     self.rng,
                     previous=self.store.last_retry_delay(ids[0]),
                 )
-                retry_after = getattr(exc, "retry_after", None)
+                retry_after = cap_retry_after(
+                    getattr(exc, "retry_after", None), self.conf.max_retry_after
+                )
                 if retry_after:
-                    delay = max(delay, float(retry_after))
+                    delay = max(delay, retry_after)
                 retry = _iso(now + timedelta(seconds=delay))
                 for i in ids:
                     ok = self.store.mark_failed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from datetime import UTC, datetime, tzinfo
 
 
@@ -46,17 +47,46 @@ def now_iso() -> str:
     return to_iso(utcnow())  # type: ignore[return-value]
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unparseable."""
-    if not value:
+# Whatever a server or config says, no retry is put off longer than this: a bound that keeps
+# every timedelta built from a Retry-After finite (a year of seconds is far inside its range).
+RETRY_AFTER_CEILING = 366 * 86400.0
+_DELTA_SECONDS = re.compile(r"[0-9]{1,20}")
+
+
+def parse_retry_after(
+    value: str | None, now: datetime | None = None, *, cap: float = RETRY_AFTER_CEILING
+) -> float | None:
+    """Retry-After as seconds in [0, cap]: delta-seconds or an HTTP date.
+
+    None when absent or unparseable: a negative, fractional, NaN or non-ASCII number, or a date
+    that is no date. Huge numbers and far-future dates (year 9999) come back as ``cap``; past
+    dates as 0. A stranger writes this header, so nothing here may raise.
+    """
+    if not value or not isinstance(value, str):
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        digits = value.lstrip("0") or "0"
+        if not _DELTA_SECONDS.fullmatch(digits):  # more than 20 digits: far beyond any cap
+            return cap_retry_after(float("inf"), cap)
+        return cap_retry_after(float(int(digits)), cap)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or utcnow())).total_seconds()
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or utcnow())).total_seconds())
+    return cap_retry_after(max(0.0, seconds), cap)
+
+
+def cap_retry_after(value: object, cap: float = RETRY_AFTER_CEILING) -> float | None:
+    """A wait a remote asked for, as finite seconds in [0, min(cap, ceiling)]; None if it is
+    no number (NaN, text). Used wherever a Retry-After becomes a time, so it never overflows."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    seconds = float(value)
+    if seconds != seconds:  # NaN
+        return None
+    limit = min(max(0.0, float(cap)), RETRY_AFTER_CEILING)
+    return min(max(0.0, seconds), limit)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import click
@@ -16,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from media_matrix.config import ConfigError, Settings, load_settings
+from media_matrix.redact import RedactingFilter, redact, redact_known, redact_record
 from media_matrix.store import NotFound, Store, StoreError, open_store
 
 
@@ -60,8 +64,23 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
+def redacted_stderr_logging() -> None:
+    """Warnings and errors of the services on stderr, as plain lines with secrets masked (a
+    failed send logs its error, which quotes the request URL). A no-op when logging is set up
+    already (the daemon routes records to its JSON log, which redacts too)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
 def run_guarded(command: click.Command, argv: list[str] | None) -> int:
     """Run the click command mapping our exceptions to exit codes and clear messages."""
+    redacted_stderr_logging()
     try:
         command.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
@@ -70,22 +89,23 @@ def run_guarded(command: click.Command, argv: list[str] | None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
+        exc.message = redact(exc.message)  # runtime failures quote remote errors and URLs
         exc.show()
         return exc.exit_code
     except ConfigError as exc:
-        click.echo(f"配置错误 (config error): {exc}", err=True)
+        click.echo(f"配置错误 (config error): {redact(str(exc))}", err=True)
         return 2
     except NotFound as exc:
-        click.echo(f"未找到 (not found): {exc}", err=True)
+        click.echo(f"未找到 (not found): {redact(str(exc))}", err=True)
         return 1
     except StoreError as exc:
-        click.echo(f"错误 (error): {exc}", err=True)
+        click.echo(f"错误 (error): {redact(str(exc))}", err=True)
         return 1
     except sqlite3.Error as exc:
-        click.echo(f"数据库错误 (database error): {exc}", err=True)
+        click.echo(f"数据库错误 (database error): {redact(str(exc))}", err=True)
         return 1
     except OSError as exc:
-        click.echo(f"文件或网络错误 (I/O error): {exc}", err=True)
+        click.echo(f"文件或网络错误 (I/O error): {redact(str(exc))}", err=True)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -94,7 +114,7 @@ def run_guarded(command: click.Command, argv: list[str] | None) -> int:
 
 def echo_json(data: Any) -> None:
     """UTF-8 JSON on stdout, whatever the terminal's locale."""
-    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    text = json.dumps(redact_record(data), ensure_ascii=False, indent=2, default=str)
     sys.stdout.buffer.write(text.encode("utf-8") + b"\n")
     sys.stdout.flush()
 
@@ -109,7 +129,7 @@ def echo_table(
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*("" if v is None else redact_known(str(v)) for v in row))
     console().print(table)
 
 
@@ -145,3 +165,124 @@ def by_option(func):  # type: ignore[no-untyped-def]
         metavar="NAME",
         help=f"who does this (default: ${USER_ENV}, else the login name)",
     )(func)
+
+
+# -- bounded argument types -----------------------------------------------------------------
+# Every number, id and date a command takes is bounded here, so an out-of-range value is a
+# usage error (exit 2, the option named) before any work starts, never a traceback or a
+# minutes-long run. tests/hostile/test_bounded_args.py walks every command to hold this.
+
+SQLITE_MAX_INT = 2**63 - 1  # SQLite INTEGER is a signed 64-bit number
+MAX_DAYS = 366  # plan / queue --auto horizon: a year ahead at most
+MAX_LIMIT = 1_000_000  # --limit on any listing
+MIN_YEAR, MAX_YEAR = 2000, 2100  # dates and times people pass on the command line
+
+
+class IdType(click.ParamType):
+    """A database id: a whole number 1 .. 2**63-1 (what SQLite can hold)."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip()
+            if not (text.isascii() and text.isdigit() and len(text) <= 19):
+                self.fail(
+                    f"ID 须为 1 到 {SQLITE_MAX_INT} 的整数, 收到 {value!r} (bad id)", param, ctx
+                )
+            number = int(text)
+        if not 1 <= number <= SQLITE_MAX_INT:
+            self.fail(f"ID 须为 1 到 {SQLITE_MAX_INT} 的整数, 收到 {value!r} (bad id)", param, ctx)
+        return number
+
+
+ID = IdType()
+
+
+class BoundedInt(click.IntRange):
+    """An int with both ends bounded (click's IntRange, but a maximum is required)."""
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__(min=low, max=high)
+
+
+class BoundedFloat(click.FloatRange):
+    """A float with both ends bounded; NaN and infinities are refused."""
+
+    def __init__(self, low: float, high: float, *, low_open: bool = False) -> None:
+        super().__init__(min=low, max=high, min_open=low_open)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:  # NaN slips through every comparison
+            self.fail(f"{value!r} 不是有效数字 (not a number)", param, ctx)
+        return number
+
+
+DAYS = BoundedFloat(0, MAX_DAYS, low_open=True)
+LIMIT = BoundedInt(1, MAX_LIMIT)
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _check_year(year: int, value: Any, param: click.Parameter | None, ctx: Any) -> None:
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise click.BadParameter(
+            f"{value!r}: 年份须在 {MIN_YEAR} 到 {MAX_YEAR} 之间 "
+            f"(year out of range {MIN_YEAR}..{MAX_YEAR})",
+            ctx,
+            param,
+        )
+
+
+class DayType(click.ParamType):
+    """A calendar day YYYY-MM-DD in years MIN_YEAR..MAX_YEAR, as a date."""
+
+    name = "date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            day = value
+        else:
+            text = str(value).strip()
+            try:
+                if not _DAY.fullmatch(text):
+                    raise ValueError
+                day = date.fromisoformat(text)
+            except ValueError:
+                self.fail(
+                    f"无法识别的日期 {value!r}: 请用 YYYY-MM-DD, 例如 2024-05-01 (bad date)",
+                    param,
+                    ctx,
+                )
+        _check_year(day.year, value, param, ctx)
+        return day
+
+
+DAY = DayType()
+
+
+class MomentType(click.ParamType):
+    """An ISO-8601 time in years MIN_YEAR..MAX_YEAR, kept as text: the command reads it in the
+    config time zone when it has no offset (which the type cannot know)."""
+
+    name = "iso"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"无法识别的时间 {value!r}: 请用 ISO-8601, 例如 2024-09-10T08:00 或 "
+                "2024-09-10T08:00+08:00 (bad ISO time)",
+                param,
+                ctx,
+            )
+        _check_year(moment.year, value, param, ctx)
+        return text
+
+
+MOMENT = MomentType()

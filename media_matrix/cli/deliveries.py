@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from typing import Any
@@ -11,14 +10,19 @@ import click
 
 from media_matrix import dispatch as engine
 from media_matrix.cli.common import (
+    ID,
+    LIMIT,
     AppContext,
+    BoundedFloat,
     RuntimeFailure,
     echo_json,
     echo_table,
     json_option,
     pass_app,
+    redacted_stderr_logging,
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS, DeliveryStatus
+from media_matrix.redact import redact
 from media_matrix.sandbox.embedded import embedded_sandbox
 
 OUTCOME_LABELS = {
@@ -48,7 +52,7 @@ def _label(status: str) -> str:
 @click.option("--channel", "channel_names", multiple=True, help="only this channel (repeatable)")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=BoundedFloat(0.1, 3600),
     default=5.0,
     show_default=True,
     help="seconds between rounds without --once",
@@ -56,7 +60,7 @@ def _label(status: str) -> str:
 @click.option(
     "--wait",
     "wait_s",
-    type=click.FloatRange(min=0),
+    type=BoundedFloat(0, 86400),
     default=0.0,
     show_default=True,
     help="with --once: keep polling submitted (WeChat publishing) up to this many seconds",
@@ -77,7 +81,7 @@ def dispatch_command(
     if names:
         for name in names:
             settings.channel(name)  # ConfigError (exit 2) for an unknown channel
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    redacted_stderr_logging()
     store = app.store
     if once:
         with embedded_sandbox(settings) as (settings, _servers):
@@ -181,7 +185,7 @@ def _row(d: dict[str, Any]) -> dict[str, Any]:
 @click.group("deliveries", invoke_without_command=True)
 @click.option("--status", type=click.Choice([s.value for s in DeliveryStatus]), default=None)
 @click.option("--channel", default=None, help="channel name")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--limit", type=LIMIT, default=None)
 @json_option
 @click.pass_context
 def deliveries_group(
@@ -207,7 +211,7 @@ def deliveries_group(
                 r["attempts"],
                 r["remote_id"] or "",
                 r["url"] or "",
-                (r["last_error"] or "")[:80],
+                redact(r["last_error"] or "")[:80],
             )
             for r in rows
         ],
@@ -216,7 +220,7 @@ def deliveries_group(
 
 
 @deliveries_group.command("show")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ID)
 @json_option
 @pass_app
 def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
@@ -253,7 +257,7 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
     if r["delivered_at"]:
         click.echo(f"  送达:   {r['delivered_at']}")
     if r["last_error"]:
-        click.echo(f"  最近错误: {r['last_error']}")
+        click.echo(f"  最近错误: {redact(r['last_error'])}")
     echo_table(
         ["#", "类型", "开始", "结束", "结果", "HTTP", "远端ID", "错误", "下次尝试", "响应摘录"],
         [
@@ -265,9 +269,9 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
                 OUTCOME_LABELS.get(a["outcome"] or "", a["outcome"] or ""),
                 a["http_status"] or "",
                 a["remote_id"] or "",
-                a["error"] or "",
+                redact(a["error"] or ""),
                 a.get("retry_at") or "",
-                (a["excerpt"] or "")[:120],
+                redact(a["excerpt"] or "")[:120],
             )
             for a in attempts
         ],
@@ -276,7 +280,7 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
 
 
 @deliveries_group.command("retry")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ID)
 @json_option
 @pass_app
 def retry_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
@@ -289,7 +293,7 @@ def retry_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
 
 
 @deliveries_group.command("cancel")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ID)
 @json_option
 @pass_app
 def cancel_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:

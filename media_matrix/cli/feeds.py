@@ -7,6 +7,7 @@ import click
 from media_matrix.cli.common import AppContext, echo_json, echo_table, json_option, pass_app
 from media_matrix.cli.packs import shown
 from media_matrix.ingest import feed_overview
+from media_matrix.redact import redact
 
 
 @click.group("feeds")
@@ -35,13 +36,17 @@ def list_feeds(app: AppContext, as_json: bool) -> None:
                 r["failures"],
                 r["next_fetch_at"] or "-",
                 r["items_seen"],
-                shown(r["last_error"] or ""),
+                shown(redact(r["last_error"] or "")),
             )
             for r in rows
         ],
         title="订阅源",
     )
-    bad = [(r["name"], shown(e["item"]), shown(e["error"])) for r in rows for e in r["item_errors"]]
+    bad = [
+        (r["name"], shown(e["item"]), shown(redact(e["error"])))
+        for r in rows
+        for e in r["item_errors"]
+    ]
     if bad:
         echo_table(
             ["订阅源", "条目", "原因"],

@@ -6,6 +6,8 @@ import click
 from rich.markup import escape
 
 from media_matrix.cli.common import (
+    ID,
+    LIMIT,
     AppContext,
     UsageFailure,
     by_option,
@@ -35,7 +37,7 @@ def packs_group() -> None:
 @click.option("--status", type=click.Choice([s.value for s in PackStatus]), default=None)
 @click.option("--group", type=click.Choice(list(GROUPS)), default=None, help="target group id")
 @click.option("--topic", default=None, help="topic id")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--limit", type=LIMIT, default=None)
 @click.option("--full", is_flag=True, help="include content_html and text")
 @json_option
 @pass_app
@@ -75,7 +77,7 @@ def list_packs(
 
 
 @packs_group.command("show")
-@click.argument("pack_id", type=int)
+@click.argument("pack_id", type=ID)
 @json_option
 @pass_app
 def show_pack(app: AppContext, pack_id: int, as_json: bool) -> None:
@@ -145,7 +147,7 @@ def register(cli: click.Group) -> None:
 
 
 @packs_group.command("retag")
-@click.argument("pack_id", type=int, required=False)
+@click.argument("pack_id", type=ID, required=False)
 @click.option("--all", "retag_every", is_flag=True, help="re-apply the rules to every pack")
 @click.option("--add-group", multiple=True, help="group id to add (repeatable)")
 @click.option("--remove-group", multiple=True, help="group id to remove (repeatable)")

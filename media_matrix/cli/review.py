@@ -6,6 +6,8 @@ import click
 
 from media_matrix import review, scheduling
 from media_matrix.cli.common import (
+    ID,
+    LIMIT,
     AppContext,
     RuntimeFailure,
     by_option,
@@ -50,7 +52,7 @@ def _print_result(result: review.ReviewResult, verb: str) -> None:
 
 
 @packs_group.command("approve")
-@click.argument("pack_ids", nargs=-1, type=int, required=True)
+@click.argument("pack_ids", nargs=-1, type=ID, required=True)
 @by_option
 @click.option("--note", default=None, help="note for the audit log")
 @json_option
@@ -70,7 +72,7 @@ def approve_command(
 
 
 @packs_group.command("reject")
-@click.argument("pack_ids", nargs=-1, type=int, required=True)
+@click.argument("pack_ids", nargs=-1, type=ID, required=True)
 @by_option
 @click.option("--note", default=None, help="why (kept in the audit log)")
 @json_option
@@ -90,7 +92,7 @@ def reject_command(
 
 
 @packs_group.command("urgent")
-@click.argument("pack_id", type=int)
+@click.argument("pack_id", type=ID)
 @click.option("--off", is_flag=True, help="clear the urgent flag")
 @by_option
 @click.option("--note", default=None, help="note for the audit log")
@@ -138,7 +140,7 @@ def urgent_command(
 
 
 @click.command("audit")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=LIMIT, default=50, show_default=True)
 @click.option("--subject", default=None, help="only this subject, e.g. pack:12")
 @json_option
 @pass_app

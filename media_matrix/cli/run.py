@@ -21,6 +21,7 @@ from media_matrix.cli.packs import shown
 from media_matrix.flow import run_once
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
+from media_matrix.redact import redact
 from media_matrix.sandbox.embedded import embedded_sandbox
 
 PROGRESS_THRESHOLD = 5  # show a progress bar from this many feeds on
@@ -121,7 +122,7 @@ def print_delivery_log(deliveries: list[dict]) -> None:
                 DELIVERY_STATUS_LABELS.get(d["status"], d["status"]),
                 d["attempts"],
                 d["url"] or d["remote_id"] or "",
-                d["last_error"] or "",
+                redact(d["last_error"] or ""),
             )
             for d in deliveries
         ],
@@ -142,7 +143,7 @@ def print_ingest_report(report: IngestReport) -> None:
         if f.skipped:
             state = "未到时间"
         elif f.failed:
-            state = f"失败: {f.error}"
+            state = f"失败: {redact(f.error)}"
         elif f.not_modified:
             state = "未变化 (304)"
         else:
@@ -157,7 +158,9 @@ def print_ingest_report(report: IngestReport) -> None:
         ("未能导入的条目 (原文件保留不动)", "item_errors"),
         ("导入时已修正的条目 (丢弃或改正的内容及原因)", "warnings"),
     ):
-        rows = [(f.feed, shown(s), shown(e)) for f in report.feeds for s, e in getattr(f, pairs)]
+        rows = [
+            (f.feed, shown(s), shown(redact(e))) for f in report.feeds for s, e in getattr(f, pairs)
+        ]
         if rows:
             echo_table(["订阅源", "条目", "原因"], rows, title=title)
 

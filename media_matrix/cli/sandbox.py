@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from media_matrix.cli.common import BoundedFloat, BoundedInt
 from media_matrix.sandbox import (
     Faults,
     MediaCentreSandbox,
@@ -33,11 +34,13 @@ def register(cli: click.Group) -> None:
         help="first port: wechat on N, wecom on N+1, media centre on N+2 (0: any free ports)",
     )
     @click.option("--host", default="127.0.0.1", show_default=True)
-    @click.option("--latency", type=float, default=0.0, help="seconds added to every answer")
+    @click.option(
+        "--latency", type=BoundedFloat(0, 60), default=0.0, help="seconds added to every answer"
+    )
     @click.option(
         "--error-rate", type=click.FloatRange(0, 1), default=0.0, help="share of transient errors"
     )
-    @click.option("--seed", type=int, default=0, help="seed of the error draw")
+    @click.option("--seed", type=BoundedInt(0, 2**32 - 1), default=0, help="seed of the error draw")
     @click.option("--verbose", is_flag=True, help="log every request")
     def sandbox(
         port: int, host: str, latency: float, error_rate: float, seed: int, verbose: bool

@@ -10,6 +10,9 @@ import click
 
 from media_matrix import scheduling
 from media_matrix.cli.common import (
+    DAYS,
+    ID,
+    MOMENT,
     AppContext,
     RuntimeFailure,
     UsageFailure,
@@ -21,6 +24,7 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
+from media_matrix.redact import redact
 from media_matrix.store import NotFound, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
 from media_matrix.timeutil import local_text
@@ -55,14 +59,20 @@ def _check_channel(app: AppContext, name: str | None) -> None:
 
 
 @click.command("queue")
-@click.argument("pack_id", type=int, required=False)
+@click.argument("pack_id", type=ID, required=False)
 @click.option("--channel", "channel", default=None, metavar="NAME", help="channel name")
-@click.option("--at", "at_text", default=None, metavar="ISO", help="at this time, not a slot")
+@click.option(
+    "--at", "at_text", type=MOMENT, default=None, metavar="ISO", help="at this time, not a slot"
+)
 @click.option("--resend", is_flag=True, help="send again to a channel it went to (new edition)")
 @click.option("--force", is_flag=True, help="queue despite a county mismatch or a disabled channel")
 @click.option("--auto", is_flag=True, help="let the planner fill the coming slots")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=7.0, show_default=True)
-@click.option("--now", "now_text", default=None, metavar="ISO", help="plan as of this moment")
+@click.option(
+    "--days", type=DAYS, default=7.0, show_default=True, help="horizon in days, at most 366"
+)
+@click.option(
+    "--now", "now_text", type=MOMENT, default=None, metavar="ISO", help="plan as of this moment"
+)
 @by_option
 @json_option
 @pass_app
@@ -154,7 +164,7 @@ def _print_auto(app: AppContext, report: scheduling.AutoReport) -> None:
 
 
 @click.command("unqueue")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ID)
 @by_option
 @click.option("--note", default=None, help="why (kept in the audit log)")
 @json_option
@@ -182,9 +192,13 @@ def unqueue_command(
 
 
 @click.command("plan")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True)
+@click.option(
+    "--days", type=DAYS, default=3.0, show_default=True, help="horizon in days, at most 366"
+)
 @click.option("--channel", default=None, metavar="NAME", help="only this channel")
-@click.option("--now", "now_text", default=None, metavar="ISO", help="plan as of this moment")
+@click.option(
+    "--now", "now_text", type=MOMENT, default=None, metavar="ISO", help="plan as of this moment"
+)
 @json_option
 @pass_app
 def plan_command(
@@ -287,7 +301,7 @@ def status_command(app: AppContext, as_json: bool) -> None:
                 _local(app, f["last_fetch_at"], "%m-%d %H:%M"),
                 f["failures"],
                 _local(app, f["next_fetch_at"], "%m-%d %H:%M"),
-                (f["last_error"] or "")[:80],
+                redact(f["last_error"] or "")[:80],
             )
             for f in view["feeds"]
         ],
@@ -320,7 +334,7 @@ def status_command(app: AppContext, as_json: bool) -> None:
                     _local(app, e["at"], "%m-%d %H:%M"),
                     ERROR_KINDS.get(e["kind"], e["kind"]),
                     e["subject"],
-                    (e["error"] or "")[:100],
+                    redact(e["error"] or "")[:100],
                 )
                 for e in view["errors"]
             ],

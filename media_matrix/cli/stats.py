@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from media_matrix import stats
 from media_matrix.cli.common import (
+    DAY,
+    MAX_DAYS,
     AppContext,
+    BoundedInt,
     RuntimeFailure,
     UsageFailure,
     echo_json,
@@ -25,6 +29,7 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS
+from media_matrix.redact import redact
 from media_matrix.stats.core import SOURCE_LABELS
 
 
@@ -33,15 +38,9 @@ def stats_group() -> None:
     """传播量统计 (dissemination statistics)."""
 
 
-def _day(value: str | None, option: str) -> Any:
-    try:
-        return stats.parse_day(value, option)
-    except stats.StatsUsageError as exc:
-        raise UsageFailure(str(exc)) from None
-
-
-def _query(start: str | None, end: str | None, by: str | None = None) -> stats.Query:
-    first, last = _day(start, "--from"), _day(end, "--to")
+def _query(first: date | None, last: date | None, by: str | None = None) -> stats.Query:
+    """--from/--to arrive as dates in MIN_YEAR..MAX_YEAR (the DAY type); the span is checked
+    here so a hundred-year query is a usage error, not an hour of aggregation."""
     try:
         stats.check_range(first, last)
         dims = stats.parse_dims(by)
@@ -56,7 +55,7 @@ def _query(start: str | None, end: str | None, by: str | None = None) -> stats.Q
 @stats_group.command("pull")
 @click.option(
     "--days",
-    type=click.IntRange(1, 366),
+    type=BoundedInt(1, MAX_DAYS),
     default=stats.DEFAULT_DAYS,
     show_default=True,
     help="stat days to fetch, ending yesterday (Beijing)",
@@ -96,7 +95,12 @@ def pull_cmd(app: AppContext, days: int, endpoint: str, reestimate: bool, as_jso
             echo_table(
                 ["公众号 appid", "渠道", "投放", "错误"],
                 [
-                    (a["appid"], ", ".join(a["channels"]), a["deliveries"], a.get("error", ""))
+                    (
+                        a["appid"],
+                        ", ".join(a["channels"]),
+                        a["deliveries"],
+                        redact(a.get("error", "")),
+                    )
                     for a in result["accounts"]
                 ],
                 title="微信公众号",
@@ -109,11 +113,13 @@ def pull_cmd(app: AppContext, days: int, endpoint: str, reestimate: bool, as_jso
 
 
 @stats_group.command("summary")
-@click.option("--from", "start", metavar="DATE", help="first day, YYYY-MM-DD (default: all)")
-@click.option("--to", "end", metavar="DATE", help="last day, YYYY-MM-DD, inclusive")
+@click.option(
+    "--from", "start", type=DAY, metavar="DATE", help="first day, YYYY-MM-DD (default: all)"
+)
+@click.option("--to", "end", type=DAY, metavar="DATE", help="last day, YYYY-MM-DD, inclusive")
 @json_option
 @pass_app
-def summary_cmd(app: AppContext, start: str | None, end: str | None, as_json: bool) -> None:
+def summary_cmd(app: AppContext, start: date | None, end: date | None, as_json: bool) -> None:
     """Headline figures: volume, deliveries by status, coverage per county."""
     query = _query(start, end)
     report = stats.summary(app.settings, app.store, query)
@@ -235,8 +241,12 @@ def default_name(query: stats.Query, fmt: str) -> str:
 
 
 @stats_group.command("export")
-@click.option("--from", "start", metavar="DATE", required=True, help="first day, YYYY-MM-DD")
-@click.option("--to", "end", metavar="DATE", required=True, help="last day, YYYY-MM-DD, inclusive")
+@click.option(
+    "--from", "start", type=DAY, metavar="DATE", required=True, help="first day, YYYY-MM-DD"
+)
+@click.option(
+    "--to", "end", type=DAY, metavar="DATE", required=True, help="last day, YYYY-MM-DD, inclusive"
+)
 @click.option(
     "--by",
     "by",
@@ -260,8 +270,8 @@ def default_name(query: stats.Query, fmt: str) -> str:
 @pass_app
 def export_cmd(
     app: AppContext,
-    start: str,
-    end: str,
+    start: date,
+    end: date,
     by: str,
     fmt: str,
     output: str | None,

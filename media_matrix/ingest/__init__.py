@@ -33,6 +33,7 @@ from media_matrix.ingest.rss import parse_feed
 from media_matrix.ingest.source import SourceError, SourceResult
 from media_matrix.ingest.vet import VetRules, vet_item
 from media_matrix.models import TOPICS, IngestOutcome, Item, Pack, PackStatus, Tag
+from media_matrix.redact import redact_url
 from media_matrix.retag import item_tagger
 from media_matrix.review import content_changed
 from media_matrix.store import Store
@@ -423,7 +424,7 @@ def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
             {
                 "name": feed.name,
                 "kind": feed.kind,
-                "url": feed.url,
+                "url": redact_url(feed.url),  # a feed URL may carry a token
                 "enabled": feed.enabled,
                 "health": feed_health(feed.enabled, state),
                 "auto_approve": feed.auto_approve,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import random
 import threading
@@ -14,6 +15,16 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+
+def same_secret(expected: str, given: str) -> bool:
+    """Constant-time comparison of a signature, secret or token a client sent. Both sides are
+    compared as UTF-8 bytes: ``hmac.compare_digest`` raises on non-ASCII text, and a header
+    is whatever bytes a stranger sent (http.server hands them over as latin-1 text)."""
+    return hmac.compare_digest(
+        str(expected).encode("utf-8", "surrogateescape"),
+        str(given).encode("utf-8", "surrogateescape"),
+    )
 
 
 @dataclass

@@ -21,7 +21,7 @@ import itertools
 import json
 from typing import Any
 
-from media_matrix.sandbox.common import Faults, Request, Response, SandboxApp
+from media_matrix.sandbox.common import Faults, Request, Response, SandboxApp, same_secret
 
 MAX_SKEW = 300
 
@@ -81,7 +81,7 @@ class MediaCentreSandbox(SandboxApp):
         if skew > MAX_SKEW:
             return self._reject(401, "stale timestamp")
         secret = self.secrets.get(path, self.secret)
-        if not hmac.compare_digest(signature(secret, ts, nonce, req.body), sig.lower()):
+        if not same_secret(signature(secret, ts, nonce, req.body), sig.lower()):
             return self._reject(401, "bad signature")
         key = req.headers.get("idempotency-key", "")
         with self.lock:

@@ -42,7 +42,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from media_matrix.sandbox.common import Fault, Faults, Request, Response, SandboxApp
+from media_matrix.sandbox.common import Fault, Faults, Request, Response, SandboxApp, same_secret
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 TOKEN_PREFIX = "SBX_"
@@ -286,7 +286,7 @@ class WechatSandbox(SandboxApp):
             return _err(40002, "invalid grant_type")
         if appid not in self.apps:
             return _err(40013, "invalid appid")
-        if secret != self.apps[appid]:
+        if not same_secret(self.apps[appid], secret):
             return _err(40125, "invalid appsecret")
         return None
 

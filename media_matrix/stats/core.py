@@ -153,9 +153,17 @@ def parse_day(text: str | date | None, option: str = "--from") -> date | None:
         ) from None
 
 
+MAX_SPAN_DAYS = 3660  # ten years: a report covers a season or a year, not a century
+
+
 def check_range(start: date | None, end: date | None) -> None:
     if start and end and start > end:
         raise StatsUsageError(f"--from {start} is after --to {end}")
+    if start and end and (end - start).days >= MAX_SPAN_DAYS:
+        raise StatsUsageError(
+            f"--from {start} --to {end} spans {(end - start).days + 1} days; "
+            f"at most {MAX_SPAN_DAYS} days (ten years) per report"
+        )
 
 
 # -- time zone plumbing -------------------------------------------------------------------------

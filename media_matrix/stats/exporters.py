@@ -54,14 +54,32 @@ RowCallback = Callable[[int], None]
 # -- CSV / JSON -----------------------------------------------------------------------------------
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value safe to open in a spreadsheet: text that would start a formula gets a leading
+    single quote (numbers stay numbers, so a negative figure is not touched)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_STARTS):
+        value = "'" + value
+    # a bare CR is no line end to the writer (it would not quote it) but is one to readers
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def write_csv(stream: RowStream, out: TextIO, *, on_row: RowCallback | None = None) -> int:
-    """Header (the --by keys then FIELDS) and one line per row; empty key = none."""
+    """Header (the --by keys then FIELDS) and one line per row; empty key = none. Every cell
+    goes through csv_cell: keys are names from config and packs, which strangers write."""
     writer = csv.writer(out, lineterminator="\n")
     by = list(stream.query.by)
-    writer.writerow([*by, *FIELDS])
+    writer.writerow([csv_cell(k) for k in (*by, *FIELDS)])
     n = 0
     for row in stream:
-        writer.writerow(["" if row[k] is None else row[k] for k in (*by, *FIELDS)])
+        writer.writerow([csv_cell(row[k]) for k in (*by, *FIELDS)])
         n += 1
         if on_row is not None and n % 1000 == 0:
             on_row(n)
@@ -115,7 +133,9 @@ def write_xlsx(
     big = report.has_combined and (
         report.combined is None or len(report.combined) > CONSTANT_MEMORY_ROWS
     )
-    wb = xlsxwriter.Workbook(str(path), {"constant_memory": big})
+    # strings stay strings: no formulas or links made from a name a stranger wrote
+    options = {"constant_memory": big, "strings_to_formulas": False, "strings_to_urls": False}
+    wb = xlsxwriter.Workbook(str(path), options)
     fmt = {
         "title": wb.add_format({"bold": True, "font_size": 16}),
         "head": wb.add_format(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from media_matrix.redact import redact
 from media_matrix.store.base import Migration, StoreBase
 from media_matrix.timeutil import now_iso
 
@@ -32,7 +33,7 @@ class AuditStore(StoreBase):
     def audit(self, who: str, action: str, subject: str, note: str | None = None) -> None:
         self.execute(
             "INSERT INTO audit (at, who, action, subject, note) VALUES (?, ?, ?, ?, ?)",
-            (now_iso(), who, action, subject, note),
+            (now_iso(), who, action, subject, redact(note)),
         )
 
     def audit_log(self, limit: int = 200, subject: str | None = None) -> list[dict[str, Any]]:

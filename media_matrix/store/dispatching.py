@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from media_matrix.redact import redact
 from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, dumps, loads
 from media_matrix.timeutil import now_iso
 
@@ -211,7 +212,7 @@ class DispatchStore(StoreBase):
             UPDATE attempts SET finished_at = ?, outcome = 'interrupted', error = ?
             WHERE delivery_id = ? AND finished_at IS NULL
             """,
-            (at, note, delivery_id),
+            (at, redact(note), delivery_id),
         )
         return cur.rowcount
 
@@ -288,8 +289,8 @@ class DispatchStore(StoreBase):
                 outcome,
                 http_status,
                 remote_id,
-                error,
-                excerpt,
+                redact(error),  # errors carry request URLs: keys and tokens are masked here
+                redact(excerpt),
                 retry_at,
                 retry_in,
                 attempt_id,
@@ -384,6 +385,8 @@ class DispatchStore(StoreBase):
     ) -> bool:
         """Set the outcome; ``owner`` (when given) must still hold the lease. True if applied."""
         sets = {"status": status, "updated_at": at, "lease_owner": None, "lease_until": None}
+        if "last_error" in values:  # masked here, so no path stores a key or token
+            values["last_error"] = redact(values["last_error"])
         for key, value in values.items():
             sets[key] = dumps(value) if key == "remote_state" else value
         assignments = ", ".join(f"{k} = ?" for k in sets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from media_matrix.redact import redact
 from media_matrix.store.base import Migration, StoreBase
 
 MIGRATIONS: list[Migration] = [
@@ -89,7 +90,7 @@ class FeedStore(StoreBase):
                     next_fetch_at = ?
                 WHERE name = ?
                 """,
-                (at, error, next_fetch_at, name),
+                (at, redact(error), next_fetch_at, name),
             )
             row = conn.execute("SELECT failures FROM feeds WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
@@ -103,7 +104,7 @@ class FeedStore(StoreBase):
             )
             conn.execute(
                 "INSERT INTO feed_errors (feed, subject, error, at) VALUES (?, ?, ?, ?)",
-                (feed, subject, error, at),
+                (feed, subject, redact(error), at),
             )
 
     def resolve_item_error(self, feed: str, subject: str) -> None:
