@@ -95,7 +95,8 @@ def main() -> None:
                 keep("status", timed([*base, "status"], env))
                 keep("packs list", timed([*base, "packs", "list"], env))
                 reader_db = str(folder / "reader.db")
-                keep("reader update", timed([sys.executable, "-c", READER_SCRIPT, reader_db, url], env))
+                reader = [sys.executable, "-c", READER_SCRIPT, reader_db, url]
+                keep("reader update", timed(reader, env))
     finally:
         server.stop()
     bare = best["python3 -c pass"]

@@ -49,10 +49,15 @@ def printed(tmp_path):
     )
     store = open_store(settings.database)
     packs = add_packs(store, 2)
+    pack_folder = tmp_path / "pack-1"  # a local pack's image, read only inside its own folder
+    pack_folder.mkdir()
+    image = pack_folder / "cover.png"
+    image.write_bytes(DEFAULT_COVER.read_bytes())
     store.execute(
-        "UPDATE packs SET images = ?, text = ? WHERE id = ?",
+        "UPDATE packs SET images = ?, local_root = ?, text = ? WHERE id = ?",
         (
-            json.dumps([DEFAULT_COVER.as_uri()]),
+            json.dumps([image.as_uri()]),
+            str(pack_folder),
             "流感是由流感病毒引起的急性呼吸道传染病。接种流感疫苗是预防流感最有效的手段。"
             "勤洗手、多通风，咳嗽时用纸巾遮住口鼻。出现发热症状要及时就医。",
             packs[0],

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from media_matrix.cli.common import (
+    ID,
     AppContext,
     UsageFailure,
     echo_json,
@@ -76,7 +77,7 @@ def register(cli: click.Group) -> None:
         )
 
     @officers.command("disable")
-    @click.argument("officer_id", type=int)
+    @click.argument("officer_id", type=ID)
     @pass_app
     def disable_command(app: AppContext, officer_id: int) -> None:
         """Revoke an officer: the page and every personal link answer 404 from now on."""

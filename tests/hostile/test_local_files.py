@@ -157,6 +157,33 @@ def test_adapters_read_no_local_file_outside_the_packs_folder(tmp_path):
     assert [m["source"] for m in manifest["media"]] == [(pack_dir / "own.png").as_uri()]
 
 
+def test_poster_prints_no_local_file_outside_the_packs_folder(tmp_path):
+    """The poster inlines the pack's image itself: the same confinement as every adapter."""
+    from media_matrix.adapters.poster import PosterAdapter
+    from media_matrix.config import PosterChannel
+
+    secret = secret_image(tmp_path)
+    pack_dir = tmp_path / "pack"
+    pack_dir.mkdir()
+    (pack_dir / "own.png").write_bytes(PNG)
+    channel = PosterChannel(
+        name="board",
+        type="poster",
+        county="市级",
+        audience=["public"],
+        slots=["0 8 * * *"],
+        path=tmp_path / "posters",
+    )
+    adapter = make_adapter(channel, templates_dir=default_templates_dir())
+    assert isinstance(adapter, PosterAdapter)
+    outside = (secret / "x.png").as_uri()
+    page = f'<p><img src="{outside}"><img src="{(pack_dir / "own.png").as_uri()}"></p>'
+    inlined = adapter._inline_image(page, str(pack_dir))
+    assert inlined.count("data:image/png;base64,") == 1
+    assert "secret" not in inlined
+    assert adapter._inline_image(f'<img src="{outside}">', None).count("data:") == 0
+
+
 def test_every_url_a_pack_carries_is_http(tmp_path):
     packs = tmp_path / "packs"
     write_pack(packs, "js", url="javascript:alert(document.cookie)")
