@@ -952,8 +952,9 @@ def test_operator_retry_keeps_the_remote_state_of_a_failed_delivery(project, san
     (failed, dead) = queue(store, add_packs(store, 2), "cms")
     state = {"step": "submit", "pending": True, "draft_media_id": "m1"}
     store.save_remote_state([failed, dead], state, at=datetime.now(UTC).isoformat())
-    store.execute("UPDATE deliveries SET status = 'failed' WHERE id = ?", (failed,))
-    store.execute("UPDATE deliveries SET status = 'dead' WHERE id = ?", (dead,))
+    for delivery, status in ((failed, "failed"), (dead, "dead")):  # through the state machine
+        store.execute("UPDATE deliveries SET status = 'sending' WHERE id = ?", (delivery,))
+        store.execute("UPDATE deliveries SET status = ? WHERE id = ?", (status, delivery))
     store.retry_delivery(failed)
     store.retry_delivery(dead)
     assert store.get_delivery(failed)["remote_state"] == state

@@ -118,6 +118,9 @@ def add_delivery(
     url: str | None = None,
 ) -> int:
     delivery_id = store.queue_delivery(pack_id, channel, scheduled_at=scheduled_at, resend=True)
+    path = {"cancelled": [], "dead": ["sending"], "unknown": ["sending"], "queued": []}
+    for step in path.get(status, ["sending"]):  # through the state machine, like a sender
+        store.execute("UPDATE deliveries SET status = ? WHERE id = ?", (step, delivery_id))
     store.execute(
         "UPDATE deliveries SET status = ?, delivered_at = ?, remote_state = ?, url = ?"
         " WHERE id = ?",

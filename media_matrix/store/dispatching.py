@@ -21,8 +21,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from media_matrix.models import DELIVERY_TRANSITIONS, DeliveryStatus, check_transition, sources_of
 from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, dumps, loads
 from media_matrix.timeutil import now_iso
+
+
+def _state_machine_trigger() -> str:
+    """A trigger refusing every status change the state machine (``models``) does not list."""
+    pairs = ", ".join(
+        f"'{old}>{new}'" for old, targets in DELIVERY_TRANSITIONS.items() for new in sorted(targets)
+    )
+    return f"""
+        DROP TRIGGER IF EXISTS deliveries_status_machine;
+        CREATE TRIGGER deliveries_status_machine BEFORE UPDATE OF status ON deliveries
+        WHEN NEW.status != OLD.status AND (OLD.status || '>' || NEW.status) NOT IN ({pairs})
+        BEGIN
+            SELECT RAISE(ABORT, 'delivery status change not allowed by the state machine');
+        END
+        """
+
 
 MIGRATIONS: list[Migration] = [
     (
@@ -38,16 +55,23 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX deliveries_batch ON deliveries (batch)
         """,
     ),
+    ("dispatching_002_state_machine", _state_machine_trigger()),
 ]
 
-CLAIMABLE = ("queued", "failed")
-RETRYABLE_BY_OPERATOR = ("dead", "unknown", "failed", "cancelled")
-NOT_CANCELLABLE = ("delivered", "sending", "submitted", "cancelled")
+CLAIMABLE = sources_of(DeliveryStatus.SENDING)
+RETRYABLE_BY_OPERATOR = tuple(s for s in sources_of(DeliveryStatus.QUEUED) if s != "sending")
+CANCELLABLE = sources_of(DeliveryStatus.CANCELLED)
 COUNTED_KINDS = ("send", "recover")  # attempt kinds that talk to the remote to send
 
 
 class InvalidTransition(StoreError):
     """An operator action that the delivery's current status does not allow."""
+
+
+def status_guard(new: str) -> tuple[str, tuple[str, ...]]:
+    """``status IN (?, ...)`` and its parameters: the statuses that may become ``new``."""
+    sources = sources_of(new)
+    return f"status IN ({_marks(sources)})", sources
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -112,6 +136,7 @@ class DispatchStore(StoreBase):
                     break
             if not chosen:
                 return []
+            guard, sources = status_guard(DeliveryStatus.SENDING)
             rows = []
             for start in range(0, len(chosen), 500):
                 part = chosen[start : start + 500]
@@ -119,10 +144,10 @@ class DispatchStore(StoreBase):
                     f"""
                     UPDATE deliveries
                     SET status = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?
-                    WHERE id IN ({_marks(part)}) AND status IN ('queued', 'failed')
+                    WHERE id IN ({_marks(part)}) AND {guard}
                     RETURNING *
                     """,
-                    (owner, lease_until, now, *part),
+                    (owner, lease_until, now, *part, *sources),
                 )
                 columns = [c[0] for c in cur.description]
                 rows += [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
@@ -377,7 +402,11 @@ class DispatchStore(StoreBase):
         expect: str = "sending",
         **values: Any,
     ) -> bool:
-        """Set the outcome; ``owner`` (when given) must still hold the lease. True if applied."""
+        """Set the outcome; ``owner`` (when given) must still hold the lease. True if applied.
+
+        ``expect -> status`` must be a transition of the state machine (checked here, and by the
+        store's trigger for any write that bypasses this method)."""
+        check_transition(expect, status)
         sets = {"status": status, "updated_at": at, "lease_owner": None, "lease_until": None}
         for key, value in values.items():
             sets[key] = dumps(value) if key == "remote_state" else value
@@ -545,7 +574,7 @@ class DispatchStore(StoreBase):
             ).fetchone()
             if row is None:
                 raise NotFound(f"delivery {delivery_id} not found")
-            if row[0] in NOT_CANCELLABLE:
+            if row[0] not in CANCELLABLE:
                 raise InvalidTransition(
                     f"delivery {delivery_id} is {row[0]} and cannot be cancelled"
                 )
