@@ -75,6 +75,7 @@ from media_matrix.config import Settings
 from media_matrix.httpclient import make_session
 from media_matrix.models import DeliveryStatus
 from media_matrix.store import NotFound, Store
+from media_matrix.store.dispatching import LeaseLost
 from media_matrix.timeutil import from_iso
 
 log = logging.getLogger("media_matrix.dispatch")
@@ -355,6 +356,7 @@ class _Engine:
         self._sessions: list[requests.Session] = []
         self._adapter_lock = threading.Lock()
         self._live: set[int] = set()
+        self._lost: set[int] = set()  # leases the heartbeat found gone: their sender stops
         self._live_lock = threading.Lock()
         self._report_lock = threading.Lock()
         self._stop = threading.Event()
@@ -389,6 +391,24 @@ class _Engine:
     def drop(self, ids: Iterable[int]) -> None:
         with self._live_lock:
             self._live.difference_update(ids)
+
+    def lose(self, ids: set[int]) -> None:
+        """Leases found gone (expired while this process stalled, or taken over)."""
+        if not ids:
+            return
+        with self._live_lock:
+            ids &= self._live
+            self._lost |= ids
+            self._live -= ids
+        if ids:
+            log.warning("%s lost the lease of deliveries %s: stopping them", self.owner, ids)
+
+    def fence(self, ids: Sequence[int]) -> None:
+        """Raise :class:`LeaseLost` when the heartbeat found any of these leases gone."""
+        with self._live_lock:
+            lost = self._lost.intersection(ids)
+        if lost:
+            raise LeaseLost(f"{self.owner} lost the lease of deliveries {sorted(lost)}")
 
     def adapter(self, channel: Any) -> Any:
         with self._adapter_lock:
@@ -428,9 +448,13 @@ class _Engine:
                 if not ids:
                     continue
                 try:
-                    self.store.renew_leases(ids, self.owner, self.lease_until())
+                    held = self.store.renew_leases(
+                        ids, self.owner, self.lease_until(), now=self.iso()
+                    )
                 except Exception:  # noqa: BLE001 - a missed beat is survivable
                     log.exception("lease renewal failed")
+                    continue
+                self.lose(set(ids) - set(held))
 
         self._heartbeat = threading.Thread(target=beat, name="dispatch-lease", daemon=True)
         self._heartbeat.start()
@@ -527,14 +551,21 @@ class _Engine:
 
     def run_unit(self, unit: _Unit) -> None:
         ids = unit.ids
-        opened = self.store.start_attempts(
-            ids, owner=self.owner, started_at=self.iso(), kind=unit.kind, batch=unit.key
-        )
+        try:
+            self.fence(ids)
+            opened = self.store.start_attempts(
+                ids, owner=self.owner, started_at=self.iso(), kind=unit.kind, batch=unit.key
+            )
+        except LeaseLost as exc:
+            self.lease_lost(unit, {}, exc)
+            return
 
         def checkpoint(state: dict[str, Any]) -> None:
-            with self.store.transaction():
-                self.store.save_remote_state(ids, state, at=self.iso())
-                self.store.renew_leases(ids, self.owner, self.lease_until())
+            """Fenced: raises LeaseLost (writing nothing) unless every lease is still held."""
+            self.fence(ids)
+            self.store.save_remote_state(
+                ids, state, at=self.iso(), owner=self.owner, lease_until=self.lease_until()
+            )
 
         try:
             items = [
@@ -549,12 +580,23 @@ class _Engine:
             adapter = self.adapter(unit.channel)
             message = self.render(adapter, items)
             result = adapter.send(message, checkpoint, state=unit.state)
+        except LeaseLost as exc:
+            self.lease_lost(unit, opened, exc)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             self.failed(unit, opened, exc)
         else:
             self.succeeded(unit, opened, result)
         finally:
             self.drop(ids)
+
+    def lease_lost(self, unit: _Unit, opened: dict[int, dict[str, int]], exc: LeaseLost) -> None:
+        """This sender stalled past its lease: it writes no outcome (the sweeper that takes
+        over owns the delivery now); only its own open attempts are closed, if still open."""
+        log.warning("%s %s: %s", unit.channel.name, unit.ids, exc)
+        self.store.abandon_attempts(
+            [o["attempt_id"] for o in opened.values()], at=self.iso(), note=str(exc)
+        )
+        self.count(unit.channel.name, "lease_lost", len(unit.ids))
 
     def succeeded(self, unit: _Unit, opened: dict[int, dict[str, int]], result: SendResult) -> None:
         at = self.iso()

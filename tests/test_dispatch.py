@@ -788,10 +788,10 @@ def test_crash_after_wechat_submit_is_reconciled_not_republished(project, monkey
         ids = queue(store, add_packs(store, 3), "wx")
         original = store.save_remote_state
 
-        def save(ids_: Any, state: dict[str, Any], *, at: str) -> None:
+        def save(ids_: Any, state: dict[str, Any], **kw: Any) -> None:
             if state.get("publish_id"):  # submit went through; the process dies right here
                 raise Crash()
-            original(ids_, state, at=at)
+            original(ids_, state, **kw)
 
         monkeypatch.setattr(store, "save_remote_state", save)
         dispatch_due(settings, store)

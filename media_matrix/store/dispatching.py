@@ -62,6 +62,14 @@ CLAIMABLE = sources_of(DeliveryStatus.SENDING)
 RETRYABLE_BY_OPERATOR = tuple(s for s in sources_of(DeliveryStatus.QUEUED) if s != "sending")
 CANCELLABLE = sources_of(DeliveryStatus.CANCELLED)
 COUNTED_KINDS = ("send", "recover")  # attempt kinds that talk to the remote to send
+# The fence every sender write carries: the caller (owner) holds an unexpired lease. Parameters:
+# owner, now.
+_HELD = "status = 'sending' AND lease_owner = ? AND julianday(lease_until) >= julianday(?)"
+
+
+class LeaseLost(StoreError):
+    """A sender wrote for deliveries whose lease it no longer holds (it expired, or a sweeper
+    took it over): nothing was written, and the sender must stop before its next remote call."""
 
 
 class InvalidTransition(StoreError):
@@ -157,18 +165,27 @@ class DispatchStore(StoreBase):
         rows.sort(key=lambda r: chosen.index(r["id"]))
         return rows
 
-    def renew_leases(self, ids: Sequence[int], owner: str, lease_until: str) -> int:
-        """Extend the lease of the rows ``owner`` still holds; returns how many it holds."""
+    def renew_leases(
+        self, ids: Sequence[int], owner: str, lease_until: str, *, now: str
+    ) -> list[int]:
+        """Extend the leases ``owner`` still holds; returns the ids it holds.
+
+        Fencing: the owner (unique per run) is the lease token, and a lease that expired at
+        ``now`` is not renewed even if nobody took it over yet -- a sweeper may be about to, so
+        the sender must treat it as lost.
+        """
         if not ids:
-            return 0
-        cur = self.execute(
-            f"""
-            UPDATE deliveries SET lease_until = ?
-            WHERE id IN ({_marks(ids)}) AND status = 'sending' AND lease_owner = ?
-            """,
-            (lease_until, *ids, owner),
-        )
-        return cur.rowcount
+            return []
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"""
+                UPDATE deliveries SET lease_until = ?
+                WHERE id IN ({_marks(ids)}) AND {_HELD}
+                RETURNING id
+                """,
+                (lease_until, *ids, owner, now),
+            )
+            return sorted(r[0] for r in cur.fetchall())
 
     def release_claims(self, ids: Sequence[int], owner: str, *, at: str | None = None) -> int:
         """Give claimed-but-unsent rows back: queued (or failed, keeping its retry time)."""
@@ -249,11 +266,23 @@ class DispatchStore(StoreBase):
         """Open one attempt row per delivery; a counted kind adds to ``deliveries.attempts``.
 
         Records ``batch`` (the message key) on the deliveries so a sweeper can regroup them.
-        Returns ``{delivery_id: {"attempt_id", "n", "attempts"}}``.
+        A counted kind is a send: ``owner`` must hold the unexpired lease of every delivery, or
+        nothing is written and :class:`LeaseLost` is raised. Returns
+        ``{delivery_id: {"attempt_id", "n", "attempts"}}``.
         """
         counted = kind in COUNTED_KINDS
         out: dict[int, dict[str, int]] = {}
         with self.transaction() as conn:
+            if counted:
+                held = conn.execute(
+                    f"SELECT count(*) FROM deliveries WHERE id IN ({_marks(ids)}) AND {_HELD}",
+                    (*ids, owner, started_at),
+                ).fetchone()[0]
+                if held != len(set(ids)):
+                    raise LeaseLost(
+                        f"{owner} no longer holds the lease of deliveries {sorted(ids)}: "
+                        "attempt not started"
+                    )
             for delivery_id in ids:
                 n = conn.execute(
                     "SELECT coalesce(max(n), 0) + 1 FROM attempts WHERE delivery_id = ?",
@@ -315,6 +344,20 @@ class DispatchStore(StoreBase):
                 attempt_id,
             ),
         )
+
+    def abandon_attempts(self, attempt_ids: Sequence[int], *, at: str, note: str) -> int:
+        """Close a fenced-out sender's attempts as ``lease_lost`` unless a sweeper already
+        closed them (as ``interrupted``)."""
+        if not attempt_ids:
+            return 0
+        cur = self.execute(
+            f"""
+            UPDATE attempts SET finished_at = ?, outcome = 'lease_lost', error = ?
+            WHERE id IN ({_marks(attempt_ids)}) AND finished_at IS NULL
+            """,
+            (at, note, *attempt_ids),
+        )
+        return cur.rowcount
 
     def log_attempt(
         self,
@@ -383,14 +426,44 @@ class DispatchStore(StoreBase):
 
     # -- remote state and outcomes --------------------------------------------------------------
 
-    def save_remote_state(self, ids: Sequence[int], state: dict[str, Any], *, at: str) -> None:
-        """Persist an adapter checkpoint for every delivery of a message (replaces the old)."""
+    def save_remote_state(
+        self,
+        ids: Sequence[int],
+        state: dict[str, Any],
+        *,
+        at: str,
+        owner: str | None = None,
+        lease_until: str | None = None,
+    ) -> None:
+        """Persist an adapter checkpoint for every delivery of a message (replaces the old).
+
+        A sender passes ``owner`` (and the renewed ``lease_until``): the write is applied only
+        if it holds every lease, unexpired at ``at``; otherwise nothing is written and
+        :class:`LeaseLost` is raised, before the adapter's next remote call.
+        """
         if not ids:
             return
-        self.execute(
-            f"UPDATE deliveries SET remote_state = ?, updated_at = ? WHERE id IN ({_marks(ids)})",
-            (dumps(state), at, *ids),
-        )
+        if owner is None:
+            self.execute(
+                f"UPDATE deliveries SET remote_state = ?, updated_at = ?"
+                f" WHERE id IN ({_marks(ids)})",
+                (dumps(state), at, *ids),
+            )
+            return
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"""
+                UPDATE deliveries SET remote_state = ?, updated_at = ?,
+                    lease_until = coalesce(?, lease_until)
+                WHERE id IN ({_marks(ids)}) AND {_HELD}
+                """,
+                (dumps(state), at, lease_until, *ids, owner, at),
+            )
+            if cur.rowcount != len(set(ids)):
+                raise LeaseLost(
+                    f"{owner} no longer holds the lease of deliveries {sorted(ids)}: "
+                    "checkpoint refused"
+                )
 
     def _finish(
         self,
