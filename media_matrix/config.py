@@ -301,6 +301,14 @@ class DispatchConfig(_Model):
     backoff_base: float = 30.0
     backoff_cap: float = 3600.0
     workers: int = Field(default=8, ge=1)
+    claim_batch: int = Field(default=200, ge=1)  # deliveries claimed per channel per round
+    # a `submitted` delivery polled this long without a final answer becomes `unknown`
+    submitted_max_age: float = Field(default=86400.0, gt=0)
+
+    @field_validator("submitted_max_age", mode="before")
+    @classmethod
+    def _parse_max_age(cls, value: Any) -> float:
+        return parse_duration(value)
 
 
 class DaemonConfig(_Model):

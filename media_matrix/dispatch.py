@@ -52,7 +52,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import time as dtime
 from typing import Any, Literal
 
 import requests
@@ -135,6 +136,28 @@ def rate_budget(rate_per_minute: int | None, sent_in_window: int) -> int | None:
     if rate_per_minute is None:
         return None
     return max(0, rate_per_minute - sent_in_window)
+
+
+def local_day_bounds(at: datetime, tz: tzinfo) -> tuple[str, str]:
+    """The UTC bounds ``[start, end)`` of the local day (config time zone) holding ``at``:
+    quotas are counted on the day things are sent, as people in that zone see the day."""
+    day = at.astimezone(tz).date()
+    start = datetime.combine(day, dtime(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=tz)
+    return _iso(start), _iso(end)
+
+
+def claim_limits(channels: Iterable[Any], now: datetime, tz: tzinfo) -> dict[str, Any]:
+    """The per-channel limits every claim applies in its transaction (whatever path claims):
+    ``rate_per_minute`` (in deliveries: messages times the adapter's items per message) and
+    ``daily_quota`` on the local day of ``now``."""
+    chans = list(channels)
+    return {
+        "rates": {c.name: c.rate_per_minute * _max_items(c) for c in chans if c.rate_per_minute},
+        "window_start": _iso(now - timedelta(seconds=RATE_WINDOW)),
+        "quotas": {c.name: c.daily_quota for c in chans if c.daily_quota},
+        "day": local_day_bounds(now, tz),
+    }
 
 
 def message_key(uids: Sequence[str]) -> str:
@@ -790,40 +813,29 @@ def dispatch_due(
     chosen = _channels(settings, channels)
     engine = _Engine(settings, store, now=start, owner=owner, report=report, rng=rng)
     by_name = {c.name: c for c in chosen}
-    budgets: dict[str, int] = {}
-    since = _iso(start - timedelta(seconds=RATE_WINDOW))
-    for channel in chosen:
-        budget = rate_budget(channel.rate_per_minute, store.recent_messages(channel.name, since))
-        if budget is not None:
-            budgets[channel.name] = budget
-    names = [n for n in by_name if budgets.get(n, 1) > 0]
-    limits = {n: b * _max_items(by_name[n]) for n, b in budgets.items() if n in names}
+    limits = claim_limits(chosen, start, settings.tz)
     engine.start()
     try:
         rows = store.claim_due(
             now=_iso(start),
             owner=owner,
             lease_until=engine.lease_until(),
-            channels=names,
-            limits=limits,
+            channels=list(by_name),
             limit=limit,
+            batch=settings.dispatch.claim_batch,
+            **limits,
         )
         engine.hold(r["id"] for r in rows)
         report.claimed = len(rows)
         units: list[_Unit] = []
-        excess: list[_Unit] = []
         per_channel: OrderedDict[str, list[dict]] = OrderedDict()
         for row in rows:
             per_channel.setdefault(row["channel"], []).append(row)
         for name, channel_rows in per_channel.items():
             channel = by_name[name]
-            messages = group_into_messages(channel_rows, _max_items(channel))
-            budget = budgets.get(name)
-            if budget is not None and len(messages) > budget:
-                excess += [_Unit(channel, m) for m in messages[budget:]]
-                messages = messages[:budget]
-            units += [_Unit(channel, m) for m in messages]
-        engine.release(excess)
+            units += [
+                _Unit(channel, m) for m in group_into_messages(channel_rows, _max_items(channel))
+            ]
         report.messages = len(units)
         engine.execute(units)
     finally:

@@ -102,6 +102,10 @@ DELIVERY_TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     _S.CANCELLED: frozenset({_S.QUEUED}),  # operator re-sends
     _S.DELIVERED: frozenset(),  # final: a re-send is a new edition
 }
+# Went out, or may have: these count against a channel's quota on the day they were claimed.
+SENT_STATUSES: tuple[str, ...] = tuple(
+    str(s) for s in (_S.SENDING, _S.SUBMITTED, _S.DELIVERED, _S.UNKNOWN)
+)
 del _S
 
 

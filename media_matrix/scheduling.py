@@ -223,7 +223,7 @@ def queue_pack(
                 warnings.append(f"{_local(when, tz)} 在渠道免打扰时段 {chan.quiet_hours} 内")
             if chan.daily_quota is not None:
                 day = when.astimezone(tz).date()
-                used = sum(1 for b in bookings if b.slot_at.astimezone(tz).date() == day)
+                used = sum(1 for b in bookings if b.day_at.astimezone(tz).date() == day)
                 if used >= chan.daily_quota:
                     warnings.append(f"当日配额 {chan.daily_quota} 已满 (已有 {used} 条)")
         else:
@@ -289,6 +289,7 @@ def _fill(
     by: str,
     audit: bool,
     pack_ids: Sequence[int] | None = None,
+    slot_exprs: tuple[str, ...] | None = None,
 ) -> AutoReport:
     tz = settings.tz
     report = AutoReport(now=to_iso(now), days=days)  # type: ignore[arg-type]
@@ -296,6 +297,8 @@ def _fill(
     if not chans:
         return report
     plan_chans = [PlanChannel.from_config(c) for c in chans]
+    if slot_exprs is not None:  # a manual batch: its own slot instead of the channel's
+        plan_chans = [dataclasses.replace(c, slots=slot_exprs) for c in plan_chans]
     names = [c.name for c in chans]
     # Packs are read before the write transaction (the longest read; it must not hold the
     # database's write lock); the packs assigned are re-checked inside it, so a pack rejected
@@ -419,6 +422,28 @@ def fill_slot(
         urgent=False,
         by=by,
         audit=False,
+    )
+
+
+def fill_now(
+    settings: Settings, store: Store, channel: str, now: datetime, *, by: str = "run-once"
+) -> AutoReport:
+    """A manual batch ("send the next batch now", ``run --once``): the planner fills one slot
+    at ``now``'s minute, so the batch is booked at the time it is sent and ``per_slot`` and the
+    ``daily_quota`` of today (not of the channel's next slot's day) hold for it. Quiet hours
+    still hold: no batch is booked inside them."""
+    at = _aware(now).astimezone(settings.tz).replace(second=0, microsecond=0)
+    return _fill(
+        settings,
+        store,
+        now=at.astimezone(UTC),
+        days=1 / 1440,
+        channels=[channel],
+        slots=True,
+        urgent=False,
+        by=by,
+        audit=False,
+        slot_exprs=(f"{at.minute} {at.hour} {at.day} {at.month} *",),
     )
 
 
@@ -698,6 +723,7 @@ __all__ = [
     "QueuedDelivery",
     "SchedulingError",
     "UnknownChannel",
+    "fill_now",
     "fill_slot",
     "parse_when",
     "plan_view",

@@ -21,7 +21,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from media_matrix.models import DELIVERY_TRANSITIONS, DeliveryStatus, check_transition, sources_of
+from media_matrix.models import (
+    DELIVERY_TRANSITIONS,
+    SENT_STATUSES,
+    DeliveryStatus,
+    check_transition,
+    sources_of,
+)
 from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, dumps, loads
 from media_matrix.timeutil import now_iso
 
@@ -56,11 +62,19 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     ("dispatching_002_state_machine", _state_machine_trigger()),
+    (
+        "dispatching_003_claimed_at",
+        """
+        ALTER TABLE deliveries ADD COLUMN claimed_at TEXT;
+        CREATE INDEX deliveries_claimed ON deliveries (channel, claimed_at)
+        """,
+    ),
 ]
 
 CLAIMABLE = sources_of(DeliveryStatus.SENDING)
 RETRYABLE_BY_OPERATOR = tuple(s for s in sources_of(DeliveryStatus.QUEUED) if s != "sending")
 CANCELLABLE = sources_of(DeliveryStatus.CANCELLED)
+SENT = SENT_STATUSES  # went out, or may have: quota counts them on their claim day
 COUNTED_KINDS = ("send", "recover")  # attempt kinds that talk to the remote to send
 # The fence every sender write carries: the caller (owner) holds an unexpired lease. Parameters:
 # owner, now.
@@ -104,66 +118,109 @@ class DispatchStore(StoreBase):
         owner: str,
         lease_until: str,
         channels: Iterable[str],
-        limits: dict[str, int] | None = None,
         limit: int | None = None,
+        batch: int | None = None,
+        rates: dict[str, int] | None = None,
+        window_start: str | None = None,
+        quotas: dict[str, int] | None = None,
+        day: tuple[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """Claim due deliveries of these channels for ``owner`` until ``lease_until``.
 
         Due: ``queued``, or ``failed`` whose ``next_attempt_at`` has come, with ``scheduled_at``
-        at or before ``now``. Urgent first, then oldest scheduled. ``limits`` caps the rows
-        claimed per channel (rate budgets); ``limit`` caps the total. Returns the claimed rows
-        (status already ``sending``) with ``previous_status``.
+        at or before ``now``. Urgent first, then oldest scheduled. Every limit is counted in
+        the claim's own IMMEDIATE transaction, so two dispatch paths can never exceed them
+        together:
+
+        * ``rates``: deliveries a channel may claim per minute (those claimed since
+          ``window_start`` count);
+        * ``quotas``: deliveries a channel may send on the local day ``day`` (UTC bounds, end
+          excluded): those that went out that day (sending, submitted, delivered, unknown) count;
+        * ``batch``: rows per channel, ``limit``: rows in all (the backlog is never loaded
+          whole).
+
+        Returns the claimed rows (status already ``sending``) with ``previous_status``.
         """
         names = list(channels)
         if not names:
             return []
-        limits = limits or {}
+        rates, quotas = rates or {}, quotas or {}
+        guard, sources = status_guard(DeliveryStatus.SENDING)
+        rows: list[dict[str, Any]] = []
         with self.transaction() as conn:
-            cursor = conn.execute(
-                f"""
-                SELECT id, channel, status FROM deliveries
-                WHERE channel IN ({_marks(names)})
-                  AND (status = 'queued'
-                       OR (status = 'failed' AND julianday(next_attempt_at) <= julianday(?)))
-                  AND julianday(scheduled_at) <= julianday(?)
-                ORDER BY urgent DESC, julianday(scheduled_at), id
-                """,
-                (*names, now, now),
-            )
-            chosen: list[int] = []
-            previous: dict[int, str] = {}
-            taken: dict[str, int] = {}
-            for delivery_id, channel, status in cursor.fetchall():
-                cap = limits.get(channel)
-                if cap is not None and taken.get(channel, 0) >= cap:
+            for name in names:
+                room = [] if limit is None else [limit - len(rows)]
+                if batch is not None:
+                    room.append(batch)
+                if name in rates:
+                    room.append(rates[name] - self._claimed_since(conn, name, window_start or now))
+                if name in quotas and day is not None:
+                    room.append(quotas[name] - self._sent_between(conn, name, *day))
+                cap = min(room) if room else -1
+                if room and cap <= 0:
                     continue
-                taken[channel] = taken.get(channel, 0) + 1
-                chosen.append(delivery_id)
-                previous[delivery_id] = status
-                if limit is not None and len(chosen) >= limit:
-                    break
-            if not chosen:
-                return []
-            guard, sources = status_guard(DeliveryStatus.SENDING)
-            rows = []
-            for start in range(0, len(chosen), 500):
-                part = chosen[start : start + 500]
+                due = conn.execute(
+                    """
+                    SELECT id, status FROM deliveries
+                    WHERE channel = ?
+                      AND (status = 'queued'
+                           OR (status = 'failed' AND julianday(next_attempt_at) <= julianday(?)))
+                      AND julianday(scheduled_at) <= julianday(?)
+                    ORDER BY urgent DESC, julianday(scheduled_at), id
+                    LIMIT ?
+                    """,
+                    (name, now, now, cap),
+                ).fetchall()
+                if not due:
+                    continue
+                previous = dict(due)
+                part = [i for i, _ in due]
                 cur = conn.execute(
                     f"""
                     UPDATE deliveries
-                    SET status = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?
+                    SET status = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?,
+                        claimed_at = ?
                     WHERE id IN ({_marks(part)}) AND {guard}
                     RETURNING *
                     """,
-                    (owner, lease_until, now, *part, *sources),
+                    (owner, lease_until, now, now, *part, *sources),
                 )
                 columns = [c[0] for c in cur.description]
-                rows += [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
-        for row in rows:
-            row["previous_status"] = previous[row["id"]]
-            _decode(row)
-        rows.sort(key=lambda r: chosen.index(r["id"]))
+                claimed = [_decode(dict(zip(columns, r, strict=True))) for r in cur.fetchall()]
+                for row in claimed:
+                    row["previous_status"] = previous[row["id"]]
+                rows += sorted(claimed, key=lambda r: part.index(r["id"]))
         return rows
+
+    @staticmethod
+    def _claimed_since(conn: Any, channel: str, since: str) -> int:
+        """Deliveries of a channel claimed for sending since ``since`` (the rate window)."""
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM deliveries WHERE channel = ?"
+                " AND julianday(claimed_at) >= julianday(?)",
+                (channel, since),
+            ).fetchone()[0]
+        )
+
+    @staticmethod
+    def _sent_between(conn: Any, channel: str, start: str, end: str) -> int:
+        """Deliveries of a channel that went out (or are going out) in ``[start, end)``."""
+        return int(
+            conn.execute(
+                f"""
+                SELECT count(*) FROM deliveries
+                WHERE channel = ? AND status IN ({_marks(SENT)})
+                  AND julianday(claimed_at) >= julianday(?)
+                  AND julianday(claimed_at) < julianday(?)
+                """,
+                (channel, *SENT, start, end),
+            ).fetchone()[0]
+        )
+
+    def sent_between(self, channel: str, start: str, end: str) -> int:
+        with self.lock:
+            return self._sent_between(self.conn, channel, start, end)
 
     def renew_leases(
         self, ids: Sequence[int], owner: str, lease_until: str, *, now: str
