@@ -77,7 +77,7 @@ from media_matrix.httpclient import make_session
 from media_matrix.models import DeliveryStatus
 from media_matrix.store import NotFound, Store
 from media_matrix.store.dispatching import LeaseLost
-from media_matrix.timeutil import from_iso
+from media_matrix.timeutil import from_iso, to_iso
 
 log = logging.getLogger("media_matrix.dispatch")
 
@@ -337,7 +337,7 @@ class _Unit:
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+    return to_iso(dt)  # type: ignore[return-value]
 
 
 def _aware(dt: datetime | None) -> datetime:
@@ -965,6 +965,7 @@ def _poll(engine: _Engine, store: Store, by_name: dict[str, Any], wait_s: float)
                 return
             time.sleep(POLL_INTERVAL)
         first = False
+        rows = _give_up_stale(engine, rows)
         groups: OrderedDict[tuple[str, str], list[dict]] = OrderedDict()
         for row in rows:
             groups.setdefault((row["channel"], str(row["remote_id"])), []).append(row)
@@ -974,6 +975,49 @@ def _poll(engine: _Engine, store: Store, by_name: dict[str, Any], wait_s: float)
         if wait_s <= 0:
             report.submitted = len(store.submitted_deliveries(channels=list(by_name)))
             return
+
+
+def submitted_too_long(row: dict[str, Any], now: datetime, max_age: float) -> bool:
+    """A ``submitted`` delivery sent (claimed) more than ``max_age`` seconds before ``now``:
+    polling it further is pointless, an operator must look."""
+    since = from_iso(row.get("claimed_at") or row.get("updated_at"))
+    return since is not None and (now - since).total_seconds() > max_age
+
+
+def _give_up_stale(engine: _Engine, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark ``submitted`` deliveries older than ``dispatch.submitted_max_age`` ``unknown``, with
+    the reason; returns the rows still to poll."""
+    now, max_age = engine.clock(), engine.conf.submitted_max_age
+    stale = [r for r in rows if submitted_too_long(r, now, max_age)]
+    if not stale:
+        return rows
+    at = _iso(now)
+    with engine.store.transaction():
+        for row in stale:
+            reason = (
+                f"submitted at {row.get('claimed_at') or row.get('updated_at')} (remote id "
+                f"{row['remote_id']}) and still not final after {max_age / 3600:g} h "
+                "(dispatch.submitted_max_age): check the remote, then retry or cancel"
+            )
+            applied = engine.store.mark_unknown(
+                row["id"], owner=None, at=at, error=reason, expect=DeliveryStatus.SUBMITTED
+            )
+            engine.store.log_attempt(
+                row["id"],
+                kind="poll",
+                owner=engine.owner,
+                started_at=at,
+                finished_at=at,
+                outcome="unknown",
+                remote_id=row["remote_id"],
+                error=reason,
+            )
+            engine.count(row["channel"], "unknown" if applied else "lease_lost")
+            if applied and isinstance(engine.report, SweepReport):
+                with engine._report_lock:
+                    engine.report.unknown_ids.append(row["id"])
+    gone = {r["id"] for r in stale}
+    return [r for r in rows if r["id"] not in gone]
 
 
 def _poll_one(engine: _Engine, channel: Any, rows: list[dict[str, Any]]) -> None:

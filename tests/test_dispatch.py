@@ -960,3 +960,110 @@ def test_operator_retry_keeps_the_remote_state_of_a_failed_delivery(project, san
     assert store.get_delivery(failed)["remote_state"] == state
     assert store.get_delivery(dead)["remote_state"] == {}
     store.close()
+
+
+# -- rate and backlog: limits inside the claim's transaction (issue 10) -------------------------
+
+
+def test_rate_budget_is_taken_in_the_claim_transaction_across_paths(project, sandbox):
+    """Four dispatchers (each its own connection, like the daemon's slot job, its sweep, a CLI
+    `dispatch --once` and the web) start together: the channel's rate holds for all of them."""
+    settings = write_settings(
+        project, [webhook("cms", sandbox.mediacentre.url(), rate_per_minute=3)]
+    )
+    store = open_store(settings.database)
+    ids = queue(store, add_packs(store, 12), "cms")
+    barrier = threading.Barrier(4)
+    reports: list[Any] = []
+
+    def run() -> None:
+        own = open_store(settings.database)
+        barrier.wait()
+        reports.append(dispatch_due(settings, own))
+        own.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.claimed for r in reports) == 3
+    assert sorted(statuses(store, ids).values()).count("delivered") == 3
+    now = datetime.now(UTC).isoformat()
+    claim = {"owner": "x", "lease_until": now, "channels": ["cms"], "now": now}
+    assert store.claim_due(**claim, rates={"cms": 3}, window_start=PAST) == []
+    store.close()
+
+
+def test_claims_come_in_bounded_batches(project, sandbox):
+    settings = write_settings(project, [webhook("cms", sandbox.mediacentre.url())], claim_batch=5)
+    store = open_store(settings.database)
+    ids = queue(store, add_packs(store, 12), "cms")
+    assert dispatch_due(settings, store).claimed == 5
+    assert dispatch_due(settings, store).claimed == 5
+    assert dispatch_due(settings, store).claimed == 2
+    assert set(statuses(store, ids).values()) == {"delivered"}
+    store.close()
+
+
+def test_daily_quota_holds_at_the_claim_on_the_local_day_of_sending(project, sandbox):
+    settings = write_settings(
+        project, [webhook("cms", sandbox.mediacentre.url(), daily_quota=2)], claim_batch=50
+    )
+    store = open_store(settings.database)
+    ids = queue(store, add_packs(store, 5), "cms")  # hand-timed, all due: no planner involved
+    tz = ZoneInfo("Asia/Shanghai")
+    evening = datetime(2031, 3, 3, 23, 50, tzinfo=tz)
+    assert dispatch_due(settings, store, now=evening).delivered == 2
+    assert dispatch_due(settings, store, now=evening + timedelta(minutes=5)).claimed == 0
+    after_midnight = datetime(2031, 3, 4, 0, 5, tzinfo=tz)  # a new local day, 16:05 UTC
+    assert dispatch_due(settings, store, now=after_midnight).delivered == 2
+    assert sorted(statuses(store, ids).values()).count("queued") == 1
+    store.close()
+
+
+def test_a_submitted_delivery_too_old_becomes_unknown_with_the_reason(project):
+    wx = WechatSandbox(publish_polls=10_000, publish_seconds=10_000)  # never finishes
+    with SandboxServers(wechat=wx) as sb:
+        settings = write_settings(
+            project, [wechat("wx", sb.wechat.base_url)], submitted_max_age="24h"
+        )
+        store = open_store(settings.database)
+        (delivery,) = queue(store, add_packs(store, 1), "wx")
+        assert dispatch_due(settings, store).submitted == 1
+        assert sweep(settings, store, now=later(23 * 3600)).unknown == 0
+        assert store.get_delivery(delivery)["status"] == "submitted"
+        report = sweep(settings, store, now=later(25 * 3600))
+        assert report.unknown_ids == [delivery]
+        row = store.get_delivery(delivery)
+        assert row["status"] == "unknown"
+        assert "submitted_max_age" in row["last_error"] and row["remote_id"] in row["last_error"]
+        assert sweep(settings, store, now=later(26 * 3600)).polled == 0  # polled no more
+        store.close()
+
+
+def test_every_stored_delivery_time_has_one_format(project, sandbox):
+    """UTC, fixed microsecond precision: text order is time order (issue 10)."""
+    import re
+
+    settings = write_settings(project, [webhook("cms", sandbox.mediacentre.url())])
+    store = open_store(settings.database)
+    pack = add_packs(store, 1)[0]
+    scheduling_now = datetime.now(UTC) - timedelta(seconds=1)
+    from media_matrix import scheduling
+
+    scheduling.queue_pack(settings, store, pack, "cms", scheduling_now, now=scheduling_now)
+    dispatch_due(settings, store)
+    shape = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+    columns = {
+        "deliveries": ("scheduled_at", "created_at", "updated_at", "delivered_at", "claimed_at"),
+        "attempts": ("started_at", "finished_at"),
+    }
+    seen = 0
+    for table, names in columns.items():
+        for row in store.query(f"SELECT {', '.join(names)} FROM {table}"):
+            for name, value in row.items():
+                assert value is not None and shape.match(value), (table, name, value)
+                seen += 1
+    assert seen == 7
+    store.close()
