@@ -801,13 +801,53 @@ def test_crash_after_wechat_submit_is_reconciled_not_republished(project, monkey
         assert len(sb.wechat.publishes) == 1
         _expire_leases(settings)
         report = sweep(settings, store)
-        assert report.recovered == 3 and report.delivered == 3 and report.unknown == 0
-        assert len(sb.wechat.publishes) == 1  # reconciled: no second submit
+        # the draft is gone and its publish_id was never recorded: no recorded id proves which
+        # publish is ours, and titles are no proof -> unknown, naming the candidate article
+        assert report.recovered == 3 and report.unknown == 3 and report.delivered == 0
+        assert len(sb.wechat.publishes) == 1  # never submitted twice
         assert len(sb.wechat.published) == 1
+        article = sb.wechat.published[0].article_id
         for row in store.list_deliveries(ids=ids):
-            assert row["status"] == "delivered" and row["url"]
+            assert row["status"] == "unknown" and article in row["last_error"]
             kinds = [(a["kind"], a["outcome"]) for a in store.attempts_of(row["id"])]
-            assert kinds == [("send", "interrupted"), ("recover", "delivered")]
+            assert kinds == [("send", "interrupted"), ("recover", "unknown")]
+        store.close()
+
+
+def test_a_resent_edition_is_never_matched_to_the_older_article_by_title(project):
+    """Edition 2 of a pack whose draft vanished before any submit (deleted by hand) must not be
+    taken for edition 1's article, which carries the same title."""
+    wx = WechatSandbox(publish_polls=1, publish_seconds=0.0)
+    with SandboxServers(wechat=wx) as sb:
+        settings = write_settings(project, [wechat("wx", sb.wechat.base_url)], lease_seconds=0.3)
+        store = open_store(settings.database)
+        (pack,) = add_packs(store, 1)
+        (first,) = queue(store, [pack], "wx")
+        dispatch_due(settings, store)
+        sweep(settings, store, wait=3)
+        assert store.get_delivery(first)["status"] == "delivered"
+        title = wx.published[0].articles[0]["title"]
+        second = store.queue_delivery(pack, "wx", scheduled_at=PAST, resend=True)
+        now = datetime.now(UTC)
+        (row,) = store.claim_due(
+            now=now.isoformat(), owner="lost", lease_until=now.isoformat(), channels=["wx"]
+        )
+        state = {
+            "mode": "publish",
+            "uids": [row["uid"]],
+            "titles": [title],
+            "step": "submit",
+            "pending": True,
+            "draft_media_id": "DRAFT_deleted_by_hand",
+        }
+        store.save_remote_state([second], state, at=now.isoformat())
+        _expire_leases(settings)
+        report = sweep(settings, store)
+        assert report.unknown_ids == [second]
+        row = store.get_delivery(second)
+        assert row["status"] == "unknown" and row["url"] is None
+        assert wx.published[0].article_id in row["last_error"]  # named, never taken
+        assert len(wx.publishes) == 1
         store.close()
 
 
