@@ -75,6 +75,7 @@ from media_matrix.adapters.base import USER_AGENT, BaseAdapter
 from media_matrix.config import Settings
 from media_matrix.httpclient import make_session
 from media_matrix.models import DeliveryStatus
+from media_matrix.stats.collect import estimate
 from media_matrix.store import NotFound, Store
 from media_matrix.store.dispatching import LeaseLost
 from media_matrix.timeutil import from_iso, to_iso
@@ -242,6 +243,7 @@ class DispatchReport:
     unknown: int = 0
     released: int = 0  # claimed but given back (channel paused, rate budget, interrupted)
     lease_lost: int = 0
+    estimated: int = 0  # estimated-reach rows written for what became delivered
     paused: dict[str, str] = field(default_factory=dict)  # channel -> reason
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -272,6 +274,7 @@ class SweepReport:
     dead: int = 0
     unknown: int = 0
     lease_lost: int = 0
+    estimated: int = 0
     unknown_ids: list[int] = field(default_factory=list)
     paused: dict[str, str] = field(default_factory=dict)
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -841,6 +844,7 @@ def dispatch_due(
     finally:
         engine.close()
         report.finished_at = engine.iso()
+    _estimate_delivered(settings, store, report, start)
     if report.claimed:
         log.info(
             "dispatch %s: %d claimed in %d messages; %d delivered, %d submitted, %d retrying, "
@@ -892,6 +896,7 @@ def sweep(
     finally:
         engine.close()
         report.finished_at = engine.iso()
+    _estimate_delivered(settings, store, report, start)
     if report.expired or report.polled:
         log.info(
             "sweep %s: %d expired leases (%d released, %d recovered), %d polled; "
@@ -906,6 +911,16 @@ def sweep(
             report.unknown,
         )
     return report
+
+
+def _estimate_delivered(
+    settings: Settings, store: Store, report: DispatchReport | SweepReport, start: datetime
+) -> None:
+    """The estimated-reach row of every delivery that became delivered in this run, written
+    now (``stats summary`` right after a dispatch shows its volume; ``stats pull`` only adds
+    measured figures)."""
+    if report.delivered:
+        report.estimated = estimate(settings, store, since=start)
 
 
 def _recover(engine: _Engine, store: Store, by_name: dict[str, Any], start: datetime) -> None:

@@ -4,7 +4,8 @@ ingest (with tagging and the feeds' auto-approve rule) -> urgent packs queued no
 enabled channel gets a batch booked now by the planner (a manual run is an operator saying
 "send a batch now": it is booked at the time it is sent, so today's quotas hold for it) ->
 that batch sent now -> asynchronous publishes polled until final
--> estimated reach recorded for what went out (measured WeChat reads come from `stats pull`).
+-> estimated reach recorded by dispatch as each delivery becomes delivered (measured WeChat reads
+come from `stats pull`).
 The daemon does the same steps, each at its own time.
 """
 
@@ -19,7 +20,6 @@ from media_matrix.config import Settings
 from media_matrix.dispatch import DispatchReport, SweepReport, dispatch_due, sweep
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.scheduling import QueuedDelivery, fill_now, queue_urgent
-from media_matrix.stats import estimate
 from media_matrix.store import Store
 from media_matrix.timeutil import utcnow
 
@@ -78,6 +78,6 @@ def run_once(
     ids = [q.delivery_id for q in report.queued]
     report.dispatch = dispatch_due(settings, store, now=now)
     report.sweep = sweep(settings, store, wait=publish_wait)
-    report.estimated = estimate(settings, store, since=now)  # stats: reach of what went out
+    report.estimated = report.dispatch.estimated + report.sweep.estimated  # written at delivery
     report.deliveries = store.list_deliveries(ids=ids) if ids else []
     return report

@@ -1107,3 +1107,32 @@ def test_every_stored_delivery_time_has_one_format(project, sandbox):
                 seen += 1
     assert seen == 7
     store.close()
+
+
+def test_the_estimate_is_written_when_a_delivery_becomes_delivered(project, sandbox):
+    """No `stats pull` needed: right after dispatch every delivered row has its estimated
+    reach; a poll that finishes a WeChat publish writes it too (issue 10)."""
+    from media_matrix import stats
+
+    settings = write_settings(
+        project,
+        [
+            webhook("cms", sandbox.mediacentre.url(), reach=3000),
+            wechat("wx", sandbox.wechat.base_url, reach=52000),
+        ],
+    )
+    store = open_store(settings.database)
+    packs = add_packs(store, 2)
+    (cms,) = queue(store, packs[:1], "cms")
+    (wx,) = queue(store, packs[1:], "wx")
+    report = dispatch_due(settings, store)
+    assert report.delivered == 1 and report.submitted == 1 and report.estimated == 1
+    (row,) = [m for m in store.metrics_of(cms) if m["source"] == "estimated"]
+    assert row["impressions"] == 3000
+    assert store.metrics_of(wx) == []  # not delivered yet: no estimate
+    polled = sweep(settings, store, wait=5)
+    assert polled.delivered == 1 and polled.estimated == 1
+    assert [m["impressions"] for m in store.metrics_of(wx)] == [52000]
+    pulled = stats.pull(settings, store, days=1)
+    assert pulled["estimated_rows"] == 0  # pull refreshes measured figures only
+    store.close()
