@@ -1136,3 +1136,58 @@ def test_the_estimate_is_written_when_a_delivery_becomes_delivered(project, sand
     pulled = stats.pull(settings, store, days=1)
     assert pulled["estimated_rows"] == 0  # pull refreshes measured figures only
     store.close()
+
+
+_OUTBOX_WRITER = """
+import sys, time
+from pathlib import Path
+from media_matrix.adapters.outbox import _lock
+tmp = Path(sys.argv[1])
+lock = _lock(tmp.with_name(tmp.name + ".lock"))
+if sys.argv[2] == "folder":
+    tmp.mkdir()
+    (tmp / "article.html").write_text("half")
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_outbox_recovery_removes_what_a_sigkill_left(project, sandbox):
+    """Writers killed (SIGKILL) mid-write leave a temp folder and its `.lock`, or a bare `.lock`;
+    the next write removes them, but never a live writer's (issue 10)."""
+    import os
+    import signal
+
+    root = project / "screen"
+    root.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def writer(name: str, kind: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _OUTBOX_WRITER, str(root / name), kind],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        return proc
+
+    killed = [writer(".tmp-a-0001", "folder"), writer(".tmp-b-0002", "lock")]
+    live = writer(".tmp-c-0003", "folder")
+    try:
+        for proc in killed:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        before = sorted(p.name for p in root.iterdir())
+        assert ".tmp-a-0001.lock" in before and ".tmp-b-0002.lock" in before
+        settings = write_settings(project, [outbox("screen", root)])
+        store = open_store(settings.database)
+        (delivery,) = queue(store, add_packs(store, 1), "screen")
+        assert dispatch_due(settings, store).delivered == 1
+        left = sorted(p.name for p in root.iterdir() if p.name.startswith(".tmp-"))
+        assert left == [".tmp-c-0003", ".tmp-c-0003.lock"]  # the live writer's, untouched
+        assert (root / ".tmp-c-0003" / "article.html").read_text() == "half"
+        store.close()
+    finally:
+        live.kill()
+        live.wait(10)
