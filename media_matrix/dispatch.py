@@ -619,9 +619,21 @@ class _Engine:
         """This sender stalled past its lease: it writes no outcome (the sweeper that takes
         over owns the delivery now); only its own open attempts are closed, if still open."""
         log.warning("%s %s: %s", unit.channel.name, unit.ids, exc)
-        self.store.abandon_attempts(
-            [o["attempt_id"] for o in opened.values()], at=self.iso(), note=str(exc)
+        at, note = self.iso(), f"{exc}; stopped before its next remote call"
+        closed = self.store.abandon_attempts(
+            [o["attempt_id"] for o in opened.values()], at=at, note=note
         )
+        if closed < len(unit.ids):  # the sweeper closed them already: say so in the log
+            for delivery_id in unit.ids:
+                self.store.log_attempt(
+                    delivery_id,
+                    kind="fence",
+                    owner=self.owner,
+                    started_at=at,
+                    finished_at=at,
+                    outcome="lease_lost",
+                    error=note,
+                )
         self.count(unit.channel.name, "lease_lost", len(unit.ids))
 
     def succeeded(self, unit: _Unit, opened: dict[int, dict[str, int]], result: SendResult) -> None:

@@ -142,5 +142,10 @@ def test_a_sender_stalled_past_its_lease_does_not_publish_twice(tmp_path):
         assert len(wx.publishes) == 1 and len(wx.published) == 1, output
         assert row["remote_id"] == wx.published[0].publish_id
         kinds = [(a["kind"], a["outcome"]) for a in store.attempts_of(delivery)]
-        assert kinds == [("send", "interrupted"), ("recover", "submitted"), ("poll", "delivered")]
+        assert kinds == [
+            ("send", "interrupted"),
+            ("recover", "submitted"),
+            ("poll", "delivered"),
+            ("fence", "lease_lost"),  # the resumed sender noticed and stopped
+        ]
         store.close()
