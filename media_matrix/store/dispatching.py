@@ -11,9 +11,17 @@ Invariants kept by these statements (the engine in ``dispatch.py`` relies on the
   and recovery, numbered per delivery (``n``), and is only ever appended to and closed.
 * Finishing a delivery re-checks that the caller still holds its lease (``owner``), so a
   dispatcher whose lease was taken over by a sweeper cannot overwrite the sweeper's outcome.
+* Fencing: a sender's other writes (checkpoints, attempt starts, renewals) hold only while its
+  lease is held AND unexpired (:data:`_HELD`); otherwise nothing is written and
+  :class:`LeaseLost` stops the sender before its next remote call. The run's owner string
+  (unique per run) is the fencing token.
+* Every status change is one of ``models.DELIVERY_TRANSITIONS``: the UPDATEs name the allowed
+  previous statuses and a trigger generated from the table refuses any other.
+* Claims count a channel's rate (deliveries claimed in the last minute) and daily quota
+  (deliveries that went out on the local day, by ``claimed_at``) in the claim's transaction.
 
-Times are ISO-8601 strings with offset; comparisons go through ``julianday`` so any offset and
-any sub-second precision compare correctly.
+Times are stored in one format (``timeutil.to_iso``: UTC, microseconds); comparisons go through
+``julianday`` so rows from before that format compare correctly too.
 """
 
 from __future__ import annotations
@@ -30,6 +38,31 @@ from media_matrix.models import (
 )
 from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, dumps, loads
 from media_matrix.timeutil import now_iso
+
+_TIME_COLUMNS = {
+    "deliveries": (
+        "scheduled_at",
+        "slot_at",
+        "next_attempt_at",
+        "lease_until",
+        "created_at",
+        "updated_at",
+        "delivered_at",
+        "claimed_at",
+    ),
+    "attempts": ("started_at", "finished_at", "retry_at"),
+}
+
+
+def _fixed_precision_script() -> str:
+    """Times written before the one stored format (whole seconds) get its fixed microseconds:
+    ``2026-01-01T00:00:00+00:00`` -> ``2026-01-01T00:00:00.000000+00:00``."""
+    return ";\n".join(
+        f"UPDATE {table} SET {c} = substr({c}, 1, 19) || '.000000' || substr({c}, 20)"
+        f" WHERE length({c}) = 25 AND substr({c}, 20, 1) IN ('+', '-')"
+        for table, columns in _TIME_COLUMNS.items()
+        for c in columns
+    )
 
 
 def _state_machine_trigger() -> str:
@@ -69,6 +102,7 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX deliveries_claimed ON deliveries (channel, claimed_at)
         """,
     ),
+    ("dispatching_004_one_time_format", _fixed_precision_script()),
 ]
 
 CLAIMABLE = sources_of(DeliveryStatus.SENDING)
