@@ -364,17 +364,27 @@ class DispatchStore(StoreBase):
         counted = kind in COUNTED_KINDS
         out: dict[int, dict[str, int]] = {}
         with self.transaction() as conn:
-            if counted:
-                held = conn.execute(
-                    f"SELECT count(*) FROM deliveries WHERE id IN ({_marks(ids)}) AND {_HELD}",
-                    (*ids, owner, started_at),
-                ).fetchone()[0]
-                if held != len(set(ids)):
+            for delivery_id in ids:
+                fence = f" AND {_HELD}" if counted else ""
+                row = conn.execute(
+                    f"""
+                    UPDATE deliveries
+                    SET attempts = attempts + {1 if counted else 0},
+                        batch = coalesce(?, batch), updated_at = ?
+                    WHERE id = ?{fence} RETURNING attempts
+                    """,
+                    (batch, started_at, delivery_id, *((owner, started_at) if counted else ())),
+                ).fetchone()
+                if row is None:
+                    exists = conn.execute(
+                        "SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)
+                    ).fetchone()
+                    if exists is None:
+                        raise NotFound(f"delivery {delivery_id} not found")
                     raise LeaseLost(
-                        f"{owner} no longer holds the lease of deliveries {sorted(ids)}: "
+                        f"{owner} no longer holds the lease of delivery {delivery_id}: "
                         "attempt not started"
                     )
-            for delivery_id in ids:
                 n = conn.execute(
                     "SELECT coalesce(max(n), 0) + 1 FROM attempts WHERE delivery_id = ?",
                     (delivery_id,),
@@ -386,17 +396,6 @@ class DispatchStore(StoreBase):
                     """,
                     (delivery_id, n, started_at, kind, owner, batch),
                 )
-                row = conn.execute(
-                    f"""
-                    UPDATE deliveries
-                    SET attempts = attempts + {1 if counted else 0},
-                        batch = coalesce(?, batch), updated_at = ?
-                    WHERE id = ? RETURNING attempts
-                    """,
-                    (batch, started_at, delivery_id),
-                ).fetchone()
-                if row is None:
-                    raise NotFound(f"delivery {delivery_id} not found")
                 out[delivery_id] = {
                     "attempt_id": int(cur.lastrowid or 0),
                     "n": int(n),
