@@ -589,9 +589,10 @@ class _Engine:
         def checkpoint(state: dict[str, Any]) -> None:
             """Fenced: raises LeaseLost (writing nothing) unless every lease is still held."""
             self.fence(ids)
-            self.store.save_remote_state(
-                ids, state, at=self.iso(), owner=self.owner, lease_until=self.lease_until()
-            )
+            with self.store.transaction():  # the clock is read once the write lock is ours
+                self.store.save_remote_state(
+                    ids, state, at=self.iso(), owner=self.owner, lease_until=self.lease_until()
+                )
 
         try:
             items = [

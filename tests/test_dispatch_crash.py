@@ -189,6 +189,7 @@ class Tally:
     kill_states: Counter = field(default_factory=Counter)  # status counts at the moment of death
     interrupted_by_channel: Counter = field(default_factory=Counter)
     fenced: int = 0  # resumed dispatchers that stopped on a lost lease (attempts lease_lost)
+    stalled_in_transaction: int = 0  # stops that landed inside a write transaction (redrawn)
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +306,7 @@ def _campaign(
         "interrupted_attempts": tally.interrupted_attempts,
         "interrupted_by_channel": dict(tally.interrupted_by_channel),
         "fenced_attempts": tally.fenced,
+        "stops_inside_a_transaction": tally.stalled_in_transaction,
         "released_unstarted": tally.released,
         "recovered_in_process": tally.recovered,
         "final_outcomes": dict(tally.outcomes),
@@ -459,6 +461,21 @@ def _one_run(
     store.close()
 
 
+def _write_locked(database: Path) -> bool:
+    """Whether another process holds the database's write lock (a short BEGIN IMMEDIATE)."""
+    import sqlite3
+
+    conn = sqlite3.connect(str(database), timeout=0.5, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
+
+
 def _stall(
     config: Path,
     folder: Path,
@@ -492,6 +509,12 @@ def _stall(
             os.kill(pid, signal.SIGSTOP)
         except ProcessLookupError:
             alive = False
+    if alive and _write_locked(settings.database):
+        # stopped inside a write transaction: SQLite keeps everyone else out until it resumes,
+        # so no sweeper can take over; resume it and draw again (not counted as a stall)
+        tally.stalled_in_transaction += 1
+        os.kill(pid, signal.SIGCONT)
+        alive = False
     tally.kills += alive
     tally.after_exit += not alive
     tally.cli_kills += alive and real_cli
