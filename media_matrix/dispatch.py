@@ -132,13 +132,6 @@ def exhausted(attempts: int, max_attempts: int) -> bool:
     return attempts >= max_attempts
 
 
-def rate_budget(rate_per_minute: int | None, sent_in_window: int) -> int | None:
-    """Messages a channel may still send in the current minute (None: unlimited)."""
-    if rate_per_minute is None:
-        return None
-    return max(0, rate_per_minute - sent_in_window)
-
-
 def local_day_bounds(at: datetime, tz: tzinfo) -> tuple[str, str]:
     """The UTC bounds ``[start, end)`` of the local day (config time zone) holding ``at``:
     quotas are counted on the day things are sent, as people in that zone see the day."""
@@ -1123,7 +1116,8 @@ __all__ = [
     "group_into_messages",
     "message_key",
     "next_attempt_delay",
-    "rate_budget",
+    "claim_limits",
+    "local_day_bounds",
     "reusable_state",
     "sweep",
 ]

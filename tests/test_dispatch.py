@@ -4,8 +4,11 @@ HTTP, sweeper recovery, per-channel limits, operator actions and the attempt log
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -20,14 +23,15 @@ import pytest
 import requests
 import yaml
 
+from media_matrix import scheduling, stats
 from media_matrix.config import Settings, load_settings
 from media_matrix.dispatch import (
     dispatch_due,
     exhausted,
     group_into_messages,
+    local_day_bounds,
     message_key,
     next_attempt_delay,
-    rate_budget,
     reusable_state,
     sweep,
 )
@@ -243,11 +247,11 @@ def test_delay_is_deterministic_for_a_seeded_rng():
     assert a == b
 
 
-def test_exhausted_and_rate_budget():
+def test_exhausted_and_local_day_bounds():
     assert not exhausted(5, 6) and exhausted(6, 6) and exhausted(7, 6)
-    assert rate_budget(None, 100) is None
-    assert rate_budget(20, 5) == 15
-    assert rate_budget(20, 25) == 0
+    tz = ZoneInfo("Asia/Shanghai")
+    start, end = local_day_bounds(datetime(2031, 3, 3, 23, 59, tzinfo=tz), tz)
+    assert (start, end) == ("2031-03-02T16:00:00.000000+00:00", "2031-03-03T16:00:00.000000+00:00")
 
 
 def _row(i: int, slot: str, **extra: Any) -> dict[str, Any]:
@@ -1084,14 +1088,10 @@ def test_a_submitted_delivery_too_old_becomes_unknown_with_the_reason(project):
 
 def test_every_stored_delivery_time_has_one_format(project, sandbox):
     """UTC, fixed microsecond precision: text order is time order (issue 10)."""
-    import re
-
     settings = write_settings(project, [webhook("cms", sandbox.mediacentre.url())])
     store = open_store(settings.database)
     pack = add_packs(store, 1)[0]
     scheduling_now = datetime.now(UTC) - timedelta(seconds=1)
-    from media_matrix import scheduling
-
     scheduling.queue_pack(settings, store, pack, "cms", scheduling_now, now=scheduling_now)
     dispatch_due(settings, store)
     shape = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
@@ -1112,8 +1112,6 @@ def test_every_stored_delivery_time_has_one_format(project, sandbox):
 def test_the_estimate_is_written_when_a_delivery_becomes_delivered(project, sandbox):
     """No `stats pull` needed: right after dispatch every delivered row has its estimated
     reach; a poll that finishes a WeChat publish writes it too (issue 10)."""
-    from media_matrix import stats
-
     settings = write_settings(
         project,
         [
@@ -1155,9 +1153,6 @@ time.sleep(60)
 def test_outbox_recovery_removes_what_a_sigkill_left(project, sandbox):
     """Writers killed (SIGKILL) mid-write leave a temp folder and its `.lock`, or a bare `.lock`;
     the next write removes them, but never a live writer's (issue 10)."""
-    import os
-    import signal
-
     root = project / "screen"
     root.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
