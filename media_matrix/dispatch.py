@@ -75,7 +75,6 @@ from media_matrix.adapters.base import USER_AGENT, BaseAdapter
 from media_matrix.config import Settings
 from media_matrix.httpclient import make_session
 from media_matrix.models import DeliveryStatus
-from media_matrix.stats.collect import estimate
 from media_matrix.store import NotFound, Store
 from media_matrix.store.dispatching import LeaseLost
 from media_matrix.timeutil import from_iso, to_iso
@@ -926,6 +925,8 @@ def _estimate_delivered(
     now (``stats summary`` right after a dispatch shows its volume; ``stats pull`` only adds
     measured figures)."""
     if report.delivered:
+        from media_matrix.stats.collect import estimate  # heavy: only when something landed
+
         report.estimated = estimate(settings, store, since=start)
 
 
