@@ -409,10 +409,13 @@ class DispatchConfig(_Model):
     backoff_cap: float = Field(default=3600.0, ge=0, le=7 * DAY)
     max_retry_after: float = Field(default=HOUR, gt=0, le=7 * DAY)
     workers: int = Field(default=8, ge=1, le=MAX_WORKERS)
+    claim_batch: int = Field(default=200, ge=1, le=100_000)  # claimed per channel per round
+    # a `submitted` delivery polled this long without a final answer becomes `unknown`
+    submitted_max_age: float = Field(default=DAY, gt=0, le=30 * DAY)
 
-    @field_validator("max_retry_after", mode="before")
+    @field_validator("max_retry_after", "submitted_max_age", mode="before")
     @classmethod
-    def _parse_retry_cap(cls, value: Any) -> float:
+    def _parse_durations(cls, value: Any) -> float:
         return parse_duration(value)
 
     @model_validator(mode="after")

@@ -52,7 +52,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import time as dtime
 from typing import Any, Literal
 
 import requests
@@ -75,7 +76,8 @@ from media_matrix.config import Settings
 from media_matrix.httpclient import make_session
 from media_matrix.models import DeliveryStatus
 from media_matrix.store import NotFound, Store
-from media_matrix.timeutil import cap_retry_after, from_iso
+from media_matrix.store.dispatching import LeaseLost
+from media_matrix.timeutil import cap_retry_after, from_iso, to_iso
 from media_matrix.tracking import attach_links
 
 log = logging.getLogger("media_matrix.dispatch")
@@ -130,11 +132,26 @@ def exhausted(attempts: int, max_attempts: int) -> bool:
     return attempts >= max_attempts
 
 
-def rate_budget(rate_per_minute: int | None, sent_in_window: int) -> int | None:
-    """Messages a channel may still send in the current minute (None: unlimited)."""
-    if rate_per_minute is None:
-        return None
-    return max(0, rate_per_minute - sent_in_window)
+def local_day_bounds(at: datetime, tz: tzinfo) -> tuple[str, str]:
+    """The UTC bounds ``[start, end)`` of the local day (config time zone) holding ``at``:
+    quotas are counted on the day things are sent, as people in that zone see the day."""
+    day = at.astimezone(tz).date()
+    start = datetime.combine(day, dtime(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=tz)
+    return _iso(start), _iso(end)
+
+
+def claim_limits(channels: Iterable[Any], now: datetime, tz: tzinfo) -> dict[str, Any]:
+    """The per-channel limits every claim applies in its transaction (whatever path claims):
+    ``rate_per_minute`` (in deliveries: messages times the adapter's items per message) and
+    ``daily_quota`` on the local day of ``now``."""
+    chans = list(channels)
+    return {
+        "rates": {c.name: c.rate_per_minute * _max_items(c) for c in chans if c.rate_per_minute},
+        "window_start": _iso(now - timedelta(seconds=RATE_WINDOW)),
+        "quotas": {c.name: c.daily_quota for c in chans if c.daily_quota},
+        "day": local_day_bounds(now, tz),
+    }
 
 
 def message_key(uids: Sequence[str]) -> str:
@@ -219,6 +236,7 @@ class DispatchReport:
     unknown: int = 0
     released: int = 0  # claimed but given back (channel paused, rate budget, interrupted)
     lease_lost: int = 0
+    estimated: int = 0  # estimated-reach rows written for what became delivered
     paused: dict[str, str] = field(default_factory=dict)  # channel -> reason
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -249,6 +267,7 @@ class SweepReport:
     dead: int = 0
     unknown: int = 0
     lease_lost: int = 0
+    estimated: int = 0
     unknown_ids: list[int] = field(default_factory=list)
     paused: dict[str, str] = field(default_factory=dict)
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -314,7 +333,7 @@ class _Unit:
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+    return to_iso(dt)  # type: ignore[return-value]
 
 
 def _aware(dt: datetime | None) -> datetime:
@@ -356,6 +375,7 @@ class _Engine:
         self._sessions: list[requests.Session] = []
         self._adapter_lock = threading.Lock()
         self._live: set[int] = set()
+        self._lost: set[int] = set()  # leases the heartbeat found gone: their sender stops
         self._live_lock = threading.Lock()
         self._report_lock = threading.Lock()
         self._stop = threading.Event()
@@ -390,6 +410,24 @@ class _Engine:
     def drop(self, ids: Iterable[int]) -> None:
         with self._live_lock:
             self._live.difference_update(ids)
+
+    def lose(self, ids: set[int]) -> None:
+        """Leases found gone (expired while this process stalled, or taken over)."""
+        if not ids:
+            return
+        with self._live_lock:
+            ids &= self._live
+            self._lost |= ids
+            self._live -= ids
+        if ids:
+            log.warning("%s lost the lease of deliveries %s: stopping them", self.owner, ids)
+
+    def fence(self, ids: Sequence[int]) -> None:
+        """Raise :class:`LeaseLost` when the heartbeat found any of these leases gone."""
+        with self._live_lock:
+            lost = self._lost.intersection(ids)
+        if lost:
+            raise LeaseLost(f"{self.owner} lost the lease of deliveries {sorted(lost)}")
 
     def adapter(self, channel: Any) -> Any:
         with self._adapter_lock:
@@ -434,9 +472,13 @@ class _Engine:
                 if not ids:
                     continue
                 try:
-                    self.store.renew_leases(ids, self.owner, self.lease_until())
+                    held = self.store.renew_leases(
+                        ids, self.owner, self.lease_until(), now=self.iso()
+                    )
                 except Exception:  # noqa: BLE001 - a missed beat is survivable
                     log.exception("lease renewal failed")
+                    continue
+                self.lose(set(ids) - set(held))
 
         self._heartbeat = threading.Thread(target=beat, name="dispatch-lease", daemon=True)
         self._heartbeat.start()
@@ -533,14 +575,22 @@ class _Engine:
 
     def run_unit(self, unit: _Unit) -> None:
         ids = unit.ids
-        opened = self.store.start_attempts(
-            ids, owner=self.owner, started_at=self.iso(), kind=unit.kind, batch=unit.key
-        )
+        try:
+            self.fence(ids)
+            opened = self.store.start_attempts(
+                ids, owner=self.owner, started_at=self.iso(), kind=unit.kind, batch=unit.key
+            )
+        except LeaseLost as exc:
+            self.lease_lost(unit, {}, exc)
+            return
 
         def checkpoint(state: dict[str, Any]) -> None:
-            with self.store.transaction():
-                self.store.save_remote_state(ids, state, at=self.iso())
-                self.store.renew_leases(ids, self.owner, self.lease_until())
+            """Fenced: raises LeaseLost (writing nothing) unless every lease is still held."""
+            self.fence(ids)
+            with self.store.transaction():  # the clock is read once the write lock is ours
+                self.store.save_remote_state(
+                    ids, state, at=self.iso(), owner=self.owner, lease_until=self.lease_until()
+                )
 
         try:
             items = [
@@ -555,12 +605,35 @@ class _Engine:
             adapter = self.adapter(unit.channel)
             message = self.render(adapter, items)
             result = adapter.send(message, checkpoint, state=unit.state)
+        except LeaseLost as exc:
+            self.lease_lost(unit, opened, exc)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
             self.failed(unit, opened, exc)
         else:
             self.succeeded(unit, opened, result)
         finally:
             self.drop(ids)
+
+    def lease_lost(self, unit: _Unit, opened: dict[int, dict[str, int]], exc: LeaseLost) -> None:
+        """This sender stalled past its lease: it writes no outcome (the sweeper that takes
+        over owns the delivery now); only its own open attempts are closed, if still open."""
+        log.warning("%s %s: %s", unit.channel.name, unit.ids, exc)
+        at, note = self.iso(), f"{exc}; stopped before its next remote call"
+        closed = self.store.abandon_attempts(
+            [o["attempt_id"] for o in opened.values()], at=at, note=note
+        )
+        if closed < len(unit.ids):  # the sweeper closed them already: say so in the log
+            for delivery_id in unit.ids:
+                self.store.log_attempt(
+                    delivery_id,
+                    kind="fence",
+                    owner=self.owner,
+                    started_at=at,
+                    finished_at=at,
+                    outcome="lease_lost",
+                    error=note,
+                )
+        self.count(unit.channel.name, "lease_lost", len(unit.ids))
 
     def succeeded(self, unit: _Unit, opened: dict[int, dict[str, int]], result: SendResult) -> None:
         at = self.iso()
@@ -756,45 +829,35 @@ def dispatch_due(
     chosen = _channels(settings, channels)
     engine = _Engine(settings, store, now=start, owner=owner, report=report, rng=rng)
     by_name = {c.name: c for c in chosen}
-    budgets: dict[str, int] = {}
-    since = _iso(start - timedelta(seconds=RATE_WINDOW))
-    for channel in chosen:
-        budget = rate_budget(channel.rate_per_minute, store.recent_messages(channel.name, since))
-        if budget is not None:
-            budgets[channel.name] = budget
-    names = [n for n in by_name if budgets.get(n, 1) > 0]
-    limits = {n: b * _max_items(by_name[n]) for n, b in budgets.items() if n in names}
+    limits = claim_limits(chosen, start, settings.tz)
     engine.start()
     try:
         rows = store.claim_due(
             now=_iso(start),
             owner=owner,
             lease_until=engine.lease_until(),
-            channels=names,
-            limits=limits,
+            channels=list(by_name),
             limit=limit,
+            batch=settings.dispatch.claim_batch,
+            **limits,
         )
         engine.hold(r["id"] for r in rows)
         report.claimed = len(rows)
         units: list[_Unit] = []
-        excess: list[_Unit] = []
         per_channel: OrderedDict[str, list[dict]] = OrderedDict()
         for row in rows:
             per_channel.setdefault(row["channel"], []).append(row)
         for name, channel_rows in per_channel.items():
             channel = by_name[name]
-            messages = group_into_messages(channel_rows, _max_items(channel))
-            budget = budgets.get(name)
-            if budget is not None and len(messages) > budget:
-                excess += [_Unit(channel, m) for m in messages[budget:]]
-                messages = messages[:budget]
-            units += [_Unit(channel, m) for m in messages]
-        engine.release(excess)
+            units += [
+                _Unit(channel, m) for m in group_into_messages(channel_rows, _max_items(channel))
+            ]
         report.messages = len(units)
         engine.execute(units)
     finally:
         engine.close()
         report.finished_at = engine.iso()
+    _estimate_delivered(settings, store, report, start)
     if report.claimed:
         log.info(
             "dispatch %s: %d claimed in %d messages; %d delivered, %d submitted, %d retrying, "
@@ -846,6 +909,7 @@ def sweep(
     finally:
         engine.close()
         report.finished_at = engine.iso()
+    _estimate_delivered(settings, store, report, start)
     if report.expired or report.polled:
         log.info(
             "sweep %s: %d expired leases (%d released, %d recovered), %d polled; "
@@ -860,6 +924,18 @@ def sweep(
             report.unknown,
         )
     return report
+
+
+def _estimate_delivered(
+    settings: Settings, store: Store, report: DispatchReport | SweepReport, start: datetime
+) -> None:
+    """The estimated-reach row of every delivery that became delivered in this run, written
+    now (``stats summary`` right after a dispatch shows its volume; ``stats pull`` only adds
+    measured figures)."""
+    if report.delivered:
+        from media_matrix.stats.collect import estimate  # heavy: only when something landed
+
+        report.estimated = estimate(settings, store, since=start)
 
 
 def _recover(engine: _Engine, store: Store, by_name: dict[str, Any], start: datetime) -> None:
@@ -919,6 +995,7 @@ def _poll(engine: _Engine, store: Store, by_name: dict[str, Any], wait_s: float)
                 return
             time.sleep(POLL_INTERVAL)
         first = False
+        rows = _give_up_stale(engine, rows)
         groups: OrderedDict[tuple[str, str], list[dict]] = OrderedDict()
         for row in rows:
             groups.setdefault((row["channel"], str(row["remote_id"])), []).append(row)
@@ -928,6 +1005,49 @@ def _poll(engine: _Engine, store: Store, by_name: dict[str, Any], wait_s: float)
         if wait_s <= 0:
             report.submitted = len(store.submitted_deliveries(channels=list(by_name)))
             return
+
+
+def submitted_too_long(row: dict[str, Any], now: datetime, max_age: float) -> bool:
+    """A ``submitted`` delivery sent (claimed) more than ``max_age`` seconds before ``now``:
+    polling it further is pointless, an operator must look."""
+    since = from_iso(row.get("claimed_at") or row.get("updated_at"))
+    return since is not None and (now - since).total_seconds() > max_age
+
+
+def _give_up_stale(engine: _Engine, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark ``submitted`` deliveries older than ``dispatch.submitted_max_age`` ``unknown``, with
+    the reason; returns the rows still to poll."""
+    now, max_age = engine.clock(), engine.conf.submitted_max_age
+    stale = [r for r in rows if submitted_too_long(r, now, max_age)]
+    if not stale:
+        return rows
+    at = _iso(now)
+    with engine.store.transaction():
+        for row in stale:
+            reason = (
+                f"submitted at {row.get('claimed_at') or row.get('updated_at')} (remote id "
+                f"{row['remote_id']}) and still not final after {max_age / 3600:g} h "
+                "(dispatch.submitted_max_age): check the remote, then retry or cancel"
+            )
+            applied = engine.store.mark_unknown(
+                row["id"], owner=None, at=at, error=reason, expect=DeliveryStatus.SUBMITTED
+            )
+            engine.store.log_attempt(
+                row["id"],
+                kind="poll",
+                owner=engine.owner,
+                started_at=at,
+                finished_at=at,
+                outcome="unknown",
+                remote_id=row["remote_id"],
+                error=reason,
+            )
+            engine.count(row["channel"], "unknown" if applied else "lease_lost")
+            if applied and isinstance(engine.report, SweepReport):
+                with engine._report_lock:
+                    engine.report.unknown_ids.append(row["id"])
+    gone = {r["id"] for r in stale}
+    return [r for r in rows if r["id"] not in gone]
 
 
 def _poll_one(engine: _Engine, channel: Any, rows: list[dict[str, Any]]) -> None:
@@ -1005,7 +1125,8 @@ __all__ = [
     "group_into_messages",
     "message_key",
     "next_attempt_delay",
-    "rate_budget",
+    "claim_limits",
+    "local_day_bounds",
     "reusable_state",
     "sweep",
 ]

@@ -1,9 +1,11 @@
 """The main job, once: every step of the flow in order, each the service of its own module.
 
 ingest (with tagging and the feeds' auto-approve rule) -> urgent packs queued now -> each
-enabled channel's next slot filled by the planner -> that batch sent now (a manual run is an
-operator saying "send the next slot's batch now") -> asynchronous publishes polled until final
--> estimated reach recorded for what went out (measured WeChat reads come from `stats pull`).
+enabled channel gets a batch booked now by the planner (a manual run is an operator saying
+"send a batch now": it is booked at the time it is sent, so today's quotas hold for it) ->
+that batch sent now -> asynchronous publishes polled until final
+-> estimated reach recorded by dispatch as each delivery becomes delivered (measured WeChat reads
+come from `stats pull`).
 The daemon does the same steps, each at its own time.
 """
 
@@ -11,21 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from media_matrix.config import ConfigError, Settings
 from media_matrix.dispatch import DispatchReport, SweepReport, dispatch_due, sweep
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.officers import RosterError, import_roster
-from media_matrix.planner import PlanChannel, slot_times
-from media_matrix.scheduling import QueuedDelivery, fill_slot, queue_urgent
-from media_matrix.stats import estimate
+from media_matrix.scheduling import QueuedDelivery, fill_now, queue_urgent
 from media_matrix.store import Store
-from media_matrix.timeutil import to_iso, utcnow
+from media_matrix.timeutil import utcnow
 from media_matrix.tracking import delivery_track_urls
-
-SLOT_HORIZON = timedelta(days=8)  # far enough to find the next slot of a weekly channel
 
 
 @dataclass
@@ -67,11 +65,6 @@ class RunReport:
         }
 
 
-def next_slot(settings: Settings, channel: Any, now: datetime) -> datetime | None:
-    times = slot_times(PlanChannel.from_config(channel), now, now + SLOT_HORIZON, settings.tz)
-    return times[0] if times else None
-
-
 def import_configured_roster(settings: Settings, store: Store) -> tuple[int, int] | None:
     """The 科普信息员 roster named by ``officers:`` in config; a bad one is a config error."""
     if settings.officers is None:
@@ -97,14 +90,12 @@ def run_once(
     report.officers = officers
     report.queued += queue_urgent(settings, store, now, by="run-once").queued
     for channel in settings.channels:
-        slot = next_slot(settings, channel, now) if channel.enabled else None
-        if slot is not None:
-            report.queued += fill_slot(settings, store, channel.name, slot, by="run-once").queued
+        if channel.enabled:
+            report.queued += fill_now(settings, store, channel.name, now, by="run-once").queued
     ids = [q.delivery_id for q in report.queued]
-    store.bring_forward(ids, at=to_iso(now) or "")
     report.dispatch = dispatch_due(settings, store, now=now)
     report.sweep = sweep(settings, store, wait=publish_wait)
-    report.estimated = estimate(settings, store, since=now)  # stats: reach of what went out
+    report.estimated = report.dispatch.estimated + report.sweep.estimated  # written at delivery
     report.deliveries = store.list_deliveries(ids=ids) if ids else []
     report.track_urls = delivery_track_urls(store, settings.public.base_url, ids)
     return report

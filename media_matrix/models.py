@@ -84,6 +84,55 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The delivery state machine: the only status changes a delivery may make. Every status write
+# in the store goes through it twice: the UPDATE's ``WHERE status IN (...)`` names the allowed
+# previous statuses (see ``store/dispatching.py``), and a trigger generated from this table
+# refuses any other change, whoever writes it.
+_S = DeliveryStatus
+DELIVERY_TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
+    _S.QUEUED: frozenset({_S.SENDING, _S.CANCELLED}),  # claimed; cancelled by an editor
+    _S.SENDING: frozenset(
+        # an outcome; or given back unsent (queued / failed keeping its retry time)
+        {_S.DELIVERED, _S.SUBMITTED, _S.FAILED, _S.DEAD, _S.UNKNOWN, _S.QUEUED}
+    ),
+    _S.SUBMITTED: frozenset({_S.DELIVERED, _S.DEAD, _S.UNKNOWN}),  # polled; too old
+    _S.FAILED: frozenset({_S.SENDING, _S.QUEUED, _S.CANCELLED}),  # retry due; operator
+    _S.DEAD: frozenset({_S.QUEUED, _S.CANCELLED}),  # operator re-sends or cancels
+    _S.UNKNOWN: frozenset({_S.QUEUED, _S.CANCELLED}),
+    _S.CANCELLED: frozenset({_S.QUEUED}),  # operator re-sends
+    _S.DELIVERED: frozenset(),  # final: a re-send is a new edition
+}
+# Went out, or may have: these count against a channel's quota on the day they were claimed.
+SENT_STATUSES: tuple[str, ...] = tuple(
+    str(s) for s in (_S.SENDING, _S.SUBMITTED, _S.DELIVERED, _S.UNKNOWN)
+)
+del _S
+
+
+class InvalidStatusChange(ValueError):
+    """A delivery status change the state machine does not allow."""
+
+
+def can_transition(old: str, new: str) -> bool:
+    """True when a delivery may go from ``old`` to ``new`` (unknown names: False)."""
+    try:
+        return DeliveryStatus(new) in DELIVERY_TRANSITIONS[DeliveryStatus(old)]
+    except ValueError:
+        return False
+
+
+def check_transition(old: str, new: str) -> None:
+    """Raise :class:`InvalidStatusChange` unless ``old -> new`` is allowed."""
+    if not can_transition(old, new):
+        raise InvalidStatusChange(f"delivery status {old!r} cannot become {new!r}")
+
+
+def sources_of(new: str) -> tuple[str, ...]:
+    """The statuses from which a delivery may become ``new`` (for an UPDATE's WHERE)."""
+    target = DeliveryStatus(new)
+    return tuple(str(s) for s, to in DELIVERY_TRANSITIONS.items() if target in to)
+
+
 class IngestOutcome(StrEnum):
     NEW = "new"
     UPDATED = "updated"

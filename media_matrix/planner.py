@@ -13,6 +13,9 @@ Vocabulary
     per_slot    at most this many bookings whose ``slot_at`` is that slot.
     daily_quota at most this many bookings on a channel per calendar day *in the config time
                 zone* (slot bookings, urgent ones and hand-timed ones alike). ``None``: no cap.
+                A booking counts on the day it is actually sent (:attr:`Booking.day_at`: when
+                it went out, else when its retry is due, else its slot), so the planner never
+                books a day past what the dispatcher will let out on it.
     quiet hours "HH:MM-HH:MM" wall-clock window in the config time zone, start inclusive, end
                 exclusive, may wrap midnight ("22:00-07:00"). No slot fires inside it; urgent
                 packs ignore it.
@@ -51,7 +54,7 @@ from zoneinfo import ZoneInfo
 
 from media_matrix.config import Campaign, parse_quiet_hours
 from media_matrix.cron import cron_trigger, fire_times
-from media_matrix.models import GROUPS
+from media_matrix.models import GROUPS, SENT_STATUSES
 from media_matrix.timeutil import as_aware
 
 CITY = "市级"  # county value for city-level packs and channels
@@ -177,22 +180,38 @@ class Booking:
     channel: str
     slot_at: datetime
     status: str = "queued"
+    sent_at: datetime | None = None  # when it went out (or its retry is due), if it differs
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slot_at", _parse_dt(self.slot_at))
+        if self.sent_at is not None:
+            object.__setattr__(self, "sent_at", _parse_dt(self.sent_at))
 
     @property
     def active(self) -> bool:
         return self.status != CANCELLED
 
+    @property
+    def day_at(self) -> datetime:
+        """The moment whose local day this booking's quota is counted on."""
+        return self.sent_at or self.slot_at
+
     @classmethod
     def from_delivery(cls, row: Mapping[str, Any]) -> Booking:
-        """From a deliveries row: its ``slot_at``, else its ``scheduled_at``."""
+        """From a deliveries row: its ``slot_at``, else its ``scheduled_at``; ``sent_at`` from
+        its claim time once it went out, or its retry time while it waits to be retried."""
+        status = row.get("status") or "queued"
+        sent = None
+        if status in SENT_STATUSES:
+            sent = row.get("claimed_at")
+        elif status == "failed":
+            sent = row.get("next_attempt_at")
         return cls(
             pack_id=row["pack_id"],
             channel=row["channel"],
             slot_at=row.get("slot_at") or row["scheduled_at"],
-            status=row.get("status") or "queued",
+            status=status,
+            sent_at=sent or None,
         )
 
 
@@ -402,7 +421,7 @@ def _index_bookings(bookings: Iterable[Booking], tz: tzinfo) -> dict[str, _Load]
             continue
         load = loads[booking.channel]
         at = booking.slot_at.astimezone(UTC)
-        load.per_day[at.astimezone(tz).date()] += 1
+        load.per_day[booking.day_at.astimezone(tz).date()] += 1
         load.per_slot[at] += 1
         load.packs.setdefault(booking.pack_id, booking)
     return loads

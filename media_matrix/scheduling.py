@@ -40,7 +40,7 @@ from media_matrix.planner import Assignment, Booking, PlanChannel, PlanPack
 from media_matrix.review import subject
 from media_matrix.store import NotFound, Store, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
-from media_matrix.timeutil import from_iso, local_text, to_iso, utcnow
+from media_matrix.timeutil import from_iso, local_text, parse_local, to_iso, utcnow
 
 HORIZON_DAYS = 30  # how far `queue ID --channel` looks for a free slot
 LIVE = ("queued", "sending", "submitted", "delivered", "failed", "dead", "unknown")
@@ -70,6 +70,23 @@ class UnknownChannel(ValueError):
     """No channel of that name in config (a usage error: exit 2 in the CLI)."""
 
 
+class PastTime(ValueError):
+    """A delivery asked for a time already gone (a usage error: exit 2 in the CLI)."""
+
+
+PAST_GRACE = timedelta(seconds=60)  # the minute being typed still counts as "now"
+
+
+def check_not_past(at: datetime, now: datetime, tz: tzinfo) -> None:
+    """Refuse a requested send time in the past: it would go out at once and be counted on
+    a day long gone. (The word ``now`` is how a person asks for the present.)"""
+    if at < now - PAST_GRACE:
+        raise PastTime(
+            f"时间 {_local(at, tz)} 已过去 (现在 {_local(now, tz)}); "
+            "请给出将来的时间, 或用 --at now 立即发送 (a time in the past is refused)"
+        )
+
+
 @dataclass
 class QueuedDelivery:
     delivery_id: int
@@ -93,11 +110,13 @@ class AutoReport:
     days: float
     queued: list[QueuedDelivery] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # urgent skips and races
+    dry_run: bool = False  # planned only: nothing was written (the delivery ids are void)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "now": self.now,
             "days": self.days,
+            "dry_run": self.dry_run,
             "queued": [q.to_dict() for q in self.queued],
             "skipped": self.skipped,
         }
@@ -107,20 +126,8 @@ class AutoReport:
 
 
 def parse_when(text: str, tz: tzinfo) -> datetime:
-    """ISO-8601 from a person: with an offset as given, without one in the config time zone.
-
-    Raises ValueError with a message fit for the CLI (exit 2).
-    """
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"无法识别的时间 {text!r}: 请用 ISO-8601, 例如 2024-09-10T08:00 或 "
-            "2024-09-10T08:00+08:00 (bad ISO time)"
-        ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
-    return value.astimezone(UTC)
+    """A person's time (see ``timeutil``: naive means the config time zone), in UTC."""
+    return parse_local(text, tz)
 
 
 def _aware(now: datetime | None) -> datetime:
@@ -218,12 +225,13 @@ def queue_pack(
         bookings = _bookings(store.list_bookings(channels=[chan.name]))
         if at is not None:
             when = _aware(at)
+            check_not_past(when, now, tz)
             slot_at = None
             if planner.in_quiet_hours(plan_chan, when, tz):
                 warnings.append(f"{_local(when, tz)} 在渠道免打扰时段 {chan.quiet_hours} 内")
             if chan.daily_quota is not None:
                 day = when.astimezone(tz).date()
-                used = sum(1 for b in bookings if b.slot_at.astimezone(tz).date() == day)
+                used = sum(1 for b in bookings if b.day_at.astimezone(tz).date() == day)
                 if used >= chan.daily_quota:
                     warnings.append(f"当日配额 {chan.daily_quota} 已满 (已有 {used} 条)")
         else:
@@ -289,6 +297,50 @@ def _fill(
     by: str,
     audit: bool,
     pack_ids: Sequence[int] | None = None,
+    slot_exprs: tuple[str, ...] | None = None,
+    dry_run: bool = False,
+) -> AutoReport:
+    try:
+        return _fill_in_transaction(
+            settings,
+            store,
+            now=now,
+            days=days,
+            channels=channels,
+            slots=slots,
+            urgent=urgent,
+            by=by,
+            audit=audit and not dry_run,
+            pack_ids=pack_ids,
+            slot_exprs=slot_exprs,
+            dry_run=dry_run,
+        )
+    except _DryRun as done:
+        return done.report
+
+
+class _DryRun(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside the planning transaction of a dry run: it rolls everything back."""
+
+    def __init__(self, report: AutoReport) -> None:
+        super().__init__("dry run")
+        self.report = report
+
+
+def _fill_in_transaction(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime,
+    days: float,
+    channels: Sequence[str] | None,
+    slots: bool,
+    urgent: bool,
+    by: str,
+    audit: bool,
+    pack_ids: Sequence[int] | None,
+    slot_exprs: tuple[str, ...] | None,
+    dry_run: bool,
 ) -> AutoReport:
     tz = settings.tz
     report = AutoReport(now=to_iso(now), days=days)  # type: ignore[arg-type]
@@ -296,6 +348,10 @@ def _fill(
     if not chans:
         return report
     plan_chans = [PlanChannel.from_config(c) for c in chans]
+    if slot_exprs is not None:  # a manual batch: its own slot instead of the channel's
+        plan_chans = [
+            dataclasses.replace(c, slots=slot_exprs, quiet_hours=None) for c in plan_chans
+        ]
     names = [c.name for c in chans]
     # Packs are read before the write transaction (the longest read; it must not hold the
     # database's write lock); the packs assigned are re-checked inside it, so a pack rejected
@@ -374,6 +430,9 @@ def _fill(
                 "plan",
                 f"自动排期 {len(report.queued)} 条 ({spread}); 起点 {_local(now, tz)}; {days:g} 天",
             )
+        if dry_run:
+            report.dry_run = True
+            raise _DryRun(report)
     return report
 
 
@@ -387,9 +446,12 @@ def queue_auto(
     include_urgent: bool = True,
     by: str = "planner",
     audit: bool = True,
+    dry_run: bool = False,
 ) -> AutoReport:
     """Queue urgent approved packs to every matching channel now, then let the planner fill the
-    slots of ``[now, now + days)`` on every enabled channel (or only ``channels``)."""
+    slots of ``[now, now + days)`` on every enabled channel (or only ``channels``).
+
+    ``dry_run``: plan and report, write nothing (the only way a moved clock may plan)."""
     if days <= 0:
         raise ValueError("days must be positive")
     return _fill(
@@ -402,6 +464,7 @@ def queue_auto(
         urgent=include_urgent,
         by=by,
         audit=audit,
+        dry_run=dry_run,
     )
 
 
@@ -419,6 +482,28 @@ def fill_slot(
         urgent=False,
         by=by,
         audit=False,
+    )
+
+
+def fill_now(
+    settings: Settings, store: Store, channel: str, now: datetime, *, by: str = "run-once"
+) -> AutoReport:
+    """A manual batch ("send the next batch now", ``run --once``): the planner fills one slot
+    at ``now``'s minute, so the batch is booked at the time it is sent and ``per_slot`` and the
+    ``daily_quota`` of today (not of the channel's next slot's day) hold for it. Like an
+    urgent pack, an operator's "now" is not held back by the slots' days or quiet hours."""
+    at = _aware(now).astimezone(settings.tz).replace(second=0, microsecond=0)
+    return _fill(
+        settings,
+        store,
+        now=at.astimezone(UTC),
+        days=1 / 1440,
+        channels=[channel],
+        slots=True,
+        urgent=False,
+        by=by,
+        audit=False,
+        slot_exprs=(f"{at.minute} {at.hour} {at.day} {at.month} *",),
     )
 
 
@@ -698,6 +783,7 @@ __all__ = [
     "QueuedDelivery",
     "SchedulingError",
     "UnknownChannel",
+    "fill_now",
     "fill_slot",
     "parse_when",
     "plan_view",

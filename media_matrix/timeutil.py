@@ -1,4 +1,13 @@
-"""Time helpers: everything stored is ISO-8601 UTC with an explicit offset."""
+"""Time helpers. The rules, in one place:
+
+* Stored times have ONE format: ISO-8601 in UTC with its offset and fixed microsecond
+  precision, ``2026-11-29T05:30:00.000000+00:00`` (:func:`to_iso`), so they compare correctly
+  both as text and through ``julianday``.
+* A naive time typed by a person (``--at``, ``--now``, web forms) is read in the config time
+  zone: :func:`parse_local` is the only parser of people's times. A naive value read back from
+  the store or a machine is taken as UTC (:func:`from_iso`): only rows written before this rule
+  can be naive.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +26,7 @@ def to_iso(dt: datetime | None) -> str | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat(timespec="seconds")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def from_iso(value: str | None) -> datetime | None:
@@ -26,6 +35,21 @@ def from_iso(value: str | None) -> datetime | None:
         return None
     dt = datetime.fromisoformat(value)
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def parse_local(text: str, tz: tzinfo) -> datetime:
+    """An ISO-8601 time typed by a person: with an offset as given, without one in ``tz`` (the
+    config time zone). Returns it in UTC; ValueError with a message fit for the CLI."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"无法识别的时间 {text!r}: 请用 ISO-8601, 例如 2024-09-10T08:00 或 "
+            "2024-09-10T08:00+08:00 (bad ISO time)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(UTC)
 
 
 def as_aware(value: datetime | str | None) -> datetime | None:

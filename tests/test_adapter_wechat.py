@@ -363,9 +363,12 @@ def test_lost_submit_answer_is_reconciled_not_resent():
         state = checkpoints.last
         assert state["pending"] and "publish_id" not in state
         checkpoints.hook = None
-        result = adapter.send(message, checkpoints, state=state)  # the retry
-        assert result.status == "delivered" and len(result.item_urls) == 2
+        # the retry: the draft is gone and no publish_id was recorded; titles prove nothing
+        # (a re-sent edition carries the same), so an operator decides -- never a second submit
+        with pytest.raises(AmbiguousError) as lost:
+            adapter.send(message, checkpoints, state=state)
         assert len(sb.wechat.publishes) == 1 and len(sb.wechat.published) == 1
+        assert sb.wechat.published[0].article_id in str(lost.value)  # named for the operator
 
 
 def test_reconcile_outcomes(sb):

@@ -4,8 +4,11 @@ HTTP, sweeper recovery, per-channel limits, operator actions and the attempt log
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -20,14 +23,15 @@ import pytest
 import requests
 import yaml
 
+from media_matrix import scheduling, stats
 from media_matrix.config import Settings, load_settings
 from media_matrix.dispatch import (
     dispatch_due,
     exhausted,
     group_into_messages,
+    local_day_bounds,
     message_key,
     next_attempt_delay,
-    rate_budget,
     reusable_state,
     sweep,
 )
@@ -243,11 +247,11 @@ def test_delay_is_deterministic_for_a_seeded_rng():
     assert a == b
 
 
-def test_exhausted_and_rate_budget():
+def test_exhausted_and_local_day_bounds():
     assert not exhausted(5, 6) and exhausted(6, 6) and exhausted(7, 6)
-    assert rate_budget(None, 100) is None
-    assert rate_budget(20, 5) == 15
-    assert rate_budget(20, 25) == 0
+    tz = ZoneInfo("Asia/Shanghai")
+    start, end = local_day_bounds(datetime(2031, 3, 3, 23, 59, tzinfo=tz), tz)
+    assert (start, end) == ("2031-03-02T16:00:00.000000+00:00", "2031-03-03T16:00:00.000000+00:00")
 
 
 def _row(i: int, slot: str, **extra: Any) -> dict[str, Any]:
@@ -788,10 +792,10 @@ def test_crash_after_wechat_submit_is_reconciled_not_republished(project, monkey
         ids = queue(store, add_packs(store, 3), "wx")
         original = store.save_remote_state
 
-        def save(ids_: Any, state: dict[str, Any], *, at: str) -> None:
+        def save(ids_: Any, state: dict[str, Any], **kw: Any) -> None:
             if state.get("publish_id"):  # submit went through; the process dies right here
                 raise Crash()
-            original(ids_, state, at=at)
+            original(ids_, state, **kw)
 
         monkeypatch.setattr(store, "save_remote_state", save)
         dispatch_due(settings, store)
@@ -801,13 +805,53 @@ def test_crash_after_wechat_submit_is_reconciled_not_republished(project, monkey
         assert len(sb.wechat.publishes) == 1
         _expire_leases(settings)
         report = sweep(settings, store)
-        assert report.recovered == 3 and report.delivered == 3 and report.unknown == 0
-        assert len(sb.wechat.publishes) == 1  # reconciled: no second submit
+        # the draft is gone and its publish_id was never recorded: no recorded id proves which
+        # publish is ours, and titles are no proof -> unknown, naming the candidate article
+        assert report.recovered == 3 and report.unknown == 3 and report.delivered == 0
+        assert len(sb.wechat.publishes) == 1  # never submitted twice
         assert len(sb.wechat.published) == 1
+        article = sb.wechat.published[0].article_id
         for row in store.list_deliveries(ids=ids):
-            assert row["status"] == "delivered" and row["url"]
+            assert row["status"] == "unknown" and article in row["last_error"]
             kinds = [(a["kind"], a["outcome"]) for a in store.attempts_of(row["id"])]
-            assert kinds == [("send", "interrupted"), ("recover", "delivered")]
+            assert kinds == [("send", "interrupted"), ("recover", "unknown")]
+        store.close()
+
+
+def test_a_resent_edition_is_never_matched_to_the_older_article_by_title(project):
+    """Edition 2 of a pack whose draft vanished before any submit (deleted by hand) must not be
+    taken for edition 1's article, which carries the same title."""
+    wx = WechatSandbox(publish_polls=1, publish_seconds=0.0)
+    with SandboxServers(wechat=wx) as sb:
+        settings = write_settings(project, [wechat("wx", sb.wechat.base_url)], lease_seconds=0.3)
+        store = open_store(settings.database)
+        (pack,) = add_packs(store, 1)
+        (first,) = queue(store, [pack], "wx")
+        dispatch_due(settings, store)
+        sweep(settings, store, wait=3)
+        assert store.get_delivery(first)["status"] == "delivered"
+        title = wx.published[0].articles[0]["title"]
+        second = store.queue_delivery(pack, "wx", scheduled_at=PAST, resend=True)
+        now = datetime.now(UTC)
+        (row,) = store.claim_due(
+            now=now.isoformat(), owner="lost", lease_until=now.isoformat(), channels=["wx"]
+        )
+        state = {
+            "mode": "publish",
+            "uids": [row["uid"]],
+            "titles": [title],
+            "step": "submit",
+            "pending": True,
+            "draft_media_id": "DRAFT_deleted_by_hand",
+        }
+        store.save_remote_state([second], state, at=now.isoformat())
+        _expire_leases(settings)
+        report = sweep(settings, store)
+        assert report.unknown_ids == [second]
+        row = store.get_delivery(second)
+        assert row["status"] == "unknown" and row["url"] is None
+        assert wx.published[0].article_id in row["last_error"]  # named, never taken
+        assert len(wx.publishes) == 1
         store.close()
 
 
@@ -952,10 +996,193 @@ def test_operator_retry_keeps_the_remote_state_of_a_failed_delivery(project, san
     (failed, dead) = queue(store, add_packs(store, 2), "cms")
     state = {"step": "submit", "pending": True, "draft_media_id": "m1"}
     store.save_remote_state([failed, dead], state, at=datetime.now(UTC).isoformat())
-    store.execute("UPDATE deliveries SET status = 'failed' WHERE id = ?", (failed,))
-    store.execute("UPDATE deliveries SET status = 'dead' WHERE id = ?", (dead,))
+    for delivery, status in ((failed, "failed"), (dead, "dead")):  # through the state machine
+        store.execute("UPDATE deliveries SET status = 'sending' WHERE id = ?", (delivery,))
+        store.execute("UPDATE deliveries SET status = ? WHERE id = ?", (status, delivery))
     store.retry_delivery(failed)
     store.retry_delivery(dead)
     assert store.get_delivery(failed)["remote_state"] == state
     assert store.get_delivery(dead)["remote_state"] == {}
     store.close()
+
+
+# -- rate and backlog: limits inside the claim's transaction (issue 10) -------------------------
+
+
+def test_rate_budget_is_taken_in_the_claim_transaction_across_paths(project, sandbox):
+    """Four dispatchers (each its own connection, like the daemon's slot job, its sweep, a CLI
+    `dispatch --once` and the web) start together: the channel's rate holds for all of them."""
+    settings = write_settings(
+        project, [webhook("cms", sandbox.mediacentre.url(), rate_per_minute=3)]
+    )
+    store = open_store(settings.database)
+    ids = queue(store, add_packs(store, 12), "cms")
+    barrier = threading.Barrier(4)
+    reports: list[Any] = []
+
+    def run() -> None:
+        own = open_store(settings.database)
+        barrier.wait()
+        reports.append(dispatch_due(settings, own))
+        own.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.claimed for r in reports) == 3
+    assert sorted(statuses(store, ids).values()).count("delivered") == 3
+    now = datetime.now(UTC).isoformat()
+    claim = {"owner": "x", "lease_until": now, "channels": ["cms"], "now": now}
+    assert store.claim_due(**claim, rates={"cms": 3}, window_start=PAST) == []
+    store.close()
+
+
+def test_claims_come_in_bounded_batches(project, sandbox):
+    settings = write_settings(project, [webhook("cms", sandbox.mediacentre.url())], claim_batch=5)
+    store = open_store(settings.database)
+    ids = queue(store, add_packs(store, 12), "cms")
+    assert dispatch_due(settings, store).claimed == 5
+    assert dispatch_due(settings, store).claimed == 5
+    assert dispatch_due(settings, store).claimed == 2
+    assert set(statuses(store, ids).values()) == {"delivered"}
+    store.close()
+
+
+def test_daily_quota_holds_at_the_claim_on_the_local_day_of_sending(project, sandbox):
+    settings = write_settings(
+        project, [webhook("cms", sandbox.mediacentre.url(), daily_quota=2)], claim_batch=50
+    )
+    store = open_store(settings.database)
+    ids = queue(store, add_packs(store, 5), "cms")  # hand-timed, all due: no planner involved
+    tz = ZoneInfo("Asia/Shanghai")
+    evening = datetime(2031, 3, 3, 23, 50, tzinfo=tz)
+    assert dispatch_due(settings, store, now=evening).delivered == 2
+    assert dispatch_due(settings, store, now=evening + timedelta(minutes=5)).claimed == 0
+    after_midnight = datetime(2031, 3, 4, 0, 5, tzinfo=tz)  # a new local day, 16:05 UTC
+    assert dispatch_due(settings, store, now=after_midnight).delivered == 2
+    assert sorted(statuses(store, ids).values()).count("queued") == 1
+    store.close()
+
+
+def test_a_submitted_delivery_too_old_becomes_unknown_with_the_reason(project):
+    wx = WechatSandbox(publish_polls=10_000, publish_seconds=10_000)  # never finishes
+    with SandboxServers(wechat=wx) as sb:
+        settings = write_settings(
+            project, [wechat("wx", sb.wechat.base_url)], submitted_max_age="24h"
+        )
+        store = open_store(settings.database)
+        (delivery,) = queue(store, add_packs(store, 1), "wx")
+        assert dispatch_due(settings, store).submitted == 1
+        assert sweep(settings, store, now=later(23 * 3600)).unknown == 0
+        assert store.get_delivery(delivery)["status"] == "submitted"
+        report = sweep(settings, store, now=later(25 * 3600))
+        assert report.unknown_ids == [delivery]
+        row = store.get_delivery(delivery)
+        assert row["status"] == "unknown"
+        assert "submitted_max_age" in row["last_error"] and row["remote_id"] in row["last_error"]
+        assert sweep(settings, store, now=later(26 * 3600)).polled == 0  # polled no more
+        store.close()
+
+
+def test_every_stored_delivery_time_has_one_format(project, sandbox):
+    """UTC, fixed microsecond precision: text order is time order (issue 10)."""
+    settings = write_settings(project, [webhook("cms", sandbox.mediacentre.url())])
+    store = open_store(settings.database)
+    pack = add_packs(store, 1)[0]
+    scheduling_now = datetime.now(UTC) - timedelta(seconds=1)
+    scheduling.queue_pack(settings, store, pack, "cms", scheduling_now, now=scheduling_now)
+    dispatch_due(settings, store)
+    shape = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+    columns = {
+        "deliveries": ("scheduled_at", "created_at", "updated_at", "delivered_at", "claimed_at"),
+        "attempts": ("started_at", "finished_at"),
+    }
+    seen = 0
+    for table, names in columns.items():
+        for row in store.query(f"SELECT {', '.join(names)} FROM {table}"):
+            for name, value in row.items():
+                assert value is not None and shape.match(value), (table, name, value)
+                seen += 1
+    assert seen == 7
+    store.close()
+
+
+def test_the_estimate_is_written_when_a_delivery_becomes_delivered(project, sandbox):
+    """No `stats pull` needed: right after dispatch every delivered row has its estimated
+    reach; a poll that finishes a WeChat publish writes it too (issue 10)."""
+    settings = write_settings(
+        project,
+        [
+            webhook("cms", sandbox.mediacentre.url(), reach=3000),
+            wechat("wx", sandbox.wechat.base_url, reach=52000),
+        ],
+    )
+    store = open_store(settings.database)
+    packs = add_packs(store, 2)
+    (cms,) = queue(store, packs[:1], "cms")
+    (wx,) = queue(store, packs[1:], "wx")
+    report = dispatch_due(settings, store)
+    assert report.delivered == 1 and report.submitted == 1 and report.estimated == 1
+    (row,) = [m for m in store.metrics_of(cms) if m["source"] == "estimated"]
+    assert row["impressions"] == 3000
+    assert store.metrics_of(wx) == []  # not delivered yet: no estimate
+    polled = sweep(settings, store, wait=5)
+    assert polled.delivered == 1 and polled.estimated == 1
+    assert [m["impressions"] for m in store.metrics_of(wx)] == [52000]
+    pulled = stats.pull(settings, store, days=1)
+    assert pulled["estimated_rows"] == 0  # pull refreshes measured figures only
+    store.close()
+
+
+_OUTBOX_WRITER = """
+import sys, time
+from pathlib import Path
+from media_matrix.adapters.outbox import _lock
+tmp = Path(sys.argv[1])
+lock = _lock(tmp.with_name(tmp.name + ".lock"))
+if sys.argv[2] == "folder":
+    tmp.mkdir()
+    (tmp / "article.html").write_text("half")
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_outbox_recovery_removes_what_a_sigkill_left(project, sandbox):
+    """Writers killed (SIGKILL) mid-write leave a temp folder and its `.lock`, or a bare `.lock`;
+    the next write removes them, but never a live writer's (issue 10)."""
+    root = project / "screen"
+    root.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def writer(name: str, kind: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _OUTBOX_WRITER, str(root / name), kind],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        return proc
+
+    killed = [writer(".tmp-a-0001", "folder"), writer(".tmp-b-0002", "lock")]
+    live = writer(".tmp-c-0003", "folder")
+    try:
+        for proc in killed:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        before = sorted(p.name for p in root.iterdir())
+        assert ".tmp-a-0001.lock" in before and ".tmp-b-0002.lock" in before
+        settings = write_settings(project, [outbox("screen", root)])
+        store = open_store(settings.database)
+        (delivery,) = queue(store, add_packs(store, 1), "screen")
+        assert dispatch_due(settings, store).delivered == 1
+        left = sorted(p.name for p in root.iterdir() if p.name.startswith(".tmp-"))
+        assert left == [".tmp-c-0003", ".tmp-c-0003.lock"]  # the live writer's, untouched
+        assert (root / ".tmp-c-0003" / "article.html").read_text() == "half"
+        store.close()
+    finally:
+        live.kill()
+        live.wait(10)

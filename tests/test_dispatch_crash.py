@@ -1,4 +1,5 @@
-"""Crash test: a dispatcher process is killed with SIGKILL at random moments, over and over.
+"""Crash test: a dispatcher process is killed with SIGKILL, or stalled (SIGSTOP past its lease,
+recovered by a sweeper meanwhile, then SIGCONT), at random moments, over and over.
 
 Layout (three processes, so killing the dispatcher never touches the remote side):
 
@@ -14,13 +15,15 @@ Layout (three processes, so killing the dispatcher never touches the remote side
   again, otherwise in-process) and checks the outcome.
 
 Runs continue until 20 dispatchers were killed while alive (a kill drawn after the dispatcher
-had finished does not count). Every run gets a fresh database and fresh packs (titles carry the
-run number). After recovery: every delivery is ``delivered`` (or ``unknown``, listed); the media
-centre holds one manuscript per delivery (per Idempotency-Key and per channel and title), WeChat
-published each article at most once (exactly once if delivered) and submitted each draft once,
-the outbox holds one folder per delivery and no temp folder; the attempt log has no open
-attempt, every interrupted attempt is followed by a recovery, and each delivery's last word is
-its outcome.
+had finished does not count), and again until 20 were stalled while alive: a stalled sender
+resumes after the sweeper took its deliveries over and must stop at its next write (fencing)
+instead of sending them a second time. Every run gets a fresh database and fresh packs (titles
+carry the run number). After recovery: every delivery is ``delivered`` (or ``unknown``, listed
+with its reason); the media centre holds one manuscript per delivery (per Idempotency-Key and
+per channel and title), WeChat published each article at most once (exactly once if delivered)
+and submitted each draft once, the outbox holds one folder per delivery and no temp folder or
+lock file; the attempt log has no open attempt, every interrupted attempt is followed by a
+recovery, and each delivery's last word is its outcome.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from media_matrix.store import open_store  # noqa: E402
 from media_matrix.timeutil import from_iso  # noqa: E402
 
 KILLS = int(os.environ.get("MM_CRASH_KILLS", "20"))  # runs whose dispatcher died by SIGKILL
-MAX_RUNS = 2 * KILLS
+STALLS = int(os.environ.get("MM_CRASH_STALLS", "20"))  # runs whose dispatcher was stalled
 SEED = int(os.environ.get("MM_CRASH_SEED", str(int(time.time()))))
 LEASE = 1.0
 HERE = Path(__file__).resolve()
@@ -184,8 +187,9 @@ class Tally:
     by_kind: Counter = field(default_factory=Counter)
     unknown: list[str] = field(default_factory=list)
     kill_states: Counter = field(default_factory=Counter)  # status counts at the moment of death
-    stale_lock_files: int = 0
     interrupted_by_channel: Counter = field(default_factory=Counter)
+    fenced: int = 0  # resumed dispatchers that stopped on a lost lease (attempts lease_lost)
+    stalled_in_transaction: int = 0  # stops that landed inside a write transaction (redrawn)
 
 
 @pytest.fixture(scope="module")
@@ -269,36 +273,52 @@ def _finish(settings: Any, store: Any, tally: Tally, deadline: float) -> None:
 def test_sigkill_at_random_moments_never_loses_or_duplicates(
     tmp_path, sandbox_process, forker, capsys
 ):
-    rng = random.Random(SEED)
+    _campaign("kill", KILLS, tmp_path, sandbox_process, forker, capsys)
+
+
+def test_sigstop_past_the_lease_then_sigcont_never_duplicates(
+    tmp_path, sandbox_process, forker, capsys
+):
+    tally = _campaign("stop", STALLS, tmp_path, sandbox_process, forker, capsys)
+    assert tally.fenced > 0  # some resumed dispatchers found their leases gone and stopped
+
+
+def _campaign(
+    mode: str, wanted: int, tmp_path: Path, urls: dict[str, str], spawn: Any, capsys: Any
+) -> Tally:
+    rng = random.Random(f"{SEED}-{mode}")
     tally = Tally()
     started = time.monotonic()
     run = 0
-    while tally.kills < KILLS and run < MAX_RUNS:  # a kill that comes too late is not counted
-        _one_run(run, tmp_path / f"run{run:02d}", sandbox_process, forker, rng, tally)
+    while tally.kills < wanted and run < 2 * wanted:  # a signal that comes too late: not counted
+        _one_run(run, tmp_path / f"{mode}{run:02d}", urls, spawn, rng, tally, mode)
         run += 1
     elapsed = time.monotonic() - started
     summary = {
+        "mode": mode,
         "seed": SEED,
         "runs": tally.runs,
-        "kills_landed": tally.kills,
-        "kills_after_exit": tally.after_exit,
-        "killed_real_cli": tally.cli_kills,
+        "signals_landed": tally.kills,
+        "signals_after_exit": tally.after_exit,
+        "real_cli": tally.cli_kills,
         "restarted_with_real_cli": tally.cli_restarts,
-        "statuses_at_death": dict(tally.kill_states),
+        "statuses_at_signal": dict(tally.kill_states),
         "interrupted_attempts": tally.interrupted_attempts,
         "interrupted_by_channel": dict(tally.interrupted_by_channel),
+        "fenced_attempts": tally.fenced,
+        "stops_inside_a_transaction": tally.stalled_in_transaction,
         "released_unstarted": tally.released,
         "recovered_in_process": tally.recovered,
         "final_outcomes": dict(tally.outcomes),
         "attempt_kinds": dict(tally.by_kind),
         "unknown": tally.unknown,
-        "outbox_stale_lock_files": tally.stale_lock_files,
         "seconds": round(elapsed, 1),
     }
     with capsys.disabled():
-        print("\ncrash test:", json.dumps(summary, ensure_ascii=False))
-    assert tally.kills >= KILLS  # at least 20 dispatchers died by SIGKILL
+        print(f"\ncrash test ({mode}):", json.dumps(summary, ensure_ascii=False))
+    assert tally.kills >= wanted  # at least 20 dispatchers died (or stalled) while alive
     assert tally.interrupted_attempts > 0  # some of them mid-send
+    return tally
 
 
 def _one_run(
@@ -308,6 +328,7 @@ def _one_run(
     spawn: Any,
     rng: random.Random,
     tally: Tally,
+    mode: str = "kill",
 ) -> None:
     folder.mkdir(parents=True)
     screen = folder / "screen"
@@ -327,15 +348,17 @@ def _one_run(
     )
     config = folder / "config.yaml"
     store = open_store(settings.database)
-    packs = add_packs(store, 8, prefix=f"R{run:02d}-")
+    packs = add_packs(store, 8, prefix=f"{mode[0].upper()}{run:02d}-")
     ids = queue(store, packs[:4], "wx", slot="2026-01-01T00:00:00+00:00")
     ids += queue(store, packs[4:], "wx", slot="2026-01-01T04:00:00+00:00")
     for name in ("cms-a", "cms-b", "screen"):
         ids += queue(store, packs, name)
 
-    # -- start a dispatcher and kill it at a random moment --
+    # -- start a dispatcher and kill (or stall) it at a random moment --
     real_cli = run % 5 == 0
-    if real_cli:
+    if mode == "stop":
+        _stall(config, folder, store, settings, spawn, rng, tally, real_cli)
+    elif real_cli:
         proc = _cli(config, "dispatch", "--once")
         pid = proc.pid
         limit = time.monotonic() + 30
@@ -356,10 +379,11 @@ def _one_run(
             os.kill(pid, signal.SIGKILL)
         while _alive(pid):
             time.sleep(0.005)
-    tally.kills += alive
-    tally.after_exit += not alive
-    if alive:
-        tally.kill_states.update(r["status"] for r in store.list_deliveries())
+    if mode == "kill":
+        tally.kills += alive
+        tally.after_exit += not alive
+        if alive:
+            tally.kill_states.update(r["status"] for r in store.list_deliveries())
 
     # -- restart after the leases expired --
     _wait_leases(store)
@@ -407,11 +431,8 @@ def _one_run(
     # outbox: one folder per delivery, nothing half-written left behind
     entries = sorted(p.name for p in screen.iterdir()) if screen.exists() else []
     temps = [e for e in entries if e.startswith(".tmp")]
-    # a kill between the adapter's lock file and its unlock leaves an empty `.lock` file that the
-    # outbox adapter never cleans up (reported to its owner); a half-written folder never stays
-    assert all(e.endswith(".lock") and (screen / e).is_file() for e in temps), temps
-    tally.stale_lock_files += len(temps)
-    entries = [e for e in entries if e not in temps]
+    # a kill mid-write leaves a temp folder or a bare `.lock`: the recovery's write removes them
+    assert temps == [], f"run {run}: outbox leftovers {temps}"
     delivered_screen = [r["uid"] for r in rows if r["channel"] == "screen"]
     assert sorted(delivered_screen) == entries
     assert all((screen / e / "DONE").exists() for e in entries)
@@ -423,20 +444,93 @@ def _one_run(
         assert all(a["finished_at"] for a in log)
         tally.by_kind.update(a["kind"] for a in log)
         for i, a in enumerate(log):
+            tally.fenced += a["outcome"] == "lease_lost"
             if a["outcome"] == "interrupted":
                 tally.interrupted_attempts += 1
                 tally.interrupted_by_channel[r["channel"]] += 1
                 assert "lease of" in a["error"]
                 assert i + 1 < len(log) and log[i + 1]["kind"] == "recover"
-        last = log[-1]
+        last = [a for a in log if a["kind"] != "fence"][-1]  # a resumed sender's note comes late
         if r["status"] == "delivered":
             assert last["outcome"] == "delivered"
         else:
-            assert last["outcome"] == "unknown"
+            assert last["outcome"] == "unknown" and r["last_error"], f"run {run}: {r}"
             tally.unknown.append(
                 f"run {run} delivery {r['id']} ({r['channel']}): {r['last_error']}"
             )
     store.close()
+
+
+def _write_locked(database: Path) -> bool:
+    """Whether another process holds the database's write lock (a short BEGIN IMMEDIATE)."""
+    import sqlite3
+
+    conn = sqlite3.connect(str(database), timeout=0.5, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
+
+
+def _stall(
+    config: Path,
+    folder: Path,
+    store: Any,
+    settings: Any,
+    spawn: Any,
+    rng: random.Random,
+    tally: Tally,
+    real_cli: bool,
+) -> None:
+    """Stop the dispatcher (SIGSTOP) at a random moment for longer than its lease, let the
+    sweeper take its deliveries over and finish them meanwhile, then resume it (SIGCONT): it
+    must notice its lost leases and stop instead of sending again."""
+    if real_cli:
+        proc = _cli(config, "dispatch", "--once")
+        pid = proc.pid
+        limit = time.monotonic() + 30
+        while time.monotonic() < limit and proc.poll() is None:
+            if store.query_one("SELECT 1 FROM attempts LIMIT 1"):
+                break
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))
+        alive = proc.poll() is None
+    else:
+        proc = None
+        pid = spawn(config, folder / "dispatch.log")
+        time.sleep(rng.uniform(0.02, 0.55))
+        alive = _alive(pid)
+    if alive:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            alive = False
+    if alive and _write_locked(settings.database):
+        # stopped inside a write transaction: SQLite keeps everyone else out until it resumes,
+        # so no sweeper can take over; resume it and draw again (not counted as a stall)
+        tally.stalled_in_transaction += 1
+        os.kill(pid, signal.SIGCONT)
+        alive = False
+    tally.kills += alive
+    tally.after_exit += not alive
+    tally.cli_kills += alive and real_cli
+    if alive:
+        tally.kill_states.update(r["status"] for r in store.list_deliveries())
+        try:
+            _wait_leases(store)
+            _finish(settings, store, tally, deadline=time.monotonic() + 30)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    limit = time.monotonic() + 60
+    if proc is not None:
+        proc.wait(timeout=60)
+    while _alive(pid) and time.monotonic() < limit:
+        time.sleep(0.01)
+    assert not _alive(pid), f"dispatcher {pid} did not finish after SIGCONT"
 
 
 if __name__ == "__main__":

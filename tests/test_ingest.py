@@ -251,7 +251,7 @@ def test_gbk_html_source_with_selectors(tmp_path, feed_server):
     assert "镇压保墒" in wheat.text and "版权所有" not in wheat.text and "导航" not in wheat.text
     assert "<script" not in wheat.content_html
     assert wheat.images == [feed_server.url("/kp/articles/img/x.png")]
-    assert wheat.published_at == "2026-11-04T16:00:00+00:00"  # local midnight in Shanghai
+    assert wheat.published_at == "2026-11-04T16:00:00.000000+00:00"  # local midnight in Shanghai
     assert packs["农村老人谨防保健品骗局"].url == feed_server.url("/articles/2.html")
     store.close()
     # Second poll: list page unchanged content, known articles are not fetched again.
@@ -308,9 +308,9 @@ def test_local_packs_good_bad_and_zip(tmp_path):
     packs = {p.title: p for p in store.list_packs(full=True)}
     good = packs["冬季消防安全提示"]
     assert good.county == "清丰县" and good.source == "清丰县消防救援大队"
-    assert good.published_at == "2026-11-20T01:00:00+00:00"
+    assert good.published_at == "2026-11-20T01:00:00.000000+00:00"
     # a time without offset is the config's local time (Asia/Shanghai), not UTC
-    assert packs["本地时间"].published_at == "2026-11-20T01:00:00+00:00"
+    assert packs["本地时间"].published_at == "2026-11-20T01:00:00.000000+00:00"
     zipped = packs["压缩包里的资源包"]
     assert zipped.images and Path(zipped.images[0].removeprefix("file://")).is_file()
     assert {e["subject"] for e in store.item_errors()} == {"bad", "badgroup", "evil.zip"}

@@ -115,3 +115,33 @@ def test_config_from_environment_and_bad_pack_in_inbox(project, tmp_path_factory
     assert inbox["item_errors"][0]["item"] == "坏资源包"
     assert (project / "var" / "media_matrix.db").exists()
     assert not (elsewhere / "var").exists()  # paths resolve against the config's folder
+
+
+def test_offline_demo_survives_a_restart_between_submit_and_poll(project):
+    """Issue 10: the embedded sandboxes remember their state beside the database, so a second
+    `dispatch --once` polls the WeChat publish the first one submitted (it used to answer 40007
+    and mark the urgent 寒潮 warning dead)."""
+    assert cli(project, "ingest").returncode == 0
+    packs = json.loads(cli(project, "packs", "list", "--json").stdout)
+    (pack,) = [p["id"] for p in packs if "寒潮" in p["title"]]
+    for args in (("packs", "urgent", str(pack)), ("packs", "approve", str(pack))):
+        assert cli(project, *args).returncode == 0
+    assert cli(project, "queue", "--auto").returncode == 0
+    first = cli(project, "dispatch", "--once", "--json")
+    assert first.returncode == 0, first.stderr
+
+    def wechat_delivery() -> dict:
+        rows = json.loads(cli(project, "deliveries", "--json").stdout)
+        (row,) = [r for r in rows if r["pack_id"] == pack and r["channel"] == "puyang-kexie-wechat"]
+        return row
+
+    assert wechat_delivery()["status"] in ("submitted", "delivered")
+    for _ in range(3):  # the sandbox finishes a publish after a couple of polls
+        if wechat_delivery()["status"] == "delivered":
+            break
+        second = cli(project, "dispatch", "--once", "--json")
+        assert second.returncode == 0, second.stderr
+    row = wechat_delivery()
+    assert row["status"] == "delivered", row
+    assert row["last_error"] is None and row["url"]
+    assert any(p.name.endswith(".sandbox.json") for p in (project / "var").iterdir())

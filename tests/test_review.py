@@ -74,6 +74,7 @@ def test_reject_approved_cancels_unstarted_deliveries_only(store):
     pack = add_pack(store, "p", PackStatus.APPROVED)
     queued = store.queue_delivery(pack, "a", scheduled_at="2030-01-01T00:00:00+00:00")
     sent = store.queue_delivery(pack, "b", scheduled_at="2020-01-01T00:00:00+00:00")
+    store.execute("UPDATE deliveries SET status = 'sending' WHERE id = ?", (sent,))
     store.execute("UPDATE deliveries SET status = 'delivered' WHERE id = ?", (sent,))
     result = review.reject(store, [pack], "李编辑", "数据有误")
     assert result.cancelled_deliveries == {pack: [queued]}

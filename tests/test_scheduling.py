@@ -174,7 +174,7 @@ def test_queue_at_a_given_time(project):
     at = scheduling.parse_when("2024-09-10T23:00", settings.tz)  # naive: config time zone
     assert at == datetime(2024, 9, 10, 15, 0, tzinfo=UTC)
     queued = scheduling.queue_pack(settings, store, pack, "screen", at, by="ed", now=NOW)
-    assert queued.scheduled_at == "2024-09-10T15:00:00+00:00" and queued.slot_at is None
+    assert queued.scheduled_at == "2024-09-10T15:00:00.000000+00:00" and queued.slot_at is None
     assert any("免打扰" in w for w in queued.warnings)
     assert scheduling.parse_when("2024-09-10T08:00+00:00", settings.tz).hour == 8
     with pytest.raises(ValueError, match="ISO"):
@@ -293,9 +293,20 @@ def test_queue_auto_end_to_end_cli(project):
     }
     assert proposals
 
-    auto = run_cli(config, "queue", "--auto", "--days", "2", "--now", now, "--json")
+    # a moved clock plans only: --now without --dry-run is refused, with it nothing is written
+    refused = run_cli(config, "queue", "--auto", "--days", "2", "--now", now, "--json")
+    assert refused.returncode == 2 and "--now" in refused.stderr
+    auto = run_cli(config, "queue", "--auto", "--days", "2", "--now", now, "--dry-run", "--json")
     assert auto.returncode == 0, auto.stderr
     report = json.loads(auto.stdout)
+    assert report["dry_run"] is True and report["queued"]
+    assert store.list_deliveries() == [] and store.audit_log(limit=1)[0]["action"] != "queue_auto"
+    written = scheduling.queue_auto(
+        settings, store, 2, datetime.fromisoformat(now).replace(tzinfo=TZ)
+    )
+    assert [(q.pack_id, q.channel, q.scheduled_at) for q in written.queued] == [
+        (q["pack_id"], q["channel"], q["scheduled_at"]) for q in report["queued"]
+    ]
     queued = {
         (q["pack_id"], q["channel"], datetime.fromisoformat(q["scheduled_at"]).astimezone(TZ))
         for q in report["queued"]
@@ -314,14 +325,16 @@ def test_queue_auto_end_to_end_cli(project):
     urgent = [q for q in report["queued"] if q["urgent"]]
     assert {q["channel"] for q in urgent} == {"screen", "city"}
     assert all(q["pack_id"] == ids["seniors"] for q in urgent)
-    assert all(q["scheduled_at"] == "2024-09-09T22:00:00+00:00" for q in urgent)
+    assert all(q["scheduled_at"] == "2024-09-09T22:00:00.000000+00:00" for q in urgent)
     # county: 清丰县 farming packs only on qingfeng (and not on 华龙区's screen)
     farm = {q["channel"] for q in report["queued"] if q["pack_id"] == ids["farm0"]}
     assert farm <= {"qingfeng", "city"} and "qingfeng" in farm
     assert ids["new"] not in {q["pack_id"] for q in report["queued"]}
 
-    again = run_cli(config, "queue", "--auto", "--days", "2", "--now", now, "--json")
-    assert json.loads(again.stdout)["queued"] == []
+    again = scheduling.queue_auto(
+        settings, store, 2, datetime.fromisoformat(now).replace(tzinfo=TZ)
+    )
+    assert again.queued == []
     table = run_cli(config, "plan", "--days", "1", "--now", now)
     assert "星期二" in table.stdout and "排队中" in table.stdout
     audit = store.audit_log(limit=1)[0]
@@ -357,7 +370,7 @@ def test_fill_slot_fills_only_that_slot(project):
     slot = datetime(2024, 9, 10, 8, 0, tzinfo=TZ)
     report = scheduling.fill_slot(settings, store, "city", slot)
     assert len(report.queued) == 2  # per_slot
-    assert {q.scheduled_at for q in report.queued} == {"2024-09-10T00:00:00+00:00"}
+    assert {q.scheduled_at for q in report.queued} == {"2024-09-10T00:00:00.000000+00:00"}
     assert scheduling.fill_slot(settings, store, "city", slot).queued == []
     assert store.audit_log() == []  # the daemon's fills are in its log, not the editors'
 
@@ -384,7 +397,10 @@ def test_cli_exit_codes(project, capsys):
         (("queue", str(ok)), 2, "用法"),
         (("queue", "--auto", str(ok)), 2, "--auto"),
         (("queue", str(new), "--channel", "city"), 1, "只有已通过"),
-        (("queue", str(ok), "--channel", "city", "--now", "2024-09-10T06:00"), 0, "08:00"),
+        (("queue", str(ok), "--channel", "city", "--now", "2024-09-10T06:00"), 2, "--now"),
+        (("queue", str(ok), "--channel", "city", "--dry-run"), 2, "--dry-run"),
+        (("queue", str(ok), "--channel", "city", "--at", "2020-01-01T08:00"), 2, "2020-01-01"),
+        (("queue", str(ok), "--channel", "city", "--at", "now"), 0, "指定时间"),
         (("queue", str(ok), "--channel", "city"), 1, "--resend"),
         (("unqueue", "999"), 1, "not found"),
     ]

@@ -14,9 +14,10 @@ Written into ``.tmp-<uid>-<random>`` in the same folder, every file fsynced, the
 then renamed into place (atomic on one filesystem) and the parent fsynced. A folder that already
 exists with its DONE marker means the delivery was written before: nothing is rewritten, so
 writing the same delivery twice leaves one folder (``idempotent = True``). A writer holds an
-``flock`` on ``.tmp-...lock`` beside its temp folder while it works; leftover temp folders of the
-same delivery whose lock nobody holds (a crash mid-write) are removed first, live ones are left
-alone. When two writers race, the first rename wins and the other returns the same result.
+``flock`` on ``.tmp-...lock`` beside its temp folder while it works; leftover temp folders and
+lock files whose lock nobody holds (a writer killed mid-write) are removed before every write,
+live ones are left alone. When two writers race, the first rename wins and the other returns
+the same result.
 
 Errors: permission problems (EACCES, EPERM, EROFS) are :class:`AuthError` (the channel cannot
 work until someone fixes the folder); other OS errors (disk full...) are retryable.
@@ -66,9 +67,38 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _lock(path: Path) -> Any:
-    handle = open(path, "a+b")  # noqa: SIM115 - closed by _unlock
-    fcntl.flock(handle, fcntl.LOCK_EX)
+    """Hold an ``flock`` on ``path`` (created if needed), retrying while a cleaner unlinks the
+    file between our open and our flock (we must hold the lock of the name on disk)."""
+    while True:
+        handle = open(path, "a+b")  # noqa: SIM115 - closed by _unlock
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if _same_file(handle, path):
+            return handle
+        handle.close()
+
+
+def _try_lock(path: Path) -> Any | None:
+    """The lock of ``path`` if nobody holds it (its writer is dead), else None."""
+    try:
+        handle = open(path, "a+b")  # noqa: SIM115 - closed by the caller
+    except OSError:
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()  # a live writer holds it
+        return None
+    if not _same_file(handle, path):
+        handle.close()
+        return None
     return handle
+
+
+def _same_file(handle: Any, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except OSError:
+        return False
 
 
 def _unlock(handle: Any) -> None:
@@ -112,9 +142,9 @@ class OutboxAdapter(BaseAdapter):
         final = self.root / name
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            self._remove_dead_temps()
             if (final / DONE).is_file():
                 return self._result(final, written=False)
-            self._remove_dead_temps(name)
             tmp = self.root / f".tmp-{name}-{secrets.token_hex(4)}"
             lock = _lock(tmp.with_name(tmp.name + ".lock"))
             try:
@@ -139,22 +169,22 @@ class OutboxAdapter(BaseAdapter):
             raise RetryableError(f"outbox {self.root}: {exc}") from None
         return self._result(final, written=True)
 
-    def _remove_dead_temps(self, name: str) -> None:
-        for leftover in self.root.glob(f".tmp-{name}-*"):
-            if leftover.name.endswith(".lock") or not leftover.is_dir():
+    def _remove_dead_temps(self) -> None:
+        """Remove what writers killed mid-write left: temp folders and ``.lock`` files (a
+        SIGKILL between the lock and its unlink leaves a bare lock file). A leftover is dead
+        when nobody holds its lock; a live writer's are left alone."""
+        for entry in self.root.glob(".tmp-*"):
+            if entry.name.endswith(".lock"):
+                folder, lock_path = entry.with_name(entry.name.removesuffix(".lock")), entry
+            elif entry.is_dir():
+                folder, lock_path = entry, entry.with_name(entry.name + ".lock")
+            else:
                 continue
-            lock_path = leftover.with_name(leftover.name + ".lock")
-            try:
-                handle = open(lock_path, "a+b")  # noqa: SIM115 - held across the check
-            except OSError:
+            handle = _try_lock(lock_path)
+            if handle is None:
                 continue
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()  # a live writer holds it
-                continue
-            try:
-                shutil.rmtree(leftover, ignore_errors=True)
+                shutil.rmtree(folder, ignore_errors=True)
                 lock_path.unlink(missing_ok=True)
             finally:
                 handle.close()

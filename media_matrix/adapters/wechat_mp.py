@@ -59,7 +59,6 @@ from media_matrix.adapters.base import (
     RejectedError,
     RetryableError,
     SendResult,
-    excerpt,
     http_error,
     load_image,
     network_error,
@@ -549,8 +548,10 @@ class WechatMpAdapter(BaseAdapter):
             else:
                 if result is None:
                     raise AmbiguousError(
-                        f"an earlier attempt ({st.get('step')}) may have reached WeChat and it "
-                        "cannot be told whether it did"
+                        f"an earlier attempt ({st.get('step')}) may have reached WeChat and no "
+                        f"recorded id (draft {st.get('draft_media_id')}, no publish_id) can "
+                        f"tell whether it did; {self._same_titles(st)}. Check the account, "
+                        "then retry or cancel"
                     )
                 return result
         draft_id = st.get("draft_media_id")
@@ -706,8 +707,9 @@ class WechatMpAdapter(BaseAdapter):
         publish_id -> freepublish/get; msg_id -> message/mass/get; a mass send in flight ->
         sendall again with the same clientmsgid (WeChat answers 45065 with the first msg_id if it
         went out); a draft whose submit may have happened -> the draft still in the box means it
-        was not submitted, so submit it now; a draft gone means it was, so find it in
-        freepublish/batchget by titles; not found -> None. No draft at all -> NothingSent.
+        was not submitted, so submit it now; a draft gone with no publish_id recorded cannot be
+        told by the ids we hold -> None (never matched by title). No draft at all ->
+        NothingSent.
         """
         st = copy.deepcopy(dict(state))
         checkpoint = checkpoint or (lambda _state: None)
@@ -724,36 +726,30 @@ class WechatMpAdapter(BaseAdapter):
             return self._mass_send(st, checkpoint)
         if self._draft_exists(draft_id):
             return self._submit(st, checkpoint)
-        return self._find_published(st)
+        return None  # submitted (or deleted by hand) and no recorded id says which publish
 
-    def _find_published(self, st: dict[str, Any]) -> SendResult | None:
+    def _same_titles(self, st: Mapping[str, Any]) -> str:
+        """For the operator only, never a decision: the published articles whose titles are
+        ours (WeChat's lists carry neither the draft's media_id nor our uids, and a re-sent
+        edition carries the same titles as the earlier one)."""
         titles = st.get("titles") or []
-        if not titles:
-            return None
+        hits: list[str] = []
         for offset in range(0, 100, 20):
-            data, resp = self.call(
+            data, _ = self.call(
                 "cgi-bin/freepublish/batchget",
                 body={"offset": offset, "count": 20, "no_content": 1},
             )
             for item in data.get("item") or []:
                 news = (item.get("content") or {}).get("news_item") or []
-                if [n.get("title") for n in news] == titles and [
-                    n.get("content_source_url", "") for n in news
-                ] == (st.get("source_urls") or [n.get("content_source_url", "") for n in news]):
-                    urls = [n.get("url") for n in news]
-                    st.update(article_id=item.get("article_id"), urls=urls, publish_status=0)
-                    return SendResult(
-                        "delivered",
-                        remote_id=str(item.get("article_id")),
-                        url=urls[0] if urls else None,
-                        http_status=resp.status_code,
-                        excerpt=excerpt(resp.text),
-                        item_urls=urls,
-                        state=st,
-                    )
+                if titles and [n.get("title") for n in news] == titles:
+                    hits.append(str(item.get("article_id")))
             if int(data.get("item_count") or 0) < 20:
                 break
-        return None
+        if not hits:
+            return "no published article carries these titles yet"
+        return (
+            f"published articles with the same titles (maybe an earlier edition): {', '.join(hits)}"
+        )
 
 
 def _reusable(st: Mapping[str, Any]) -> dict[str, Any]:

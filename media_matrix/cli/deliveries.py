@@ -36,8 +36,9 @@ OUTCOME_LABELS = {
     "render": "模板错误",
     "error": "程序错误",
     "interrupted": "中断(进程退出)",
+    "lease_lost": "租约已失(发送程序停顿, 已停止)",
 }
-KIND_LABELS = {"send": "发送", "recover": "恢复", "poll": "查询"}
+KIND_LABELS = {"send": "发送", "recover": "恢复", "poll": "查询", "fence": "停止(租约已失)"}
 
 
 def _label(status: str) -> str:

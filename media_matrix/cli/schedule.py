@@ -27,7 +27,7 @@ from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
 from media_matrix.redact import redact
 from media_matrix.store import NotFound, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
-from media_matrix.timeutil import local_text
+from media_matrix.timeutil import local_text, utcnow
 
 WEEKDAYS = "一二三四五六日"
 STATE_LABELS = {**DELIVERY_STATUS_LABELS, "proposal": "拟排 (建议)"}
@@ -71,7 +71,15 @@ def _check_channel(app: AppContext, name: str | None) -> None:
     "--days", type=DAYS, default=7.0, show_default=True, help="horizon in days, at most 366"
 )
 @click.option(
-    "--now", "now_text", type=MOMENT, default=None, metavar="ISO", help="plan as of this moment"
+    "--now",
+    "now_text",
+    type=MOMENT,
+    default=None,
+    metavar="ISO",
+    help="plan as of this moment (only with --dry-run)",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="with --auto: show what would be queued, write nothing"
 )
 @by_option
 @json_option
@@ -86,32 +94,41 @@ def queue_command(
     auto: bool,
     days: float,
     now_text: str | None,
+    dry_run: bool,
     by: str | None,
     as_json: bool,
 ) -> None:
     """Queue a pack on a channel (next free slot, or --at), or fill slots with --auto.
 
     \b
-    media-matrix queue 12 --channel qingfeng-media-centre [--at 2024-09-10T08:00]
-    media-matrix queue --auto [--days 7] [--now 2024-09-10T06:00]
-    Times without an offset are read in the config time zone.
+    media-matrix queue 12 --channel qingfeng-media-centre [--at 2024-09-10T08:00 | --at now]
+    media-matrix queue --auto [--days 7] [--dry-run [--now 2024-09-10T06:00]]
+    Times without an offset are read in the config time zone; --at in the past is refused.
+    --now moves the clock only for a dry run: what is written is planned from the real now.
     """
     who = by or default_user()
+    if now_text is not None and not (auto and dry_run):
+        raise UsageFailure(
+            "--now 只能用于只读的 plan 或 queue --auto --dry-run; 写入的排期总以当前时间为准 "
+            "(--now only moves the clock for read-only planning)"
+        )
     if auto:
         if pack_id is not None or channel or at_text or resend or force:
             raise UsageFailure("queue --auto 不接受内容包 ID、--channel、--at、--resend 或 --force")
         now = _when(app, now_text, "--now")
-        report = scheduling.queue_auto(app.settings, app.store, days, now, by=who)
+        report = scheduling.queue_auto(app.settings, app.store, days, now, by=who, dry_run=dry_run)
         if as_json:
             echo_json(report.to_dict())
             return
         _print_auto(app, report)
         return
+    if dry_run:
+        raise UsageFailure("--dry-run 只用于 queue --auto")
     if pack_id is None or not channel:
         raise UsageFailure("用法: queue ID --channel NAME [--at ISO] [--resend], 或 queue --auto")
     _check_channel(app, channel)
-    at = _when(app, at_text, "--at")
-    now = _when(app, now_text, "--now")
+    now = utcnow()
+    at = now if (at_text or "").strip().lower() == "now" else _when(app, at_text, "--at")
     try:
         queued = scheduling.queue_pack(
             app.settings,
@@ -128,6 +145,8 @@ def queue_command(
         raise RuntimeFailure(f"未找到 (not found): {exc}") from None
     except (scheduling.SchedulingError, AlreadyQueued) as exc:
         raise RuntimeFailure(str(exc)) from None
+    except scheduling.PastTime as exc:
+        raise UsageFailure(f"--at: {exc}") from None
     if as_json:
         echo_json(queued.to_dict())
         return
@@ -154,7 +173,8 @@ def _print_auto(app: AppContext, report: scheduling.AutoReport) -> None:
                 )
                 for q in report.queued
             ],
-            title=f"自动排期 {len(report.queued)} 条 (自 {_local(app, report.now)} 起 "
+            title=("演练 (未写入): " if report.dry_run else "")
+            + f"自动排期 {len(report.queued)} 条 (自 {_local(app, report.now)} 起 "
             f"{report.days:g} 天)",
         )
     else:

@@ -155,6 +155,8 @@ class SandboxApp:
     """One sandbox service: subclasses implement ``route`` and ``transient_error``."""
 
     name = "sandbox"
+    persistent: tuple[str, ...] = ()  # attributes kept across restarts (``sandbox/state.py``)
+    record_types: dict[str, type] = {}  # dataclasses those attributes hold
 
     def __init__(
         self, faults: Faults | None = None, clock: Callable[[], float] = time.time
@@ -166,6 +168,7 @@ class SandboxApp:
         self.clock_offset = 0.0  # seconds added to the clock (tests move days forward)
         self.requests = 0
         self.stopping = threading.Event()
+        self.after_request: Callable[[], None] | None = None  # e.g. save the state
 
     def now(self) -> float:
         return self._clock() + self.clock_offset
@@ -196,6 +199,8 @@ class SandboxApp:
         if fault and fault.kind == "error":
             return self.transient_error(fault)
         response = self.route(req)
+        if self.after_request is not None:
+            self.after_request()
         if fault and fault.kind == "hang" and fault.after:
             self.stopping.wait(fault.seconds)
             return None

@@ -33,6 +33,8 @@ def signature(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
 
 class MediaCentreSandbox(SandboxApp):
     name = "mediacentre"
+    persistent = ("_ids", "manuscripts", "responses", "hits")
+    record_types = {"Response": Response}
 
     def __init__(
         self,

@@ -120,6 +120,20 @@ class _Publish:
 
 class WechatSandbox(SandboxApp):
     name = "wechat"
+    persistent = (
+        "_ids",
+        "tokens",
+        "materials",
+        "images",
+        "drafts",
+        "all_drafts",
+        "publishes",
+        "published",
+        "mass",
+        "clientmsgids",
+        "calls",
+    )
+    record_types = {"_Token": _Token, "Published": Published, "_Publish": _Publish}
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ def _err(code: int, msg: str) -> Response:
 
 class WecomSandbox(SandboxApp):
     name = "wecom"
+    persistent = ("messages",)
 
     def __init__(
         self,

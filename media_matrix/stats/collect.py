@@ -1,7 +1,9 @@
 """Metrics collection: estimated reach per delivery, measured WeChat reads via datacube.
 
 Estimates (``source = 'estimated'``, one row per delivered delivery, day = its local delivery
-day, the figure in ``impressions``):
+day, the figure in ``impressions``) are written by dispatch as deliveries become delivered
+(:func:`estimate` with ``since`` = the run's start); :func:`pull` adds measured figures only and
+``stats pull --reestimate`` recomputes every estimate (after a reach change):
 
 * every channel: its configured ``reach`` (the audience a delivery reaches);
 * screens (outbox with ``passers_per_play`` > 0): plays x passers-by per play, where the entry
@@ -228,7 +230,7 @@ def pull(
     endpoint: str = TOTAL_DETAIL,
     session: requests.Session | None = None,
 ) -> dict[str, Any]:
-    """Refresh estimates and pull measured WeChat figures for the last ``days`` stat days
+    """Pull measured WeChat figures for the last ``days`` stat days
     (ending yesterday, Beijing); the daemon calls it daily. Returns what was done; failures of
     one account are listed under ``errors`` and do not stop the others."""
     from media_matrix.adapters.base import AdapterError
@@ -248,7 +250,7 @@ def pull(
         "endpoint": endpoint,
         "begin_date": first.isoformat(),
         "end_date": yesterday.isoformat(),
-        "estimated_rows": estimate(settings, store, since=window_start, now=now),
+        "estimated_rows": 0,  # written at delivery (dispatch); `--reestimate` recomputes
         "measured_rows": 0,
         "calls": 0,
         "accounts": [],

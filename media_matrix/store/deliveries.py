@@ -212,7 +212,7 @@ class DeliveryStore(StoreBase):
         self, *, channels: list[str] | None = None, pack_ids: list[int] | None = None
     ) -> list[dict[str, Any]]:
         """Live (not cancelled) deliveries as the planner needs them: pack_id, channel,
-        slot_at, scheduled_at, status."""
+        slot_at, scheduled_at, status, and when they went out (claimed_at) or retry."""
         where, params = ["status != 'cancelled'"], []  # type: ignore[var-annotated]
         if channels is not None:
             where.append(f"channel IN ({', '.join('?' for _ in channels)})")
@@ -221,7 +221,8 @@ class DeliveryStore(StoreBase):
             where.append(f"pack_id IN ({', '.join('?' for _ in pack_ids)})")
             params += pack_ids
         return self.query(
-            "SELECT id, pack_id, channel, slot_at, scheduled_at, status, urgent FROM deliveries"
+            "SELECT id, pack_id, channel, slot_at, scheduled_at, status, urgent, claimed_at,"
+            " next_attempt_at FROM deliveries"
             f" WHERE {' AND '.join(where)} ORDER BY scheduled_at, id",
             params,
         )
@@ -261,16 +262,3 @@ class DeliveryStore(StoreBase):
         read instead of loading every approved pack)."""
         rows = self.query("SELECT id FROM packs WHERE status = 'approved' AND urgent = 1")
         return [r["id"] for r in rows]
-
-    def bring_forward(self, delivery_ids: list[int], *, at: str) -> int:
-        """Make queued deliveries due at ``at`` (an operator sending a slot's batch early);
-        their planned ``slot_at`` stays as it was. Returns how many moved."""
-        if not delivery_ids:
-            return 0
-        marks = ", ".join("?" for _ in delivery_ids)
-        cursor = self.execute(
-            f"UPDATE deliveries SET scheduled_at = ?, updated_at = ?"
-            f" WHERE status = 'queued' AND id IN ({marks})",
-            (at, now_iso(), *delivery_ids),
-        )
-        return cursor.rowcount

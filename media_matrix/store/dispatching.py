@@ -11,9 +11,17 @@ Invariants kept by these statements (the engine in ``dispatch.py`` relies on the
   and recovery, numbered per delivery (``n``), and is only ever appended to and closed.
 * Finishing a delivery re-checks that the caller still holds its lease (``owner``), so a
   dispatcher whose lease was taken over by a sweeper cannot overwrite the sweeper's outcome.
+* Fencing: a sender's other writes (checkpoints, attempt starts, renewals) hold only while its
+  lease is held AND unexpired (:data:`_HELD`); otherwise nothing is written and
+  :class:`LeaseLost` stops the sender before its next remote call. The run's owner string
+  (unique per run) is the fencing token.
+* Every status change is one of ``models.DELIVERY_TRANSITIONS``: the UPDATEs name the allowed
+  previous statuses and a trigger generated from the table refuses any other.
+* Claims count a channel's rate (deliveries claimed in the last minute) and daily quota
+  (deliveries that went out on the local day, by ``claimed_at``) in the claim's transaction.
 
-Times are ISO-8601 strings with offset; comparisons go through ``julianday`` so any offset and
-any sub-second precision compare correctly.
+Times are stored in one format (``timeutil.to_iso``: UTC, microseconds); comparisons go through
+``julianday`` so rows from before that format compare correctly too.
 """
 
 from __future__ import annotations
@@ -21,9 +29,57 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from media_matrix.models import (
+    DELIVERY_TRANSITIONS,
+    SENT_STATUSES,
+    DeliveryStatus,
+    check_transition,
+    sources_of,
+)
 from media_matrix.redact import redact
 from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, dumps, loads
 from media_matrix.timeutil import now_iso
+
+_TIME_COLUMNS = {
+    "deliveries": (
+        "scheduled_at",
+        "slot_at",
+        "next_attempt_at",
+        "lease_until",
+        "created_at",
+        "updated_at",
+        "delivered_at",
+        "claimed_at",
+    ),
+    "attempts": ("started_at", "finished_at", "retry_at"),
+}
+
+
+def _fixed_precision_script() -> str:
+    """Times written before the one stored format (whole seconds) get its fixed microseconds:
+    ``2026-01-01T00:00:00+00:00`` -> ``2026-01-01T00:00:00.000000+00:00``."""
+    return ";\n".join(
+        f"UPDATE {table} SET {c} = substr({c}, 1, 19) || '.000000' || substr({c}, 20)"
+        f" WHERE length({c}) = 25 AND substr({c}, 20, 1) IN ('+', '-')"
+        for table, columns in _TIME_COLUMNS.items()
+        for c in columns
+    )
+
+
+def _state_machine_trigger() -> str:
+    """A trigger refusing every status change the state machine (``models``) does not list."""
+    pairs = ", ".join(
+        f"'{old}>{new}'" for old, targets in DELIVERY_TRANSITIONS.items() for new in sorted(targets)
+    )
+    return f"""
+        DROP TRIGGER IF EXISTS deliveries_status_machine;
+        CREATE TRIGGER deliveries_status_machine BEFORE UPDATE OF status ON deliveries
+        WHEN NEW.status != OLD.status AND (OLD.status || '>' || NEW.status) NOT IN ({pairs})
+        BEGIN
+            SELECT RAISE(ABORT, 'delivery status change not allowed by the state machine');
+        END
+        """
+
 
 MIGRATIONS: list[Migration] = [
     (
@@ -39,19 +95,43 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX deliveries_batch ON deliveries (batch)
         """,
     ),
+    ("dispatching_002_state_machine", _state_machine_trigger()),
+    (
+        "dispatching_003_claimed_at",
+        """
+        ALTER TABLE deliveries ADD COLUMN claimed_at TEXT;
+        CREATE INDEX deliveries_claimed ON deliveries (channel, claimed_at)
+        """,
+    ),
+    ("dispatching_004_one_time_format", _fixed_precision_script()),
 ]
 
-CLAIMABLE = ("queued", "failed")
+CLAIMABLE = sources_of(DeliveryStatus.SENDING)
 # Only an approved pack's deliveries are claimed: a pack sent back to review (its content changed
 # at the source) or withdrawn holds its unstarted deliveries until an editor approves it again.
 PACK_APPROVED = "pack_id IN (SELECT id FROM packs WHERE status = 'approved')"
-RETRYABLE_BY_OPERATOR = ("dead", "unknown", "failed", "cancelled")
-NOT_CANCELLABLE = ("delivered", "sending", "submitted", "cancelled")
+RETRYABLE_BY_OPERATOR = tuple(s for s in sources_of(DeliveryStatus.QUEUED) if s != "sending")
+CANCELLABLE = sources_of(DeliveryStatus.CANCELLED)
+SENT = SENT_STATUSES  # went out, or may have: quota counts them on their claim day
 COUNTED_KINDS = ("send", "recover")  # attempt kinds that talk to the remote to send
+# The fence every sender write carries: the caller (owner) holds an unexpired lease. Parameters:
+# owner, now.
+_HELD = "status = 'sending' AND lease_owner = ? AND julianday(lease_until) >= julianday(?)"
+
+
+class LeaseLost(StoreError):
+    """A sender wrote for deliveries whose lease it no longer holds (it expired, or a sweeper
+    took it over): nothing was written, and the sender must stop before its next remote call."""
 
 
 class InvalidTransition(StoreError):
     """An operator action that the delivery's current status does not allow."""
+
+
+def status_guard(new: str) -> tuple[str, tuple[str, ...]]:
+    """``status IN (?, ...)`` and its parameters: the statuses that may become ``new``."""
+    sources = sources_of(new)
+    return f"status IN ({_marks(sources)})", sources
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -76,80 +156,132 @@ class DispatchStore(StoreBase):
         owner: str,
         lease_until: str,
         channels: Iterable[str],
-        limits: dict[str, int] | None = None,
         limit: int | None = None,
+        batch: int | None = None,
+        rates: dict[str, int] | None = None,
+        window_start: str | None = None,
+        quotas: dict[str, int] | None = None,
+        day: tuple[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """Claim due deliveries of these channels for ``owner`` until ``lease_until``.
 
         Due: ``queued``, or ``failed`` whose ``next_attempt_at`` has come, with ``scheduled_at``
         at or before ``now``, of a pack that is approved right now. Urgent first, then oldest
-        scheduled. ``limits`` caps the rows claimed per channel (rate budgets); ``limit`` caps
-        the total. Returns the claimed rows
-        (status already ``sending``) with ``previous_status``.
+        scheduled. Every limit is counted in the claim's own IMMEDIATE transaction, so two
+        dispatch paths can never exceed them together:
+
+        * ``rates``: deliveries a channel may claim per minute (those claimed since
+          ``window_start`` count);
+        * ``quotas``: deliveries a channel may send on the local day ``day`` (UTC bounds, end
+          excluded): those that went out that day (sending, submitted, delivered, unknown) count;
+        * ``batch``: rows per channel, ``limit``: rows in all (the backlog is never loaded
+          whole).
+
+        Returns the claimed rows (status already ``sending``) with ``previous_status``.
         """
         names = list(channels)
         if not names:
             return []
-        limits = limits or {}
+        rates, quotas = rates or {}, quotas or {}
+        guard, sources = status_guard(DeliveryStatus.SENDING)
+        rows: list[dict[str, Any]] = []
         with self.transaction() as conn:
-            cursor = conn.execute(
-                f"""
-                SELECT id, channel, status FROM deliveries
-                WHERE channel IN ({_marks(names)})
-                  AND (status = 'queued'
-                       OR (status = 'failed' AND julianday(next_attempt_at) <= julianday(?)))
-                  AND julianday(scheduled_at) <= julianday(?)
-                  AND {PACK_APPROVED}
-                ORDER BY urgent DESC, julianday(scheduled_at), id
-                """,
-                (*names, now, now),
-            )
-            chosen: list[int] = []
-            previous: dict[int, str] = {}
-            taken: dict[str, int] = {}
-            for delivery_id, channel, status in cursor.fetchall():
-                cap = limits.get(channel)
-                if cap is not None and taken.get(channel, 0) >= cap:
+            for name in names:
+                room = [] if limit is None else [limit - len(rows)]
+                if batch is not None:
+                    room.append(batch)
+                if name in rates:
+                    room.append(rates[name] - self._claimed_since(conn, name, window_start or now))
+                if name in quotas and day is not None:
+                    room.append(quotas[name] - self._sent_between(conn, name, *day))
+                cap = min(room) if room else -1
+                if room and cap <= 0:
                     continue
-                taken[channel] = taken.get(channel, 0) + 1
-                chosen.append(delivery_id)
-                previous[delivery_id] = status
-                if limit is not None and len(chosen) >= limit:
-                    break
-            if not chosen:
-                return []
-            rows = []
-            for start in range(0, len(chosen), 500):
-                part = chosen[start : start + 500]
+                due = conn.execute(
+                    f"""
+                    SELECT id, status FROM deliveries
+                    WHERE channel = ?
+                      AND (status = 'queued'
+                           OR (status = 'failed' AND julianday(next_attempt_at) <= julianday(?)))
+                      AND julianday(scheduled_at) <= julianday(?)
+                      AND {PACK_APPROVED}
+                    ORDER BY urgent DESC, julianday(scheduled_at), id
+                    LIMIT ?
+                    """,
+                    (name, now, now, cap),
+                ).fetchall()
+                if not due:
+                    continue
+                previous = dict(due)
+                part = [i for i, _ in due]
                 cur = conn.execute(
                     f"""
                     UPDATE deliveries
-                    SET status = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?
-                    WHERE id IN ({_marks(part)}) AND status IN ('queued', 'failed')
+                    SET status = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?,
+                        claimed_at = ?
+                    WHERE id IN ({_marks(part)}) AND {guard}
                     RETURNING *
                     """,
-                    (owner, lease_until, now, *part),
+                    (owner, lease_until, now, now, *part, *sources),
                 )
                 columns = [c[0] for c in cur.description]
-                rows += [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
-        for row in rows:
-            row["previous_status"] = previous[row["id"]]
-            _decode(row)
-        rows.sort(key=lambda r: chosen.index(r["id"]))
+                claimed = [_decode(dict(zip(columns, r, strict=True))) for r in cur.fetchall()]
+                for row in claimed:
+                    row["previous_status"] = previous[row["id"]]
+                rows += sorted(claimed, key=lambda r: part.index(r["id"]))
         return rows
 
-    def renew_leases(self, ids: Sequence[int], owner: str, lease_until: str) -> int:
-        """Extend the lease of the rows ``owner`` still holds; returns how many it holds."""
-        if not ids:
-            return 0
-        cur = self.execute(
-            f"""
-            UPDATE deliveries SET lease_until = ?
-            WHERE id IN ({_marks(ids)}) AND status = 'sending' AND lease_owner = ?
-            """,
-            (lease_until, *ids, owner),
+    @staticmethod
+    def _claimed_since(conn: Any, channel: str, since: str) -> int:
+        """Deliveries of a channel claimed for sending since ``since`` (the rate window)."""
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM deliveries WHERE channel = ?"
+                " AND julianday(claimed_at) >= julianday(?)",
+                (channel, since),
+            ).fetchone()[0]
         )
-        return cur.rowcount
+
+    @staticmethod
+    def _sent_between(conn: Any, channel: str, start: str, end: str) -> int:
+        """Deliveries of a channel that went out (or are going out) in ``[start, end)``."""
+        return int(
+            conn.execute(
+                f"""
+                SELECT count(*) FROM deliveries
+                WHERE channel = ? AND status IN ({_marks(SENT)})
+                  AND julianday(claimed_at) >= julianday(?)
+                  AND julianday(claimed_at) < julianday(?)
+                """,
+                (channel, *SENT, start, end),
+            ).fetchone()[0]
+        )
+
+    def sent_between(self, channel: str, start: str, end: str) -> int:
+        with self.lock:
+            return self._sent_between(self.conn, channel, start, end)
+
+    def renew_leases(
+        self, ids: Sequence[int], owner: str, lease_until: str, *, now: str
+    ) -> list[int]:
+        """Extend the leases ``owner`` still holds; returns the ids it holds.
+
+        Fencing: the owner (unique per run) is the lease token, and a lease that expired at
+        ``now`` is not renewed even if nobody took it over yet -- a sweeper may be about to, so
+        the sender must treat it as lost.
+        """
+        if not ids:
+            return []
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"""
+                UPDATE deliveries SET lease_until = ?
+                WHERE id IN ({_marks(ids)}) AND {_HELD}
+                RETURNING id
+                """,
+                (lease_until, *ids, owner, now),
+            )
+            return sorted(r[0] for r in cur.fetchall())
 
     def release_claims(self, ids: Sequence[int], owner: str, *, at: str | None = None) -> int:
         """Give claimed-but-unsent rows back: queued (or failed, keeping its retry time)."""
@@ -230,12 +362,34 @@ class DispatchStore(StoreBase):
         """Open one attempt row per delivery; a counted kind adds to ``deliveries.attempts``.
 
         Records ``batch`` (the message key) on the deliveries so a sweeper can regroup them.
-        Returns ``{delivery_id: {"attempt_id", "n", "attempts"}}``.
+        A counted kind is a send: ``owner`` must hold the unexpired lease of every delivery, or
+        nothing is written and :class:`LeaseLost` is raised. Returns
+        ``{delivery_id: {"attempt_id", "n", "attempts"}}``.
         """
         counted = kind in COUNTED_KINDS
         out: dict[int, dict[str, int]] = {}
         with self.transaction() as conn:
             for delivery_id in ids:
+                fence = f" AND {_HELD}" if counted else ""
+                row = conn.execute(
+                    f"""
+                    UPDATE deliveries
+                    SET attempts = attempts + {1 if counted else 0},
+                        batch = coalesce(?, batch), updated_at = ?
+                    WHERE id = ?{fence} RETURNING attempts
+                    """,
+                    (batch, started_at, delivery_id, *((owner, started_at) if counted else ())),
+                ).fetchone()
+                if row is None:
+                    exists = conn.execute(
+                        "SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)
+                    ).fetchone()
+                    if exists is None:
+                        raise NotFound(f"delivery {delivery_id} not found")
+                    raise LeaseLost(
+                        f"{owner} no longer holds the lease of delivery {delivery_id}: "
+                        "attempt not started"
+                    )
                 n = conn.execute(
                     "SELECT coalesce(max(n), 0) + 1 FROM attempts WHERE delivery_id = ?",
                     (delivery_id,),
@@ -247,17 +401,6 @@ class DispatchStore(StoreBase):
                     """,
                     (delivery_id, n, started_at, kind, owner, batch),
                 )
-                row = conn.execute(
-                    f"""
-                    UPDATE deliveries
-                    SET attempts = attempts + {1 if counted else 0},
-                        batch = coalesce(?, batch), updated_at = ?
-                    WHERE id = ? RETURNING attempts
-                    """,
-                    (batch, started_at, delivery_id),
-                ).fetchone()
-                if row is None:
-                    raise NotFound(f"delivery {delivery_id} not found")
                 out[delivery_id] = {
                     "attempt_id": int(cur.lastrowid or 0),
                     "n": int(n),
@@ -296,6 +439,20 @@ class DispatchStore(StoreBase):
                 attempt_id,
             ),
         )
+
+    def abandon_attempts(self, attempt_ids: Sequence[int], *, at: str, note: str) -> int:
+        """Close a fenced-out sender's attempts as ``lease_lost`` unless a sweeper already
+        closed them (as ``interrupted``)."""
+        if not attempt_ids:
+            return 0
+        cur = self.execute(
+            f"""
+            UPDATE attempts SET finished_at = ?, outcome = 'lease_lost', error = ?
+            WHERE id IN ({_marks(attempt_ids)}) AND finished_at IS NULL
+            """,
+            (at, redact(note), *attempt_ids),
+        )
+        return cur.rowcount
 
     def log_attempt(
         self,
@@ -364,14 +521,44 @@ class DispatchStore(StoreBase):
 
     # -- remote state and outcomes --------------------------------------------------------------
 
-    def save_remote_state(self, ids: Sequence[int], state: dict[str, Any], *, at: str) -> None:
-        """Persist an adapter checkpoint for every delivery of a message (replaces the old)."""
+    def save_remote_state(
+        self,
+        ids: Sequence[int],
+        state: dict[str, Any],
+        *,
+        at: str,
+        owner: str | None = None,
+        lease_until: str | None = None,
+    ) -> None:
+        """Persist an adapter checkpoint for every delivery of a message (replaces the old).
+
+        A sender passes ``owner`` (and the renewed ``lease_until``): the write is applied only
+        if it holds every lease, unexpired at ``at``; otherwise nothing is written and
+        :class:`LeaseLost` is raised, before the adapter's next remote call.
+        """
         if not ids:
             return
-        self.execute(
-            f"UPDATE deliveries SET remote_state = ?, updated_at = ? WHERE id IN ({_marks(ids)})",
-            (dumps(state), at, *ids),
-        )
+        if owner is None:
+            self.execute(
+                f"UPDATE deliveries SET remote_state = ?, updated_at = ?"
+                f" WHERE id IN ({_marks(ids)})",
+                (dumps(state), at, *ids),
+            )
+            return
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"""
+                UPDATE deliveries SET remote_state = ?, updated_at = ?,
+                    lease_until = coalesce(?, lease_until)
+                WHERE id IN ({_marks(ids)}) AND {_HELD}
+                """,
+                (dumps(state), at, lease_until, *ids, owner, at),
+            )
+            if cur.rowcount != len(set(ids)):
+                raise LeaseLost(
+                    f"{owner} no longer holds the lease of deliveries {sorted(ids)}: "
+                    "checkpoint refused"
+                )
 
     def _finish(
         self,
@@ -383,7 +570,11 @@ class DispatchStore(StoreBase):
         expect: str = "sending",
         **values: Any,
     ) -> bool:
-        """Set the outcome; ``owner`` (when given) must still hold the lease. True if applied."""
+        """Set the outcome; ``owner`` (when given) must still hold the lease. True if applied.
+
+        ``expect -> status`` must be a transition of the state machine (checked here, and by the
+        store's trigger for any write that bypasses this method)."""
+        check_transition(expect, status)
         sets = {"status": status, "updated_at": at, "lease_owner": None, "lease_until": None}
         if "last_error" in values:  # masked here, so no path stores a key or token
             values["last_error"] = redact(values["last_error"])
@@ -553,7 +744,7 @@ class DispatchStore(StoreBase):
             ).fetchone()
             if row is None:
                 raise NotFound(f"delivery {delivery_id} not found")
-            if row[0] in NOT_CANCELLABLE:
+            if row[0] not in CANCELLABLE:
                 raise InvalidTransition(
                     f"delivery {delivery_id} is {row[0]} and cannot be cancelled"
                 )
