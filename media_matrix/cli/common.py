@@ -270,8 +270,13 @@ class MomentType(click.ParamType):
 
     name = "iso"
 
+    def __init__(self, *, allow_now: bool = False) -> None:
+        self.allow_now = allow_now  # the word ``now`` (send at once) passes through as is
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip()
+        if self.allow_now and text.lower() == "now":
+            return "now"
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
@@ -286,3 +291,4 @@ class MomentType(click.ParamType):
 
 
 MOMENT = MomentType()
+MOMENT_OR_NOW = MomentType(allow_now=True)

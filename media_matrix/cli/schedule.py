@@ -13,6 +13,7 @@ from media_matrix.cli.common import (
     DAYS,
     ID,
     MOMENT,
+    MOMENT_OR_NOW,
     AppContext,
     RuntimeFailure,
     UsageFailure,
@@ -62,7 +63,12 @@ def _check_channel(app: AppContext, name: str | None) -> None:
 @click.argument("pack_id", type=ID, required=False)
 @click.option("--channel", "channel", default=None, metavar="NAME", help="channel name")
 @click.option(
-    "--at", "at_text", type=MOMENT, default=None, metavar="ISO", help="at this time, not a slot"
+    "--at",
+    "at_text",
+    type=MOMENT_OR_NOW,
+    default=None,
+    metavar="ISO",
+    help="at this time (or now), not a slot",
 )
 @click.option("--resend", is_flag=True, help="send again to a channel it went to (new edition)")
 @click.option("--force", is_flag=True, help="queue despite a county mismatch or a disabled channel")
