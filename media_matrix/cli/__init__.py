@@ -34,6 +34,8 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "deliveries": ("deliveries",),
     "stats": ("stats",),
     "sandbox": ("sandbox",),
+    "serve": ("web",),
+    "users": ("users",),
 }
 
 

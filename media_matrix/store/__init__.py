@@ -7,10 +7,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from media_matrix.store import audit, deliveries, dispatching, feeds, locks, metrics, packs
+from media_matrix.store import (
+    audit,
+    console,
+    deliveries,
+    dispatching,
+    feeds,
+    locks,
+    metrics,
+    packs,
+    search,
+    users,
+)
 from media_matrix.store.base import NotFound, StoreBase, StoreError
 
-_FAMILIES = (feeds, packs, audit, deliveries, dispatching, metrics, locks)
+# console, search and users are the editor console's families (issue 9)
+_FAMILIES = (feeds, packs, audit, deliveries, dispatching, metrics, locks, users, search, console)
 
 
 class Store(
@@ -21,6 +33,9 @@ class Store(
     dispatching.DispatchStore,
     metrics.MetricsStore,
     locks.LockStore,
+    users.UserStore,
+    search.SearchStore,
+    console.ConsoleStore,
 ):
     migrations = [m for family in _FAMILIES for m in family.MIGRATIONS]
 

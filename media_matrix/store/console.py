@@ -1,0 +1,105 @@
+"""Reads the editor console pages need beyond the other families: paged delivery log, audit
+filtered by person and subject. Pages are LIMIT/OFFSET over indexed orderings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from media_matrix.store.base import Migration, StoreBase, loads
+
+MIGRATIONS: list[Migration] = [
+    (
+        "console_001_indexes",
+        """
+        CREATE INDEX IF NOT EXISTS audit_who ON audit (who, id);
+        CREATE INDEX IF NOT EXISTS audit_subject ON audit (subject, id);
+        CREATE INDEX IF NOT EXISTS deliveries_pack ON deliveries (pack_id)
+        """,
+    ),
+]
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+class ConsoleStore(StoreBase):
+    def page_deliveries(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        channels: Sequence[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of deliveries (latest scheduled first) with their pack title, and the
+        number matching. ``channels`` None: every channel; empty: none."""
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses:
+            where.append(f"d.status IN ({_marks(statuses)})")
+            params += list(statuses)
+        if channels is not None:
+            if not channels:
+                return [], 0
+            where.append(f"d.channel IN ({_marks(channels)})")
+            params += list(channels)
+        if since:
+            where.append("d.scheduled_at >= ?")
+            params.append(since)
+        if until:
+            where.append("d.scheduled_at < ?")
+            params.append(until)
+        clause = "WHERE " + " AND ".join(where) if where else ""
+        total = self.query_one(f"SELECT count(*) AS n FROM deliveries d {clause}", params)
+        rows = self.query(
+            f"""
+            SELECT d.id, d.pack_id, d.channel, d.status, d.scheduled_at, d.slot_at, d.attempts,
+                   d.last_error, d.urgent, d.url, d.updated_at, d.delivered_at,
+                   p.title AS pack_title
+            FROM deliveries d JOIN packs p ON p.id = d.pack_id {clause}
+            ORDER BY d.scheduled_at DESC, d.id DESC LIMIT ? OFFSET ?
+            """,
+            [*params, int(limit), int(offset)],
+        )
+        return rows, int(total["n"] if total else 0)
+
+    def deliveries_of_pack(self, pack_id: int) -> list[dict[str, Any]]:
+        rows = self.query(
+            "SELECT id, channel, edition, status, scheduled_at, url, remote_state, attempts"
+            " FROM deliveries WHERE pack_id = ? ORDER BY id",
+            (pack_id,),
+        )
+        for row in rows:
+            row["remote_state"] = loads(row["remote_state"], {})
+        return rows
+
+    def search_audit(
+        self,
+        *,
+        who: str | None = None,
+        subject: str | None = None,
+        subjects: Sequence[str] = (),
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Audit rows newest first, by person and/or subject (or any of ``subjects``)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if who:
+            where.append("who = ?")
+            params.append(who)
+        if subject:
+            where.append("subject = ?")
+            params.append(subject)
+        if subjects:
+            where.append(f"subject IN ({_marks(subjects)})")
+            params += list(subjects)
+        clause = "WHERE " + " AND ".join(where) if where else ""
+        return self.query(
+            f"SELECT * FROM audit {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*params, int(limit), int(offset)],
+        )
