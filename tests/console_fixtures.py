@@ -44,9 +44,7 @@ def make_project(tmp_path: Path, *, extra: dict[str, Any] | None = None) -> Path
     for chan in raw["channels"]:
         if chan["name"] == "puyang-kexie-wechat":
             chan["title"] = "濮阳科协微信公众号"
-    (tmp_path / "config.yaml").write_text(
-        yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8"
-    )
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     for folder in ("content_packs", "channels"):
         shutil.copytree(REPO / folder, tmp_path / folder)
     return tmp_path
