@@ -111,6 +111,12 @@ def _json(text: Any) -> Any:
         return None
 
 
+def _readable(name: str, text: str) -> str:
+    """JSON parts as a person reads them (characters, not \\u escapes); others as rendered."""
+    data = _json(text) if name.endswith(".json") else None
+    return text if data is None else json.dumps(data, ensure_ascii=False, indent=2)
+
+
 def render_preview(
     settings: Settings, pack: Pack, channel_name: str, *, at: datetime | None = None
 ) -> Preview:
@@ -132,7 +138,9 @@ def render_preview(
         preview.error = str(exc)
         return preview
     for name, part in message.parts.items():
-        preview.parts[name] = part if isinstance(part, str) else f"({len(part)} 字节的二进制内容)"
+        preview.parts[name] = (
+            _readable(name, part) if isinstance(part, str) else f"({len(part)} 字节的二进制内容)"
+        )
     for index, parts in enumerate(message.item_parts):
         for name, text in parts.items():
             key = name if len(message.item_parts) == 1 else f"{index + 1}/{name}"

@@ -64,6 +64,7 @@ def create_app(settings: Settings, store: Store, *, testing: bool = False) -> Fl
     app.jinja_env.globals.update(
         can=common.can,
         local=common.local,
+        slot_label=common.slot_label,
         channel_title=common.channel_title,
         PACK_STATUS=PACK_STATUS_LABELS,
         DELIVERY_STATUS=DELIVERY_STATUS_LABELS,

@@ -11,7 +11,7 @@ from flask import abort, current_app, g, request
 from media_matrix import users
 from media_matrix.config import Settings
 from media_matrix.store import Store
-from media_matrix.timeutil import local_text
+from media_matrix.timeutil import from_iso, local_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 PAGE_SIZE = 50
@@ -69,6 +69,19 @@ def local(at: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if not at:
         return ""
     return local_text(at, settings().tz, fmt)
+
+
+WEEKDAYS = "一二三四五六日"
+
+
+def slot_label(at: Any) -> str:
+    """'11-30 周一 09:00' in the config time zone."""
+    text = local(at, "%m-%d %H:%M")
+    when = from_iso(at) if isinstance(at, str) else at
+    if not text or when is None:
+        return text
+    day, clock = text.split(" ")
+    return f"{day} 周{WEEKDAYS[when.astimezone(settings().tz).weekday()]} {clock}"
 
 
 def page_number() -> int:

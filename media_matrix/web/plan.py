@@ -19,13 +19,12 @@ FILL_DAYS = (1, 3, 7)
 
 
 def _week_start(text: str | None) -> date:
-    """The Monday of the week asked for; without one, today (the coming seven days)."""
+    """The first day of the seven shown: the day asked for, else today."""
     today = utcnow().astimezone(common.settings().tz).date()
     try:
-        day = date.fromisoformat(text) if text else None
+        return date.fromisoformat(text) if text else today
     except ValueError:
-        day = None
-    return today if day is None else day - timedelta(days=day.weekday())
+        return today
 
 
 def _channel_names(channel: str | None, county: str | None) -> list[str]:
@@ -51,6 +50,10 @@ def _calendar(monday: date, channel: str | None, county: str | None) -> dict[str
     view = scheduling.plan_view(settings, common.store(), days=days, channel=channel, now=begin)
     names = set(_channel_names(channel, county))
     view["channels"] = [c for c in view["channels"] if c["name"] in names]
+    for chan in view["channels"]:  # room left for an editor: proposals are only suggestions
+        for slot in chan["slots"]:
+            booked = sum(1 for i in slot["items"] if i["kind"] == "booked")
+            slot["open"] = max(slot["capacity"] - booked, 0)
     view["past"] = False
     return view
 

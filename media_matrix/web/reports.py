@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, render_template, request
 
 from media_matrix import stats
+from media_matrix.stats.core import SOURCE_LABELS
 from media_matrix.stats.exporters import COVERAGE_TARGET
 from media_matrix.timeutil import utcnow
 from media_matrix.web import common
@@ -69,6 +70,7 @@ def index() -> Any:
         dim_labels=stats.DIM_LABELS,
         fields=stats.FIELDS,
         field_labels=stats.FIELD_LABELS,
+        source_labels=SOURCE_LABELS,
         value_label=lambda dim, v: stats.core.value_label(dim, v, common.settings()),
         target=COVERAGE_TARGET,
     )
