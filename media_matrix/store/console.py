@@ -103,3 +103,22 @@ class ConsoleStore(StoreBase):
             f"SELECT * FROM audit {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
             [*params, int(limit), int(offset)],
         )
+
+    def bookings_between(
+        self, channels: Sequence[str], since: str, until: str
+    ) -> list[dict[str, Any]]:
+        """Live deliveries of these channels whose slot (or, hand-timed, scheduled time) falls
+        in [since, until), with their pack title: what the calendar shows as booked."""
+        if not channels:
+            return []
+        return self.query(
+            f"""
+            SELECT d.id, d.pack_id, d.channel, d.status, d.urgent, d.slot_at, d.scheduled_at,
+                   p.title
+            FROM deliveries d JOIN packs p ON p.id = d.pack_id
+            WHERE d.channel IN ({_marks(channels)}) AND d.status != 'cancelled'
+              AND d.scheduled_at >= ? AND d.scheduled_at < ?
+            ORDER BY d.scheduled_at, d.id
+            """,
+            [*channels, since, until],
+        )

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from media_matrix import scheduling
+from media_matrix.calendar import week_view
 from media_matrix.store import StoreError
 from media_matrix.timeutil import utcnow
 from media_matrix.web import common
@@ -36,26 +37,49 @@ def _channel_names(channel: str | None, county: str | None) -> list[str]:
     return names
 
 
-def _calendar(monday: date, channel: str | None, county: str | None) -> dict[str, Any]:
-    """plan_view over the week (from now when the week has begun), for the chosen channels."""
-    settings = common.settings()
-    tz = settings.tz
+def _window(monday: date) -> tuple[datetime, datetime] | None:
+    """[start, end) of the seven days shown, from now when they have begun; None when past."""
+    tz = common.settings().tz
     start = datetime.combine(monday, datetime.min.time(), tz)
     end = start + timedelta(days=7)
     now = utcnow()
-    if end <= now:
+    return None if end <= now else (max(start, now), end)
+
+
+def _calendar(monday: date, channel: str | None, county: str | None) -> dict[str, Any]:
+    """The week's slots and bookings for the chosen channels (proposals load separately)."""
+    window = _window(monday)
+    if window is None:
         return {"channels": [], "past": True}
-    begin = max(start, now)
-    days = (end - begin).total_seconds() / 86400
-    view = scheduling.plan_view(settings, common.store(), days=days, channel=channel, now=begin)
     names = set(_channel_names(channel, county))
-    view["channels"] = [c for c in view["channels"] if c["name"] in names]
-    for chan in view["channels"]:  # room left for an editor: proposals are only suggestions
-        for slot in chan["slots"]:
-            booked = sum(1 for i in slot["items"] if i["kind"] == "booked")
-            slot["open"] = max(slot["capacity"] - booked, 0)
-    view["past"] = False
-    return view
+    chans = [c for c in common.settings().channels if c.name in names]
+    return {"channels": week_view(common.settings(), common.store(), *window, chans), "past": False}
+
+
+@bp.route("/calendar/proposals")
+def proposals() -> Any:
+    """The planner's proposals (拟排) for the window: an htmx fragment, computed apart from the
+    calendar because the planner reads every approved pack and booking."""
+    channel = request.args.get("channel", "").strip() or None
+    county = request.args.get("county", "").strip() or None
+    if channel and channel not in {c.name for c in common.settings().channels}:
+        abort(404)
+    window = _window(_week_start(request.args.get("week")))
+    rows: list[dict[str, Any]] = []
+    if window is not None:
+        begin, end = window
+        days = (end - begin).total_seconds() / 86400
+        view = scheduling.plan_view(
+            common.settings(), common.store(), days=days, channel=channel, now=begin
+        )
+        names = set(_channel_names(channel, county))
+        for chan in view["channels"]:
+            if chan["name"] not in names:
+                continue
+            items = [i for slot in chan["slots"] for i in slot["items"]] + chan["other"]
+            rows += [{**i, "channel": chan["name"]} for i in items if i["kind"] == "proposal"]
+    rows.sort(key=lambda r: (r["at"], r["channel"]))
+    return render_template("proposals.html", proposals=rows)
 
 
 @bp.route("/calendar")

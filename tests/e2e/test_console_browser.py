@@ -79,6 +79,7 @@ def test_editor_and_operator_flow(console, server, browser, shots):
     slot.locator("input[name=pack_id]").fill(str(pack_id))
     slot.locator("button[type=submit]").click()
     expect(page.locator(".flash.ok")).to_contain_text(f"内容包 {pack_id}")
+    expect(page.locator("#proposals table.proposals")).to_be_visible()  # 拟排, loaded by htmx
     snap(page, shots, "05-calendar")
     booked = [d for d in store.list_deliveries(pack_id=pack_id) if d["status"] == "queued"]
     assert [d["channel"] for d in booked] == ["qingfeng-media-centre"]
