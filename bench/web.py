@@ -19,7 +19,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 COUNTIES = {"华龙区": 720000, "濮阳县": 1050000, "清丰县": 650000, "南乐县": 500000,
             "范县": 510000, "台前县": 370000}  # fmt: skip
 CITY = "市级"
+ZONE = ZoneInfo("Asia/Shanghai")
 GROUPS = ("youth", "farmers", "workers", "seniors", "officials", "public")
 TOPICS = ("health", "food_safety", "water", "safety", "fire", "weather", "disaster", "agriculture")
 CHANNELS = 40
@@ -106,23 +109,38 @@ def build(db: Path, n_packs: int, n_deliveries: int, now: datetime) -> None:
         " VALUES (?, ?, ?, 1, ?, ?)",
         tags,
     )
-    span = 360 * 86400
+    # the coming two weeks: queued bookings in the channels' slots, within per_slot (as the
+    # planner books them); everything else over the past year in every status
+    future = []
+    day0 = now.astimezone(ZONE).date()
+    for d in range(1, 15):
+        for hour in (8, 12, 18):
+            slot = datetime.combine(day0 + timedelta(days=d), clock(hour), ZONE)
+            for c in range(CHANNELS):
+                for _ in range(2):  # per_slot
+                    future.append((slot.astimezone(UTC).isoformat(), f"ch{c:02d}"))
+    n_past = n_deliveries - len(future)
+    span = int((now - start).total_seconds())
+    past = ("delivered", "delivered", "delivered", "failed", "dead", "unknown", "delivered",
+            "cancelled")  # fmt: skip
     rows = []
     for i in range(n_deliveries):
-        at = start + timedelta(seconds=i * span // n_deliveries)
-        future = at > now
-        past = ("delivered", "delivered", "delivered", "failed", "dead", "unknown",
-                "delivered", "cancelled")  # fmt: skip
-        status = "queued" if future else past[i % 8]
-        iso = at.isoformat()
-        pack = i % n_packs + 1
-        channel = (i // n_packs + i) % CHANNELS
-        rows.append((i + 1, f"u{i}", pack, f"ch{channel:02d}", status, iso, iso, iso, iso,
+        pack, edition = i % n_packs + 1, 1
+        if i < n_past:
+            iso = (start + timedelta(seconds=i * span // n_past)).isoformat()
+            channel = f"ch{(i // n_packs + i) % CHANNELS:02d}"
+            status = past[i % 8]
+        else:
+            iso, channel = future[i - n_past]
+            status = "queued"
+            pack, edition = (i * 7919) % n_packs + 1, 2  # a re-send: never a duplicate
+        rows.append((i + 1, f"u{i}", pack, channel, edition, status, iso, iso, iso, iso,
                      iso if status == "delivered" else None,
                      "远端超时" if status in ("failed", "dead") else None))  # fmt: skip
     conn.executemany(
-        "INSERT INTO deliveries (id, uid, pack_id, channel, status, slot_at, scheduled_at,"
-        " created_at, updated_at, delivered_at, last_error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO deliveries (id, uid, pack_id, channel, edition, status, slot_at,"
+        " scheduled_at, created_at, updated_at, delivered_at, last_error)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         rows,
     )
     conn.execute(

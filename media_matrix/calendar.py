@@ -15,17 +15,28 @@ from media_matrix.planner import PlanChannel
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso
 
+WEEKDAYS = "一二三四五六日"
+
+
+def slot_text(at: datetime) -> str:
+    """'11-30 周一 09:00' (``at`` already in the config time zone)."""
+    return f"{at:%m-%d} 周{WEEKDAYS[at.weekday()]} {at:%H:%M}"
+
 
 def place_bookings(
     slots: Sequence[datetime], capacity: int, bookings: Iterable[dict[str, Any]], tz: Any
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Put each booking in its slot (by ``slot_at``, else ``scheduled_at``); pure.
     Returns (slots with items and room left, bookings at no slot time)."""
-    table = {
-        s.astimezone(UTC): {"at": s.astimezone(tz).isoformat(timespec="seconds"),
-                            "capacity": capacity, "items": []}
-        for s in slots
-    }  # fmt: skip
+    table = {}
+    for s in slots:
+        local = s.astimezone(tz)
+        table[s.astimezone(UTC)] = {
+            "at": local.isoformat(timespec="seconds"),
+            "label": slot_text(local),
+            "capacity": capacity,
+            "items": [],
+        }
     other = []
     for row in bookings:
         at = from_iso(row["slot_at"] or row["scheduled_at"])
@@ -57,8 +68,12 @@ def week_view(
     for row in rows:
         by_channel.setdefault(row["channel"], []).append(row)
     out = []
+    cache: dict[tuple[Any, ...], list[datetime]] = {}  # channels often share their slots
     for chan in channels:
-        times = planner.slot_times(PlanChannel.from_config(chan), start, end, tz)
+        key = (tuple(chan.slots), chan.quiet_hours)
+        if key not in cache:
+            cache[key] = planner.slot_times(PlanChannel.from_config(chan), start, end, tz)
+        times = cache[key]
         slots, other = place_bookings(times, chan.per_slot, by_channel.get(chan.name, []), tz)
         out.append(
             {
