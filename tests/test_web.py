@@ -4,11 +4,18 @@ matrix, CSRF refusal, login throttling, county scoping, sessions, headers, searc
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from typing import Any
 
 import pytest
-from console_fixtures import PASSWORD, csrf_of, login, make_console
+from console_fixtures import PASSWORD, REPO, csrf_of, login, make_console, make_project
 from openpyxl import load_workbook
 
 from media_matrix import users
@@ -301,3 +308,34 @@ def test_stats_downloads(console, app):
     frame = client.get("/stats/report?from=2026-01-01&to=2026-12-31&by=county")
     assert frame.headers["Content-Security-Policy"].startswith("sandbox")
     assert client.get("/stats?from=bad").status_code == 200  # a clear message, not a crash
+
+
+def test_serve_command_answers_on_loopback(tmp_path):
+    root = make_project(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "media_matrix", "serve", "--port", str(port)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    body = json.loads(r.read())
+                    server = r.headers["Server"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.3)
+        assert body["database"] is True and body["daemon_running"] is False
+        assert "waitress" in server or "media-matrix" in server
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
