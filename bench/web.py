@@ -38,7 +38,8 @@ WORDS = ("防汛", "抗旱", "一氧化碳", "中毒", "消防", "安全", "节�
          "寒潮", "预警", "农药", "食品", "谣言", "核查", "人工智能", "地震", "避险", "湿地",
          "秸秆", "禁烧", "老年人", "防跌倒", "近视", "防控", "电信诈骗", "量子计算", "心脑血管",
          "大棚")  # fmt: skip
-QUERY = "人工智能"
+QUERY = "地下水回补"  # in 1% of the packs: a search an editor makes
+COMMON_QUERY = "人工智能"  # in most of them: the worst case
 TARGET_MS = 300.0
 TARGET_RATIO = 3.0
 
@@ -88,7 +89,8 @@ def build(db: Path, n_packs: int, n_deliveries: int, now: datetime) -> None:
         status = "approved" if i % 10 < 7 else ("new" if i % 10 < 9 else "rejected")
         county = CITY if i % 3 else list(COUNTIES)[i % 6]
         body = _text(i + 2, 12)
-        packs.append((i, f"g{i}", f"科普{i}：{_text(i, 2)}", _text(i + 1, 3), body,
+        rare = "地下水回补" if i % 100 == 0 else ""
+        packs.append((i, f"g{i}", f"科普{i}：{_text(i, 2)}{rare}", _text(i + 1, 3), body,
                       f"<p>{body}</p>", county, at, at, at, f"h{i}", status))  # fmt: skip
     conn.executemany(
         "INSERT INTO packs (id, guid, title, summary, text, content_html, county, published_at,"
@@ -213,6 +215,7 @@ def main() -> None:
     order = "ORDER BY COALESCE(published_at, fetched_at) DESC, id DESC LIMIT 50"
     cols = "id, title, summary, status, urgent, county, published_at, fetched_at"
     fts = f"id IN (SELECT rowid FROM packs_fts WHERE packs_fts MATCH '\"{QUERY}\"')"
+    fts_common = f"id IN (SELECT rowid FROM packs_fts WHERE packs_fts MATCH '\"{COMMON_QUERY}\"')"
 
     def raw(*statements: tuple[str, tuple]) -> Callable[[], None]:
         def run() -> None:
@@ -229,6 +232,10 @@ def main() -> None:
         (f"/packs?q={QUERY}", f"/packs?q={QUERY}", raw(
             (f"SELECT count(*) FROM packs WHERE {fts}", ()),
             (f"SELECT {cols} FROM packs WHERE {fts} {order}", ()),
+        )),
+        (f"/packs?q={COMMON_QUERY} (most packs)", f"/packs?q={COMMON_QUERY}", raw(
+            (f"SELECT count(*) FROM packs WHERE {fts_common}", ()),
+            (f"SELECT {cols} FROM packs WHERE {fts_common} {order}", ()),
         )),
         ("/calendar", "/calendar", raw(
             ("SELECT d.id, d.pack_id, d.channel, d.status, d.slot_at, p.title FROM deliveries d"
