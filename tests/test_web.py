@@ -286,11 +286,17 @@ def test_search_detail_hostile_body_and_preview_limits(console, app):
     assert f'href="/packs/{pid}"' in found
     assert f'href="/packs/{pid}"' not in client.get("/packs?q=不存在的词语").get_data(as_text=True)
     page = client.get(f"/packs/{pid}").get_data(as_text=True)
-    frame = re.search(r"<iframe class=\"body\" (sandbox) srcdoc=\"([^\"]*)\"", page)
-    assert frame, "the body is shown only in a sandboxed frame"
-    assert "&lt;script&gt;" in frame.group(2) and "<script>alert" not in page
+    assert f'<iframe class="body" sandbox src="/packs/{pid}/body"' in page
+    assert "alert(" not in page  # the markup is only in the frame's own document
+    frame = client.get(f"/packs/{pid}/body")
+    policy = frame.headers["Content-Security-Policy"]
+    assert policy.startswith("sandbox;") and "default-src 'none'" in policy
+    assert "script-src" not in policy and "img-src data:" in policy
     preview = client.get(f"/packs/{pid}/preview/puyang-kexie-wechat").get_data(as_text=True)
-    assert "超过公众号上限 32 字" in preview and "sandbox srcdoc=" in preview
+    assert "超过公众号上限 32 字" in preview and "sandbox src=" in preview
+    framed = client.get(f"/packs/{pid}/preview/puyang-kexie-wechat/frame/0")
+    assert framed.headers["Content-Security-Policy"].startswith("sandbox;")
+    assert client.get(f"/packs/{pid}/preview/puyang-kexie-wechat/frame/9").status_code == 404
     assert client.get(f"/packs/{pid}/preview/no-such-channel").status_code == 404
 
 

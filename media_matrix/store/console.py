@@ -17,6 +17,14 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX IF NOT EXISTS deliveries_pack ON deliveries (pack_id)
         """,
     ),
+    (
+        # the review queue's order (newest first): a page is read off the index, not sorted
+        "console_002_pack_order",
+        """
+        CREATE INDEX IF NOT EXISTS packs_recent ON packs (COALESCE(published_at, fetched_at), id);
+        CREATE INDEX IF NOT EXISTS deliveries_scheduled ON deliveries (scheduled_at, id)
+        """,
+    ),
 ]
 
 

