@@ -133,4 +133,3 @@ def passwd_cmd(app: AppContext, name: str, password_stdin: bool, by: str | None)
 
 def register(cli: click.Group) -> None:
     cli.add_command(users_group)
-
