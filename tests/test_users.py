@@ -173,3 +173,22 @@ def test_users_cli(env):
     assert run_cli(config, "users", "disable", "ghost").returncode == 1
     listed = json.loads(run_cli(config, "users", "list", "--json").stdout)
     assert listed[0]["disabled"] is True and listed[0]["session_epoch"] == 3
+
+
+def test_web_config_and_channel_titles(tmp_path):
+    from media_matrix.config import ConfigError
+
+    def settings_with(extra):
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(extra, allow_unicode=True), encoding="utf-8")
+        return load_settings(path)
+
+    chan = {"name": "kx", "type": "webhook", "url": "http://127.0.0.1:9/", "secret": "s",
+            "title": "濮阳科协融媒体"}  # fmt: skip
+    s = settings_with({"channels": [chan], "web": {"session_lifetime": "2h"}})
+    assert s.channel_title("kx") == "濮阳科协融媒体" and s.channel_title("other") == "other"
+    assert s.web.session_lifetime == 7200 and s.web.secure_cookies is False
+    with pytest.raises(ConfigError, match=r"web\.secret_key.*16"):
+        settings_with({"web": {"secret_key": "short"}})
+    with pytest.raises(ConfigError, match=r"web\.color: unknown key"):
+        settings_with({"web": {"color": "red"}})
