@@ -62,7 +62,8 @@ def snapshot(store) -> dict[str, Any]:
     """Everything a refused request must leave as it was."""
     return {
         "packs": [
-            (p.id, p.status, p.urgent, tuple(p.groups), tuple(p.topics)) for p in store.list_packs()
+            (p.id, p.status, p.urgent, tuple(p.groups), tuple(p.topics), p.title, p.summary)
+            for p in store.list_packs()
         ],
         "deliveries": [(d["id"], d["status"]) for d in store.list_deliveries()],
         "users": [(u["name"], u["disabled"], u["session_epoch"]) for u in store.list_users()],
@@ -87,6 +88,12 @@ def actions(store) -> list[tuple[str, str, dict[str, Any], str]]:
         ("approve", f"/packs/{fresh}/review", {"action": "approve", "note": "好"}, "review"),
         ("urgent", f"/packs/{approved}/review", {"action": "urgent_on"}, "review"),
         ("tags", f"/packs/{approved}/tags", {"add_group": "farmers"}, "review"),
+        (
+            "text",
+            f"/packs/{fresh}/text",
+            {"title": f"新标题 {fresh}", "summary": "新摘要"},
+            "review",
+        ),
         (
             "queue",
             "/calendar/queue",
@@ -345,3 +352,45 @@ def test_serve_command_answers_on_loopback(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_edit_title_and_summary_keeps_the_original(console, app):
+    store = console.store
+    pid = new_pack(store, "原来的标题")
+    client = app.test_client()
+    token = login(client, "editor")
+    response = client.post(
+        f"/packs/{pid}/text",
+        data={"title": "更好的\x00标题\u202e", "summary": "一句话摘要", "csrf_token": token},
+    )
+    assert response.status_code == 302
+    pack = store.get_pack(pid)
+    assert (pack.title, pack.summary) == ("更好的标题", "一句话摘要")
+    assert store.find_packs(q="更好的标题")[0] == [pid]  # search follows the edit
+    page = client.get(f"/packs/{pid}").get_data(as_text=True)
+    assert "原标题: 原来的标题" in page
+    assert store.audit_log(subject=f"pack:{pid}")[0]["action"] == "edit_text"
+    client.post(f"/packs/{pid}/text", data={"title": "  ", "summary": "", "csrf_token": token})
+    assert store.get_pack(pid).title == "更好的标题"  # refused: nothing changed
+    client.post(f"/packs/{pid}/text", data={"title": "第三版", "summary": "", "csrf_token": token})
+    edits = store.pack_text_edits(pid)
+    assert [e["old_title"] for e in edits] == ["原来的标题", "更好的标题"]
+    wechat = client.get(f"/packs/{pid}/preview/puyang-kexie-wechat").get_data(as_text=True)
+    assert "第三版" in wechat
+
+
+def test_text_edit_is_sent_and_survives_a_re_poll(console, app):
+    from media_matrix.ingest import run_ingest
+
+    store = console.store
+    sample = next(p for p in store.list_packs() if "kepu-china" in p.feeds)
+    client = app.test_client()
+    token = login(client, "editor")
+    client.post(
+        f"/packs/{sample.id}/text",
+        data={"title": "编辑改过的标题", "summary": sample.summary, "csrf_token": token},
+    )
+    preview = client.get(f"/packs/{sample.id}/preview/puyang-kexie-wecom").get_data(as_text=True)
+    assert "编辑改过的标题" in preview  # rendered as dispatch would send it
+    run_ingest(console.settings, store, feeds=["kepu-china"])
+    assert store.get_pack(sample.id).title == "编辑改过的标题"

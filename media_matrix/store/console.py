@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from media_matrix.store.base import Migration, StoreBase, loads
+from media_matrix.store.base import Migration, NotFound, StoreBase, loads
 
 MIGRATIONS: list[Migration] = [
     (
@@ -23,6 +23,23 @@ MIGRATIONS: list[Migration] = [
         """
         CREATE INDEX IF NOT EXISTS packs_recent ON packs (COALESCE(published_at, fetched_at), id);
         CREATE INDEX IF NOT EXISTS deliveries_scheduled ON deliveries (scheduled_at, id)
+        """,
+    ),
+    (
+        # an editor's title and summary for sending; every earlier text kept, newest last
+        "console_003_pack_text_edits",
+        """
+        CREATE TABLE pack_text_edits (
+            id INTEGER PRIMARY KEY,
+            pack_id INTEGER NOT NULL REFERENCES packs (id),
+            old_title TEXT NOT NULL,
+            old_summary TEXT NOT NULL,
+            new_title TEXT NOT NULL,
+            new_summary TEXT NOT NULL,
+            who TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX pack_text_edits_pack ON pack_text_edits (pack_id, id)
         """,
     ),
 ]
@@ -111,6 +128,33 @@ class ConsoleStore(StoreBase):
             f"SELECT * FROM audit {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
             [*params, int(limit), int(offset)],
         )
+
+    def edit_pack_text(self, pack_id: int, title: str, summary: str, *, who: str, at: str) -> bool:
+        """Set the title and summary sent out, recording the text they replace. Returns False
+        when nothing changed. The feed's item hash is left alone, so a re-poll of the same
+        item keeps the edit; a changed source article replaces it (and goes back to review)."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT title, summary FROM packs WHERE id = ?", (pack_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"pack {pack_id} not found")
+            if (row[0], row[1]) == (title, summary):
+                return False
+            conn.execute(
+                "INSERT INTO pack_text_edits (pack_id, old_title, old_summary, new_title,"
+                " new_summary, who, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (pack_id, row[0], row[1], title, summary, who, at),
+            )
+            conn.execute(
+                "UPDATE packs SET title = ?, summary = ? WHERE id = ?", (title, summary, pack_id)
+            )
+            return True
+
+    def pack_text_edits(self, pack_id: int) -> list[dict[str, Any]]:
+        """Every edit of a pack's title and summary, oldest first (the first holds the
+        original)."""
+        return self.query("SELECT * FROM pack_text_edits WHERE pack_id = ? ORDER BY id", (pack_id,))
 
     def bookings_between(
         self, channels: Sequence[str], since: str, until: str

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from markupsafe import escape
 
-from media_matrix import preview, review, scheduling
+from media_matrix import pack_text, preview, review, scheduling
 from media_matrix.models import PACK_STATUS_LABELS, TOPICS
 from media_matrix.retag import edit_tags
 from media_matrix.store import NotFound, StoreError
@@ -98,6 +98,7 @@ def detail(pack_id: int) -> Any:
         sources=store.pack_sources_of(pack_id),
         history=store.search_audit(subject=review.subject(pack_id), limit=200),
         deliveries=store.deliveries_of_pack(pack_id),
+        edits=store.pack_text_edits(pack_id),
         channels=settings.channels,
         topics={k: (v.label or TOPICS.get(k, k)) for k, v in settings.topics.items()} or TOPICS,
     )
@@ -128,6 +129,25 @@ def review_one(pack_id: int) -> Any:
             flash(f"已{'标记' if result.urgent else '取消'}紧急; 立即排入 {queued} 个渠道", "ok")
         else:
             abort(400)
+    except StoreError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("packs.detail", pack_id=pack_id))
+
+
+@bp.route("/packs/<int:pack_id>/text", methods=["POST"])
+@common.needs("review")
+def text(pack_id: int) -> Any:
+    """The title and summary used for sending (the original is kept in the edit history)."""
+    _pack_or_404(pack_id)
+    try:
+        changed = pack_text.edit_text(
+            common.store(),
+            pack_id,
+            request.form.get("title", ""),
+            request.form.get("summary", ""),
+            by=common.by(),
+        )
+        flash("已修改标题和摘要" if changed else "标题和摘要未变化", "ok")
     except StoreError as exc:
         flash(str(exc), "error")
     return redirect(url_for("packs.detail", pack_id=pack_id))
