@@ -20,7 +20,13 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from media_matrix import users
 from media_matrix.config import Settings
-from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, PACK_STATUS_LABELS
+from media_matrix.models import (
+    ATTEMPT_KIND_LABELS,
+    ATTEMPT_OUTCOME_LABELS,
+    DELIVERY_STATUS_LABELS,
+    GROUPS,
+    PACK_STATUS_LABELS,
+)
 from media_matrix.store import Store
 from media_matrix.store.search import check_sqlite_version
 from media_matrix.timeutil import utcnow
@@ -67,6 +73,8 @@ def create_app(settings: Settings, store: Store, *, testing: bool = False) -> Fl
         slot_label=common.slot_label,
         channel_title=common.channel_title,
         PACK_STATUS=PACK_STATUS_LABELS,
+        OUTCOMES=ATTEMPT_OUTCOME_LABELS,
+        KINDS=ATTEMPT_KIND_LABELS,
         DELIVERY_STATUS=DELIVERY_STATUS_LABELS,
         GROUPS=GROUPS,
         ROLE_LABELS=users.ROLE_LABELS,

@@ -111,7 +111,7 @@ def test_editor_and_operator_flow(console, server, browser, shots):
     # see the delivery and its attempts
     page.goto(f"{server}/deliveries/{sent['id']}")
     expect(page.locator("h1")).to_contain_text("已送达")
-    expect(page.locator("table").last).to_contain_text("delivered")
+    expect(page.locator("table").last).to_contain_text("送达")
     snap(page, shots, "07-delivery")
 
     # retry a failed one, with the confirmation
