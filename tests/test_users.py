@@ -192,3 +192,24 @@ def test_web_config_and_channel_titles(tmp_path):
         settings_with({"web": {"secret_key": "short"}})
     with pytest.raises(ConfigError, match=r"web\.color: unknown key"):
         settings_with({"web": {"color": "red"}})
+
+
+def test_cli_shows_channel_titles(tmp_path):
+    import shutil
+
+    raw = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    raw["channels"][0]["title"] = "濮阳科协微信公众号"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    for folder in ("content_packs", "channels"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    store = open_store(load_settings(config).database)
+    pack = _pack(store, "标题测试", "正文")
+    store.queue_delivery(pack, raw["channels"][0]["name"], scheduled_at=now_iso())
+    store.close()
+    status = run_cli(config, "status")
+    assert status.returncode == 0 and "濮阳科协微信公众号" in status.stdout
+    listed = run_cli(config, "deliveries")
+    assert listed.returncode == 0 and "濮阳科协微信公众号" in listed.stdout
+    as_json = json.loads(run_cli(config, "deliveries", "--json").stdout)
+    assert as_json[0]["channel"] == raw["channels"][0]["name"]  # the slug stays the id

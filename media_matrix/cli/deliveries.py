@@ -195,7 +195,7 @@ def deliveries_group(
             (
                 r["id"],
                 f"{r['pack_id']} {r['pack_title'] or ''}".strip(),
-                r["channel"],
+                app.settings.channel_title(r["channel"]),
                 _label(r["status"]),
                 r["scheduled_at"],
                 r["attempts"],
