@@ -131,14 +131,14 @@ def test_editor_and_operator_flow(console, server, browser, shots):
     expect(page.locator("h2").first).to_contain_text("覆盖率")
     charts = page.frame_locator("iframe.report")
     expect(charts.locator("svg").first).to_be_visible()
-    page.locator("iframe.report").scroll_into_view_if_needed()  # painted only once on screen
-    snap(page, shots, "09-stats")
     with page.expect_download() as info:
         page.click("#download-xlsx")
     download = info.value
     assert download.suggested_filename.endswith(".xlsx")
     book = load_workbook(io.BytesIO(download.path().read_bytes()))
     assert book.sheetnames
+    page.locator("iframe.report").scroll_into_view_if_needed()  # painted only once on screen
+    snap(page, shots, "09-stats")
     # the charts frame's own page, captured on its own as well
     page.goto(f"{server}/stats/report")
     expect(page.locator("svg").first).to_be_visible()
