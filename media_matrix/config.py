@@ -143,6 +143,7 @@ class _ChannelBase(_Model):
     enabled: bool = True
     concurrency: int = Field(default=2, ge=1, le=MAX_WORKERS)
     rate_per_minute: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    title: str | None = Field(default=None, max_length=100)  # display name; the slug is the id
 
     @field_validator("audience")
     @classmethod
@@ -486,6 +487,28 @@ class DaemonConfig(_Model):
         return self
 
 
+class WebConfig(_Model):
+    """``web:`` settings of the editor console (``serve``)."""
+
+    secret_key: str | None = None  # ${ENV}; without it a key is generated once and stored
+    secure_cookies: bool = False  # Secure session cookie: on whenever served over HTTPS
+    session_lifetime: float = Field(default=8 * HOUR, ge=60, le=30 * DAY)
+    login_attempts: int = Field(default=5, ge=1, le=100)
+    lockout: float = Field(default=900.0, ge=0, le=DAY)
+
+    @field_validator("session_lifetime", "lockout", mode="before")
+    @classmethod
+    def _parse_durations(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("secret_key must be at least 16 characters")
+        return value
+
+
 class Settings(_Model):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
 
@@ -508,6 +531,7 @@ class Settings(_Model):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     public: PublicConfig = Field(default_factory=PublicConfig)
     officers: Path | None = None  # a 科普信息员 CSV imported by `run --once`
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @field_validator("timezone")
     @classmethod
@@ -556,6 +580,13 @@ class Settings(_Model):
                 return channel
         names = [c.name for c in self.channels]
         raise ConfigError(f"{self.path}: no channel named {name!r} (channels: {names})")
+
+    def channel_title(self, name: str) -> str:
+        """The channel's display name (``title:``), else its slug; unknown names as given."""
+        for channel in self.channels:
+            if channel.name == name:
+                return channel.title or channel.name
+        return name
 
     def resolve(self, path: Path | str) -> Path:
         """A path from config, made absolute against the config file's folder."""
@@ -761,6 +792,7 @@ __all__ = [
     "ConfigError",
     "FeedConfig",
     "Settings",
+    "WebConfig",
     "load_settings",
     "parse_duration",
     "parse_quiet_hours",

@@ -51,6 +51,27 @@ DELIVERY_STATUS_LABELS: dict[str, str] = {
     "cancelled": "已取消",
 }
 
+# How an attempt ended, and what kind of attempt it was (the console's attempt table).
+ATTEMPT_OUTCOME_LABELS: dict[str, str] = {
+    "delivered": "送达",
+    "submitted": "已提交",
+    "retry": "暂时失败",
+    "quota": "配额已满",
+    "auth": "认证失败",
+    "rejected": "被拒绝",
+    "unknown": "状态不明",
+    "render": "模板错误",
+    "error": "程序错误",
+    "interrupted": "中断(进程退出)",
+    "lease_lost": "租约已失(发送程序停顿, 已停止)",
+}
+ATTEMPT_KIND_LABELS: dict[str, str] = {
+    "send": "发送",
+    "recover": "恢复",
+    "poll": "查询",
+    "fence": "停止(租约已失)",
+}
+
 
 def check_group_ids(ids: Iterable[str]) -> Iterable[str]:
     """``ids`` unchanged when every one is a known group id; else ValueError naming the first."""

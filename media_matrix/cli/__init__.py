@@ -36,6 +36,8 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "sandbox": ("sandbox",),
     "public": ("public",),
     "officers": ("officers",),
+    "serve": ("web",),
+    "users": ("users",),
 }
 
 

@@ -21,24 +21,17 @@ from media_matrix.cli.common import (
     pass_app,
     redacted_stderr_logging,
 )
-from media_matrix.models import DELIVERY_STATUS_LABELS, DeliveryStatus
+from media_matrix.models import (
+    ATTEMPT_KIND_LABELS,
+    ATTEMPT_OUTCOME_LABELS,
+    DELIVERY_STATUS_LABELS,
+    DeliveryStatus,
+)
 from media_matrix.redact import redact
 from media_matrix.sandbox.embedded import embedded_sandbox
 
-OUTCOME_LABELS = {
-    "delivered": "送达",
-    "submitted": "已提交",
-    "retry": "暂时失败",
-    "quota": "配额已满",
-    "auth": "认证失败",
-    "rejected": "被拒绝",
-    "unknown": "状态不明",
-    "render": "模板错误",
-    "error": "程序错误",
-    "interrupted": "中断(进程退出)",
-    "lease_lost": "租约已失(发送程序停顿, 已停止)",
-}
-KIND_LABELS = {"send": "发送", "recover": "恢复", "poll": "查询", "fence": "停止(租约已失)"}
+OUTCOME_LABELS = ATTEMPT_OUTCOME_LABELS
+KIND_LABELS = ATTEMPT_KIND_LABELS
 
 
 def _label(status: str) -> str:
@@ -206,7 +199,7 @@ def deliveries_group(
             (
                 r["id"],
                 f"{r['pack_id']} {r['pack_title'] or ''}".strip(),
-                r["channel"],
+                app.settings.channel_title(r["channel"]),
                 _label(r["status"]),
                 r["scheduled_at"],
                 r["attempts"],

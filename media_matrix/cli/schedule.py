@@ -337,7 +337,7 @@ def status_command(app: AppContext, as_json: bool) -> None:
         ["渠道", "类型", "区县", "待发送", "发送中", "失败", "放弃", "未知", "已送达", "下一时段"],
         [
             (
-                c["name"] + ("" if c["enabled"] else " (停用)"),
+                app.settings.channel_title(c["name"]) + ("" if c["enabled"] else " (停用)"),
                 c["type"],
                 c["county"],
                 c["queued"],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from media_matrix.store import (
     audit,
+    console,
     deliveries,
     dispatching,
     feeds,
@@ -16,10 +17,25 @@ from media_matrix.store import (
     locks,
     metrics,
     packs,
+    search,
+    users,
 )
 from media_matrix.store.base import NotFound, StoreBase, StoreError
 
-_FAMILIES = (feeds, packs, audit, deliveries, dispatching, metrics, locks, links)
+# console, search and users are the editor console's families (issue 9)
+_FAMILIES = (
+    feeds,
+    packs,
+    audit,
+    deliveries,
+    dispatching,
+    metrics,
+    locks,
+    links,
+    users,
+    search,
+    console,
+)
 
 
 class Store(
@@ -31,6 +47,9 @@ class Store(
     metrics.MetricsStore,
     locks.LockStore,
     links.LinkStore,
+    users.UserStore,
+    search.SearchStore,
+    console.ConsoleStore,
 ):
     migrations = [m for family in _FAMILIES for m in family.MIGRATIONS]
 
