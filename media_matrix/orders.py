@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from media_matrix.config import Settings
+from media_matrix.config import ConfigError, Settings
 from media_matrix.ingest.clean import plain_text, strip_controls
 from media_matrix.links import new_code, new_token, track_url
 from media_matrix.models import GROUPS, TOPICS
@@ -304,6 +304,17 @@ def import_sheet(settings: Settings, store: Store, path: Path, *, by: str) -> tu
     rows = parse_sheet(text, counties_of(settings), tagger_for(settings))
     added = store.add_requests(rows, by=by)
     return len(added), len(rows) - len(added)
+
+
+def import_configured(settings: Settings, store: Store) -> tuple[int, int] | None:
+    """The paper sheet named by ``requests:`` in config (run --once); a bad one is a config
+    error naming the file and its lines."""
+    if settings.requests is None:
+        return None
+    try:
+        return import_sheet(settings, store, settings.requests, by="run-once")
+    except OrderError as exc:
+        raise ConfigError(f"{settings.path}: requests: {settings.requests}: {exc}") from None
 
 
 def act(
