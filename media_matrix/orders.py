@@ -19,7 +19,7 @@ from typing import Any
 from media_matrix.config import ConfigError, Settings
 from media_matrix.ingest.clean import plain_text, strip_controls
 from media_matrix.links import new_code, new_token, track_url
-from media_matrix.models import GROUPS, TOPICS
+from media_matrix.models import GROUPS, REQUEST_STATUS_LABELS, TOPICS
 from media_matrix.officers import decode
 from media_matrix.store import Store, StoreError
 from media_matrix.tagging import Tagger, normalize, tagger_for
@@ -31,13 +31,7 @@ MAX_CONTACT = 60
 MAX_CSV_BYTES = 2 * 1024 * 1024
 MAX_CSV_ROWS = 20_000
 
-STATUS_LABELS = {
-    "open": "待接单",
-    "accepted": "已接单",
-    "declined": "未采纳",
-    "escalated": "已提交市级",
-    "fulfilled": "已答复",
-}
+STATUS_LABELS = REQUEST_STATUS_LABELS
 SOURCE_LABELS = {"web": "网上点单", "officer": "信息员代点", "paper": "纸质点单"}
 
 # action -> (statuses it may start from, status it leads to; None keeps the status)

@@ -124,3 +124,12 @@ def test_lists_are_scoped_by_county_and_contacts_shown_to_editors(console, app):
     page = viewer.get("/requests?status=all").get_data(as_text=True)
     assert f"#{qf['id']}<" in page and CONTACT not in page
     assert CONTACT not in viewer.get(f"/requests/{qf['id']}").get_data(as_text=True)
+
+
+def test_stats_page_shows_order_figures_by_request_topic(console, app):
+    new_order(console)
+    client = app.test_client()
+    login(client, "viewer")
+    page = client.get("/stats?by=request_topic").get_data(as_text=True)
+    assert "按点单主题" in page and "点单数" in page and "农业技术" in page
+    assert CONTACT not in page

@@ -259,26 +259,24 @@ class RequestStore(StoreBase):
     def request_figures_rows(
         self, since: str | None = None, until: str | None = None
     ) -> list[dict[str, Any]]:
-        """Orders created in [since, until) with what the figures need (no text, no contact)."""
+        """Orders created in [since, until) with what the figures need (no text, no contact),
+        and whether each was ever escalated to the city (from the audit)."""
         rows = self.query(
-            "SELECT id, county, status, topics, groups, source, created_at, fulfilled_at"
-            " FROM requests WHERE created_at >= coalesce(?, '') AND created_at < coalesce(?, '~')"
-            " ORDER BY created_at",
+            """
+            SELECT r.id, r.county, r.status, r.topics, r.groups, r.source, r.created_at,
+                   r.fulfilled_at,
+                   EXISTS (SELECT 1 FROM audit a WHERE a.subject = 'request:' || r.id
+                           AND a.action = 'request_escalate') AS escalated
+            FROM requests r
+            WHERE r.created_at >= coalesce(?, '') AND r.created_at < coalesce(?, '~')
+            ORDER BY r.created_at
+            """,
             (since, until),
         )
         for row in rows:
             row["topics"] = loads(row["topics"], [])
             row["groups"] = loads(row["groups"], [])
         return rows
-
-    def escalation_count(self, since: str | None = None, until: str | None = None) -> int:
-        """Orders escalated to the city in the range (an order escalated twice counts once)."""
-        row = self.query_one(
-            "SELECT count(DISTINCT subject) AS n FROM audit WHERE action = 'request_escalate'"
-            " AND at >= coalesce(?, '') AND at < coalesce(?, '~')",
-            (since, until),
-        )
-        return int(row["n"]) if row else 0
 
 
 __all__ = ["LIVE", "RequestStore"]
