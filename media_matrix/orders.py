@@ -23,6 +23,7 @@ from media_matrix.models import GROUPS, REQUEST_STATUS_LABELS, TOPICS
 from media_matrix.officers import decode
 from media_matrix.store import Store, StoreError
 from media_matrix.tagging import Tagger, normalize, tagger_for
+from media_matrix.timeutil import local_text
 
 CITY = "市级"
 MAX_TEXT = 500
@@ -372,7 +373,7 @@ def public_view(settings: Settings, store: Store, token: str) -> dict[str, Any] 
         "status": order["status"],
         "status_label": STATUS_LABELS[order["status"]],
         "county": order["county"],
-        "created_at": order["created_at"],
+        "created_at": local_text(order["created_at"], settings.tz, "%Y-%m-%d"),
         "topics": [TOPICS.get(t, t) for t in order["topics"]],
         "answer": None,
     }

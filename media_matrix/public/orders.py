@@ -139,8 +139,7 @@ class OrderDesk:
     def _submit(self, environ: dict[str, Any], officer: dict[str, Any] | None) -> Answer:
         address = environ.get("REMOTE_ADDR") or ""
         agent = environ.get("HTTP_USER_AGENT")
-        # an officer's page is theirs: no stranger's limit on it
-        if officer is None and not self._spend(address, agent):
+        if not self._spend(address, agent, officer=officer is not None):
             body = render_message("提交过于频繁", _BUSY)
             return "429 Too Many Requests", body.encode(), [FORM_CSP, ("Retry-After", "600")]
         form = _read_form(environ)
@@ -165,12 +164,13 @@ class OrderDesk:
             return self._form(environ, officer, values, exc.problems, "400 Bad Request")
         return "303 See Other", b"", [("Location", f"/request/{order['token']}")]
 
-    def _spend(self, address: str, agent: str | None) -> bool:
+    def _spend(self, address: str, agent: str | None, *, officer: bool) -> bool:
         """One token of the visitor's bucket, then of the address's (a visitor already
-        refused spends nothing of its address's bucket)."""
-        return self.visitors.take(self.visitor_key(address, agent)) and self.addresses.take(
-            self.address_key(address)
-        )
+        refused spends nothing of its address's bucket). An officer ordering for the people
+        of a meeting is held by the address bucket only."""
+        if not officer and not self.visitors.take(self.visitor_key(address, agent)):
+            return False
+        return self.addresses.take(self.address_key(address))
 
     # -- form token ------------------------------------------------------------------------------
 

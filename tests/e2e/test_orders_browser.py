@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from console_fixtures import PASSWORD, Console, make_console
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
+from test_console_browser import sign_in
 
 from media_matrix import users
 from media_matrix.public import make_app
@@ -53,14 +54,6 @@ def faces(tmp_path) -> Iterator[tuple[Console, str, str]]:
         console_srv.close()
         public_app.close()
         con.store.close()
-
-
-def sign_in(page: Page, server: str, name: str) -> None:
-    page.goto(f"{server}/login")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("header.top")).to_be_visible()
 
 
 def test_a_resident_order_is_taken_answered_and_shown(faces, browser, shots):
