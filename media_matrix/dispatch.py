@@ -939,7 +939,7 @@ def _estimate_delivered(
         # 群众点单 (issue 13): orders answered by what just landed in their county
         from media_matrix.orders import fulfil_delivered
 
-        fulfil_delivered(settings, store)
+        fulfil_delivered(settings, store, since=_iso(start))
 
 
 def _recover(engine: _Engine, store: Store, by_name: dict[str, Any], start: datetime) -> None:

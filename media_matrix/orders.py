@@ -321,9 +321,12 @@ def act(
     user: Mapping[str, Any] | None = None,
     note: str | None = None,
     pack_id: int | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Accept, decline (a reason required), escalate or link a pack: checked against the status
-    table and the user's county, audited. Linking an open order also accepts it."""
+    table and the user's county, audited. Linking an open order also accepts it; with
+    ``settings``, an order whose linked pack was already delivered in its county is fulfilled
+    at once."""
     order = store.get_request(order_id)
     check_action(user, order, action)
     note = plain_text(strip_controls(note or ""))[:MAX_TEXT] or None
@@ -336,7 +339,7 @@ def act(
         status = "accepted" if order["status"] == "open" else None
         note = note or f"关联内容 {pack_id}"
     try:
-        return store.change_request(
+        changed = store.change_request(
             order_id,
             expect=allowed_from,
             status=status,
@@ -347,6 +350,13 @@ def act(
         )
     except StoreError as exc:  # the status moved under us (another editor)
         raise OrderDenied(f"点单 {order_id} 状态已变化，请刷新 ({exc})") from None
+    if (
+        action == "link"
+        and settings is not None
+        and fulfil_delivered(settings, store, order_ids=[order_id], pack_id=pack_id)
+    ):
+        changed = store.get_request(order_id)
+    return changed
 
 
 def match(settings: Settings, store: Store, order_id: int, limit: int = 10) -> list[Match]:
@@ -356,11 +366,21 @@ def match(settings: Settings, store: Store, order_id: int, limit: int = 10) -> l
     return rank_packs(order, store.packs_with_tags(), words)[:limit]
 
 
-def fulfil_delivered(settings: Settings, store: Store) -> list[int]:
-    """Orders answered by what has been delivered in their county (called after a dispatch
-    round lands something; idempotent)."""
+def fulfil_delivered(
+    settings: Settings,
+    store: Store,
+    *,
+    since: str | None = None,
+    order_ids: Sequence[int] | None = None,
+    pack_id: int | None = None,
+) -> list[int]:
+    """Orders answered by what has been delivered in their county: called by a dispatch round
+    that landed something (``since`` its start) and after a pack is linked (``order_ids``);
+    idempotent."""
     counties = {c.name: c.county for c in settings.channels if c.county != CITY}
-    return store.fulfil_requests(counties, by="dispatch")
+    return store.fulfil_requests(
+        counties, by="dispatch", since=since, request_ids=order_ids, pack_id=pack_id
+    )
 
 
 def public_view(settings: Settings, store: Store, token: str) -> dict[str, Any] | None:

@@ -593,7 +593,7 @@ def plan(
                 load.per_day[day] += 1
                 room -= 1
                 why = _reason(pack, channel, active)
-                if wanted and rank in wanted[0]:
+                if any(rank in ranks for ranks, _ in wanted):
                     why += "; 群众点单: 答复本县居民点单"
                 out.append(Assignment(pack.id, channel.name, slot, why))
             if exhausted:
@@ -602,26 +602,32 @@ def plan(
     return out
 
 
-def _demanded(index: _PackIndex, demand: Demand | None) -> tuple[set[int], _GroupIndex] | None:
-    """Ranks of the packs answering a county's orders, and their index (None: no demand)."""
+_Tier = tuple[set[int], _GroupIndex]
+
+
+def _demanded(index: _PackIndex, demand: Demand | None) -> list[_Tier]:
+    """Ranks of the packs answering a county's orders and their indexes: the packs editors
+    linked first, then those sharing an ordered topic (empty: no demand)."""
     if demand is None:
-        return None
-    ranks = [r for r, pack in enumerate(index.packs) if answers_demand(pack, demand)]
-    return (set(ranks), _GroupIndex(index.packs, ranks)) if ranks else None
+        return []
+    linked = [r for r, pack in enumerate(index.packs) if pack.id in demand.pack_ids]
+    topical = [
+        r
+        for r, pack in enumerate(index.packs)
+        if pack.id not in demand.pack_ids and answers_demand(pack, demand)
+    ]
+    return [(set(ranks), _GroupIndex(index.packs, ranks)) for ranks in (linked, topical) if ranks]
 
 
 def _demand_first(
-    index: _PackIndex,
-    channel: PlanChannel,
-    campaigns: Sequence[Campaign],
-    wanted: tuple[set[int], _GroupIndex] | None,
+    index: _PackIndex, channel: PlanChannel, campaigns: Sequence[Campaign], tiers: list[_Tier]
 ) -> Iterator[int]:
     """The channel's candidates with the packs answering its county's orders first."""
-    if wanted is None:
+    if not tiers:
         return index.candidates(channel, campaigns)
-    ranks, wanted_index = wanted
-    rest = (r for r in index.candidates(channel, campaigns) if r not in ranks)
-    return chain(wanted_index.stream(channel), rest)
+    wanted = set().union(*(ranks for ranks, _ in tiers))
+    rest = (r for r in index.candidates(channel, campaigns) if r not in wanted)
+    return chain(*(tier.stream(channel) for _, tier in tiers), rest)
 
 
 def plan_urgent_detailed(

@@ -39,6 +39,9 @@ def test_a_matching_pack_goes_out_first_in_that_county_only():
     packs = [pack(1, topics=("health",), age_hours=48), pack(2, topics=("agriculture",))]
     got = plan(packs, [qingfeng], [], demand=linked, **kwargs)
     assert [a.pack_id for a in got] == [1]
+    # linked packs come before packs that only share an ordered topic
+    both = {"清丰县": Demand(pack_ids=frozenset({1}), topics=frozenset({"agriculture"}))}
+    assert [a.pack_id for a in plan(packs, [qingfeng], [], demand=both, **kwargs)] == [1]
     assert answers_demand(PlanPack(5, topics=("water",)), Demand(pack_ids=frozenset({5})))
     assert not answers_demand(PlanPack(5, topics=("water",)), Demand(topics=frozenset({"fire"})))
 
@@ -78,6 +81,9 @@ def test_dispatch_fulfils_orders_answered_in_their_county(tmp_path):
     linked = orders.submit(settings, store, {**ask, "text": "老人怎么防诈骗"}, source="web", by="t")
     orders.act(store, linked["id"], "link", by="t", pack_id=best)
     assert orders.public_view(settings, store, matching["token"])["answer"] is None
+    later = orders.submit(  # linked only after its answer went out
+        settings, store, {**ask, "text": "上次讲座说的那个，还想再听听"}, source="web", by="t"
+    )
 
     config = str(con.root / "config.yaml")
     assert run_guarded(cli, ["--config", config, "run", "--once"]) == 0
@@ -101,5 +107,12 @@ def test_dispatch_fulfils_orders_answered_in_their_county(tmp_path):
     assert view["answer"]["title"] == store.get_pack(delivery["pack_id"]).title
     assert view["answer"]["url"].startswith(settings.public.base_url + "/s/")
     assert CONTACT not in repr(view) and "马庄桥镇" not in repr(view)
-    # a second round changes nothing (idempotent)
+    # a second pass changes nothing (idempotent)
     assert orders.fulfil_delivered(settings, store) == []
+    # a pack linked after it was delivered in the county answers its order at once
+    assert later["topics"] == [] and store.get_request(later["id"])["status"] == "open"
+    linked_now = orders.act(
+        store, later["id"], "link", by="t", pack_id=delivery["pack_id"], settings=settings
+    )
+    assert linked_now["status"] == "fulfilled"
+    assert linked_now["delivery_id"] == delivery["id"]

@@ -183,6 +183,7 @@ def register(cli: click.Group) -> None:
                 by=by or default_user(),
                 note=note,
                 pack_id=pack_id,
+                settings=app.settings,
             )
         except (OrderError, OrderDenied) as exc:
             raise _fail(exc, "") from None

@@ -44,7 +44,9 @@ MIGRATIONS: list[Migration] = [
             fulfilled_at TEXT
         );
         CREATE INDEX requests_county ON requests (county, status, created_at);
-        CREATE INDEX requests_status ON requests (status, created_at)
+        CREATE INDEX requests_status ON requests (status, created_at);
+        CREATE INDEX IF NOT EXISTS deliveries_delivered ON deliveries (channel, delivered_at)
+            WHERE status = 'delivered'
         """,
     ),
 ]
@@ -169,31 +171,54 @@ class RequestStore(StoreBase):
             )
         return self.get_request(request_id)
 
-    def fulfil_requests(self, channel_counties: Mapping[str, str], *, by: str) -> list[int]:
+    def fulfil_requests(
+        self,
+        channel_counties: Mapping[str, str],
+        *,
+        by: str,
+        since: str | None = None,
+        request_ids: Sequence[int] | None = None,
+        pack_id: int | None = None,
+    ) -> list[int]:
         """Mark fulfilled every live order answered by a delivered copy in its county: the
         linked pack, or (no pack linked) an approved pack sharing one of its topics, delivered
-        on a channel of that county after the order came in. The earliest such copy is kept."""
+        on a channel of that county after the order came in. The earliest such copy is kept.
+
+        ``since``: only copies delivered from then on (a dispatch round passes its start, so
+        it reads only what it delivered); ``request_ids``: only these orders (a pack just
+        linked may have been delivered already); ``pack_id``: only copies of this pack."""
         channels = [c for c, county in channel_counties.items() if county]
         if not channels:
             return []
         values = ", ".join("(?, ?)" for _ in channels)
         params: list[Any] = [p for c in channels for p in (c, channel_counties[c])]
         live = ", ".join("?" for _ in LIVE)
+        only = ""
+        if request_ids is not None:
+            only = f" AND r.id IN ({', '.join('?' for _ in request_ids) or 'NULL'})"
+        narrow, narrow_params = "", []  # each bound only when given: SQLite then picks its index
+        if since is not None:
+            narrow, narrow_params = " AND d.delivered_at >= ?", [since]
+        if pack_id is not None:
+            narrow, narrow_params = narrow + " AND d.pack_id = ?", [*narrow_params, pack_id]
         found = self.query(
             f"""
-            WITH chan (name, county) AS (VALUES {values})
+            WITH chan (name, county) AS (VALUES {values}),
+            fresh AS MATERIALIZED (
+                SELECT d.id, d.pack_id, d.delivered_at, chan.county
+                FROM chan JOIN deliveries d ON d.channel = chan.name
+                WHERE d.status = 'delivered'{narrow})
             SELECT r.id, (
-                SELECT d.id FROM deliveries d JOIN chan ON chan.name = d.channel
-                WHERE d.status = 'delivered' AND chan.county = r.county
-                  AND d.delivered_at >= r.created_at
-                  AND (d.pack_id = r.pack_id OR (r.pack_id IS NULL AND EXISTS (
+                SELECT f.id FROM fresh f
+                WHERE f.county = r.county AND f.delivered_at >= r.created_at
+                  AND (f.pack_id = r.pack_id OR (r.pack_id IS NULL AND EXISTS (
                         SELECT 1 FROM pack_tags t, json_each(r.topics) j
-                        WHERE t.pack_id = d.pack_id AND t.kind = 'topic' AND t.removed = 0
+                        WHERE t.pack_id = f.pack_id AND t.kind = 'topic' AND t.removed = 0
                           AND t.tag = j.value)))
-                ORDER BY d.delivered_at, d.id LIMIT 1) AS delivery_id
-            FROM requests r WHERE r.status IN ({live})
+                ORDER BY f.delivered_at, f.id LIMIT 1) AS delivery_id
+            FROM requests r WHERE r.status IN ({live}){only}
             """,
-            (*params, *LIVE),
+            (*params, *narrow_params, *LIVE, *(request_ids or ())),
         )
         done: list[int] = []
         at = now_iso()

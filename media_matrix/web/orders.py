@@ -107,6 +107,7 @@ def act(order_id: int, action: str) -> Any:
             user=common.user(),
             note=request.form.get("note", "")[: orders.MAX_TEXT * 2],
             pack_id=pack_id,
+            settings=common.settings(),
         )
     except orders.OrderDenied:
         abort(403)
