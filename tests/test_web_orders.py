@@ -111,6 +111,7 @@ def test_lists_are_scoped_by_county_and_contacts_shown_to_editors(console, app):
     assert client.get(f"/requests/{hl['id']}").status_code == 404  # another county's
     detail = client.get(f"/requests/{qf['id']}").get_data(as_text=True)
     assert "推荐内容" in detail and "关联此内容" in detail
+    assert f"/request/{qf['token']}" in detail  # the answer page, to pass on to the resident
 
     city = app.test_client()
     login(city, "editor")
@@ -123,7 +124,8 @@ def test_lists_are_scoped_by_county_and_contacts_shown_to_editors(console, app):
     login(viewer, "viewer")
     page = viewer.get("/requests?status=all").get_data(as_text=True)
     assert f"#{qf['id']}<" in page and CONTACT not in page
-    assert CONTACT not in viewer.get(f"/requests/{qf['id']}").get_data(as_text=True)
+    shown = viewer.get(f"/requests/{qf['id']}").get_data(as_text=True)
+    assert CONTACT not in shown and qf["token"] not in shown
 
 
 def test_stats_page_shows_order_figures_by_request_topic(console, app):

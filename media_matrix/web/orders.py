@@ -83,6 +83,7 @@ def detail(order_id: int) -> Any:
         SOURCES=orders.SOURCE_LABELS,
         TOPICS=TOPICS,
         show_contact=common.can("review"),
+        answer_url=f"{common.settings().public.base_url}/request/{order['token']}",
     )
 
 
