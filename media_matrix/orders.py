@@ -43,6 +43,12 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "link": (("open", "accepted", "escalated"), None),
 }
 ACTION_LABELS = {"accept": "接单", "decline": "不采纳", "escalate": "提交市级", "link": "关联内容"}
+# audit actions of an order, as its history reads
+AUDIT_LABELS = {
+    "request_new": "点单",
+    "request_fulfilled": "已答复",
+    **{f"request_{k}": v for k, v in ACTION_LABELS.items()},
+}
 
 _GROUP_BY_LABEL = {label: gid for gid, label in GROUPS.items()}
 HEADERS = {

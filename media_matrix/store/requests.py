@@ -240,7 +240,7 @@ class RequestStore(StoreBase):
                             by,
                             "request_fulfilled",
                             f"request:{row['id']}",
-                            f"delivery {row['delivery_id']}",
+                            f"答复投递 {row['delivery_id']}",
                         ),
                     )
                     done.append(row["id"])

@@ -78,6 +78,7 @@ def detail(order_id: int) -> Any:
         matches=found,
         linked=linked[0] if linked else None,
         history=common.store().audit_log(subject=f"request:{order_id}", limit=50),
+        AUDIT=orders.AUDIT_LABELS,
         may={a: _may_act(order, a) for a in orders.TRANSITIONS},
         STATUS=orders.STATUS_LABELS,
         SOURCES=orders.SOURCE_LABELS,
