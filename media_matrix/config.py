@@ -278,6 +278,11 @@ class PublicConfig(_Model):
     cache_seconds: float = Field(default=2.0, ge=0, le=3600)  # how long a resolved link is reused
     # The address of a reverse proxy in front: its X-Forwarded-For names the client.
     trusted_proxy: str | None = None
+    # 群众点单 form (/request): orders one visitor (address + agent) and one address may leave
+    # per order_window seconds (token buckets over HMAC keys, in memory; no address kept).
+    order_burst: int = Field(default=5, ge=1, le=10_000)
+    order_address_burst: int = Field(default=30, ge=1, le=100_000)
+    order_window: float = Field(default=3600, gt=0, le=7 * 86400)
 
     @field_validator("base_url")
     @classmethod
@@ -531,6 +536,7 @@ class Settings(_Model):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     public: PublicConfig = Field(default_factory=PublicConfig)
     officers: Path | None = None  # a 科普信息员 CSV imported by `run --once`
+    requests: Path | None = None  # a 群众点单 paper sheet (CSV) imported by `run --once`
     web: WebConfig = Field(default_factory=WebConfig)
 
     @field_validator("timezone")
@@ -783,6 +789,8 @@ def _resolve_paths(settings: Settings) -> None:
             channel.path = settings.resolve(channel.path)
     if settings.officers is not None:
         settings.officers = settings.resolve(settings.officers)
+    if settings.requests is not None:
+        settings.requests = settings.resolve(settings.requests)
 
 
 __all__ = [

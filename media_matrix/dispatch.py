@@ -936,6 +936,10 @@ def _estimate_delivered(
         from media_matrix.stats.collect import estimate  # heavy: only when something landed
 
         report.estimated = estimate(settings, store, since=start)
+        # 群众点单 (issue 13): orders answered by what just landed in their county
+        from media_matrix.orders import fulfil_delivered
+
+        fulfil_delivered(settings, store, since=_iso(start))
 
 
 def _recover(engine: _Engine, store: Store, by_name: dict[str, Any], start: datetime) -> None:

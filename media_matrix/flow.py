@@ -20,6 +20,7 @@ from media_matrix.config import ConfigError, Settings
 from media_matrix.dispatch import DispatchReport, SweepReport, dispatch_due, sweep
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.officers import RosterError, import_roster
+from media_matrix.orders import import_configured
 from media_matrix.scheduling import QueuedDelivery, fill_now, queue_urgent
 from media_matrix.store import Store
 from media_matrix.timeutil import utcnow
@@ -36,6 +37,7 @@ class RunReport:
     deliveries: list[dict[str, Any]] = field(default_factory=list)  # this run's, final state
     track_urls: dict[int, str] = field(default_factory=dict)  # delivery id -> tracked link
     officers: tuple[int, int] | None = None  # (added, updated) from the config's roster
+    requests: tuple[int, int] | None = None  # 群众点单 (added, already there) from config
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,8 +88,10 @@ def run_once(
     """One pass of the whole flow; returns what each step did."""
     now = now or utcnow()
     officers = import_configured_roster(settings, store)
+    requests = import_configured(settings, store)  # 群众点单: before planning, they steer it
     report = RunReport(ingest=run_ingest(settings, store, now=now, progress=progress))
     report.officers = officers
+    report.requests = requests
     report.queued += queue_urgent(settings, store, now, by="run-once").queued
     for channel in settings.channels:
         if channel.enabled:

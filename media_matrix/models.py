@@ -33,6 +33,15 @@ TOPICS: dict[str, str] = {
 }
 
 
+# 群众点单 (residents' orders) statuses, as people read them (issue 13).
+REQUEST_STATUS_LABELS: dict[str, str] = {
+    "open": "待接单",
+    "accepted": "已接单",
+    "declined": "未采纳",
+    "escalated": "已提交市级",
+    "fulfilled": "已答复",
+}
+
 # People-facing (Chinese) names of the stable status ids.
 PACK_STATUS_LABELS: dict[str, str] = {
     "new": "待审",

@@ -68,10 +68,12 @@ __all__ = [
     "AlreadyBooked",
     "Assignment",
     "Booking",
+    "Demand",
     "PlanChannel",
     "PlanPack",
     "Skip",
     "active_campaigns",
+    "answers_demand",
     "campaign_matches",
     "cron_trigger",
     "in_quiet_hours",
@@ -401,6 +403,20 @@ def _reason(
     return "; ".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What residents of one county ordered (群众点单) and have not yet been answered: the packs
+    editors linked to their orders and the topics they asked about. Packs answering it go out
+    first on that county's channels (issue 13)."""
+
+    pack_ids: frozenset[int] = frozenset()
+    topics: frozenset[str] = frozenset()
+
+
+def answers_demand(pack: PlanPack, demand: Demand) -> bool:
+    return pack.id in demand.pack_ids or not demand.topics.isdisjoint(pack.topics)
+
+
 # --------------------------------------------------------------------------------------------
 # Booking index
 
@@ -512,6 +528,7 @@ def plan(
     days: float,
     tz: tzinfo | str,
     campaigns: Sequence[Campaign] = (),
+    demand: Mapping[str, Demand] | None = None,
 ) -> list[Assignment]:
     """Fill the free capacity of every enabled channel's slots in ``[now, now + days)``.
 
@@ -522,6 +539,9 @@ def plan(
     ``per_slot`` and ``daily_quota`` hold, counting existing bookings; a pack gets at most one
     live booking per channel. Returns assignments sorted by (slot_at, channel), slot_at in UTC;
     within one slot, best-ranked first.
+
+    ``demand`` (county -> :class:`Demand`): on a channel of that county, packs answering the
+    county's open orders come before every other pack (campaign packs included).
 
     A slot at exactly ``now`` is included, so a daemon slot job should pass the slot's scheduled
     fire time as ``now`` (not the wall clock, which is a little late).
@@ -547,6 +567,7 @@ def plan(
         load = loads.get(channel.name) or _Load()
         taken = set(load.packs)
         streams: dict[frozenset[str], Iterator[int]] = {}
+        wanted = _demanded(index, (demand or {}).get(channel.county))
         exhausted = False
 
         for slot in slot_cache[key]:
@@ -559,7 +580,7 @@ def plan(
             active = campaigns_by_day[day]
             stream_key = frozenset(c.name for c in active)
             if stream_key not in streams:
-                streams[stream_key] = index.candidates(channel, active)
+                streams[stream_key] = _demand_first(index, channel, active, wanted)
             stream = streams[stream_key]
             while room > 0:
                 rank = next((r for r in stream if index.packs[r].id not in taken), None)
@@ -571,11 +592,42 @@ def plan(
                 load.per_slot[slot] += 1
                 load.per_day[day] += 1
                 room -= 1
-                out.append(Assignment(pack.id, channel.name, slot, _reason(pack, channel, active)))
+                why = _reason(pack, channel, active)
+                if any(rank in ranks for ranks, _ in wanted):
+                    why += "; 群众点单: 答复本县居民点单"
+                out.append(Assignment(pack.id, channel.name, slot, why))
             if exhausted:
                 break
     out.sort(key=lambda a: (a.slot_at, a.channel))
     return out
+
+
+_Tier = tuple[set[int], _GroupIndex]
+
+
+def _demanded(index: _PackIndex, demand: Demand | None) -> list[_Tier]:
+    """Ranks of the packs answering a county's orders and their indexes: the packs editors
+    linked first, then those sharing an ordered topic (empty: no demand)."""
+    if demand is None:
+        return []
+    linked = [r for r, pack in enumerate(index.packs) if pack.id in demand.pack_ids]
+    topical = [
+        r
+        for r, pack in enumerate(index.packs)
+        if pack.id not in demand.pack_ids and answers_demand(pack, demand)
+    ]
+    return [(set(ranks), _GroupIndex(index.packs, ranks)) for ranks in (linked, topical) if ranks]
+
+
+def _demand_first(
+    index: _PackIndex, channel: PlanChannel, campaigns: Sequence[Campaign], tiers: list[_Tier]
+) -> Iterator[int]:
+    """The channel's candidates with the packs answering its county's orders first."""
+    if not tiers:
+        return index.candidates(channel, campaigns)
+    wanted = set().union(*(ranks for ranks, _ in tiers))
+    rest = (r for r in index.candidates(channel, campaigns) if r not in wanted)
+    return chain(*(tier.stream(channel) for _, tier in tiers), rest)
 
 
 def plan_urgent_detailed(

@@ -285,6 +285,21 @@ def _enabled_channels(settings: Settings, names: Sequence[str] | None) -> list[A
     return [c for c in chans if c.enabled]
 
 
+def order_demand(store: Store) -> dict[str, planner.Demand]:
+    """群众点单 still waiting, per county: linked packs and topics asked (issue 13)."""
+    packs: dict[str, set[int]] = defaultdict(set)
+    topics: dict[str, set[str]] = defaultdict(set)
+    for row in store.request_demand():
+        if row["pack_id"] is not None:
+            packs[row["county"]].add(row["pack_id"])
+        else:  # a linked order is answered by its pack; its topics ask for nothing more
+            topics[row["county"]].update(row["topics"])
+    return {
+        county: planner.Demand(frozenset(packs[county]), frozenset(topics[county]))
+        for county in {*packs, *topics}
+    }
+
+
 def _fill(
     settings: Settings,
     store: Store,
@@ -383,6 +398,7 @@ def _fill_in_transaction(
                 days=days,
                 tz=tz,
                 campaigns=settings.campaigns,
+                demand=order_demand(store),
             )
         if assignments:
             wanted = sorted({a.pack_id for a in assignments})
@@ -622,7 +638,14 @@ def plan_view(
         proposals += got
         pending += [Booking(a.pack_id, a.channel, a.slot_at) for a in got]
     proposals += planner.plan(
-        packs, plan_chans, pending, now=now, days=days, tz=tz, campaigns=settings.campaigns
+        packs,
+        plan_chans,
+        pending,
+        now=now,
+        days=days,
+        tz=tz,
+        campaigns=settings.campaigns,
+        demand=order_demand(store),
     )
 
     detail = {

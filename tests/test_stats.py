@@ -431,7 +431,7 @@ def test_an_empty_range_gives_a_valid_empty_report(populated, tmp_path):
     out = run_cli(config, *args, "county,month", "--format", "xlsx", "-o", str(xlsx))
     assert out.returncode == 0, out.stderr
     book = openpyxl.load_workbook(xlsx)
-    assert book.sheetnames == ["汇总", "按区县", "按月", "明细", "信息员传播排行"]
+    assert book.sheetnames == ["汇总", "按区县", "按月", "明细", "信息员传播排行", "点单统计"]
     assert book["按区县"].max_row == 1  # the header only
     page = tmp_path / "empty.html"
     out = run_cli(config, *args, "month", "--format", "html", "-o", str(page))
@@ -504,7 +504,15 @@ def test_xlsx_has_its_sheets_frozen_headers_formats_and_native_charts(populated,
     query = stats.Query(date(2024, 4, 1), date(2024, 6, 30), ("county", "group", "month"))
     path = stats.write_xlsx(stats.build_report(settings, store, query), tmp_path / "r.xlsx")
     book = openpyxl.load_workbook(path)
-    assert book.sheetnames == ["汇总", "按区县", "按重点人群", "按月", "明细", "信息员传播排行"]
+    assert book.sheetnames == [
+        "汇总",
+        "按区县",
+        "按重点人群",
+        "按月",
+        "明细",
+        "信息员传播排行",
+        "点单统计",
+    ]
     county = book["按区县"]
     assert [c.value for c in county[1]] == ["区县", *(stats.FIELD_LABELS[f] for f in stats.FIELDS)]
     assert county.freeze_panes == "B2"

@@ -38,6 +38,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "officers": ("officers",),
     "serve": ("web",),
     "users": ("users",),
+    "requests": ("requests",),  # 群众点单 (issue 13)
 }
 
 

@@ -104,6 +104,8 @@ def run_command(app: AppContext, once: bool, as_json: bool) -> None:
         )
     if result.officers is not None:
         click.echo(f"科普信息员名册: 新增 {result.officers[0]}, 更新 {result.officers[1]}")
+    if result.requests is not None:
+        click.echo(f"纸质群众点单: 新增 {result.requests[0]}, 已存在 {result.requests[1]}")
 
 
 def print_delivery_log(deliveries: list[dict]) -> None:

@@ -1,4 +1,5 @@
-"""The public face as a plain WSGI app: ``/s/{code}``, ``/o/{token}``, ``/healthz``; nothing else.
+"""The public face as a plain WSGI app: ``/s/{code}``, ``/o/{token}``, ``/healthz`` and the
+群众点单 pages (``/request``, ``/request/{token}``, ``/o/{token}/request``: public/orders.py).
 
 Plain WSGI rather than a framework: three routes, and the redirect is the hot path (see
 bench/public.py). Every answer that is not a redirect, a page or the health check is the same
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from hashlib import sha256
@@ -24,6 +26,7 @@ from media_matrix.links import (
     valid_code,
     valid_token,
 )
+from media_matrix.public.orders import OrderDesk
 from media_matrix.public.pages import officer_page
 from media_matrix.public.recorder import HitRecorder
 from media_matrix.store import Store, open_store
@@ -53,6 +56,7 @@ _TOO_MANY = (
     "<p>请求过于频繁，请稍后再试。</p></html>"
 ).encode()
 _CACHE_MAX = 50_000
+_ORDER_PATH = re.compile(r"^/request(/[^/]*)?$|^/o/[^/]+/request$")
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
@@ -72,6 +76,12 @@ class PublicApp:
         self.static_redirect = static_redirect  # bench baseline: a fixed 302, nothing recorded
         self.cache_seconds = conf.cache_seconds
         self._cache: dict[str, tuple[float, int, str]] = {}  # code -> (until, link id, target)
+        self.orders = OrderDesk(
+            settings,
+            store,
+            lambda address, agent: self.recorder.client_key(address, agent)[1],
+            self._throttle_key,
+        )
 
     def close(self) -> None:
         self.recorder.close()
@@ -83,6 +93,8 @@ class PublicApp:
         path = environ.get("PATH_INFO", "")
         if self.static_redirect is not None:
             return _redirect(start_response, self.static_redirect, method)
+        if _ORDER_PATH.match(path):  # 群众点单 (issue 13): the only paths that take a POST
+            return self._orders(environ, method, path, start_response)
         if method not in ("GET", "HEAD"):
             return _answer(start_response, "405 Method Not Allowed", b"", [("Allow", "GET, HEAD")])
         if path == "/healthz":
@@ -104,6 +116,23 @@ class PublicApp:
             self.buckets.take(throttle)
             return _answer(start_response, "404 Not Found", _NOT_FOUND, [])
         return answer
+
+    def _orders(
+        self, environ: dict[str, Any], method: str, path: str, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """The order form, its submission and answer pages; unknown tokens spend the same
+        miss bucket as unknown link codes."""
+        throttle = self._throttle_key(environ.get("REMOTE_ADDR") or "")
+        if not self.buckets.allowed(throttle):
+            return _answer(
+                start_response, "429 Too Many Requests", _TOO_MANY, [("Retry-After", "10")]
+            )
+        result = self.orders.handle(environ, method, path)
+        if result is None:
+            self.buckets.take(throttle)
+            return _answer(start_response, "404 Not Found", _NOT_FOUND, [])
+        status, body, headers = result
+        return _answer(start_response, status, body if method != "HEAD" else b"", headers)
 
     def _throttle_key(self, address: str) -> str:
         day = self.recorder.today()
@@ -159,7 +188,7 @@ class PublicApp:
             return None
         since, until = week_bounds(self.settings, None)
         entries = officer_week(self.settings, self.store, officer, since, until)
-        body = officer_page(officer, entries).encode("utf-8")
+        body = officer_page(officer, entries, order_url=f"/o/{token}/request").encode("utf-8")
         return _answer(start_response, "200 OK", body if method == "GET" else b"", [_PAGE_CSP])
 
 

@@ -26,11 +26,23 @@ def _env() -> jinja2.Environment:
 
 
 def officer_page(
-    officer: dict[str, Any], entries: Sequence[OfficerEntry], *, period: str = "本周"
+    officer: dict[str, Any],
+    entries: Sequence[OfficerEntry],
+    *,
+    period: str = "本周",
+    order_url: str | None = None,
 ) -> str:
-    """An officer's packs with copy-ready text, personal links and their QR codes."""
-    return (
-        _env()
-        .get_template("officer.html.j2")
-        .render(officer=officer, entries=[(e, qr_code(e.link, 4)) for e in entries], period=period)
+    """An officer's packs with copy-ready text, personal links and their QR codes (and, served
+    live, the link to order topics for residents; a kit file has none)."""
+    return render(
+        "officer.html.j2",
+        officer=officer,
+        entries=[(e, qr_code(e.link, 4)) for e in entries],
+        period=period,
+        order_url=order_url,
     )
+
+
+def render(template: str, **context: Any) -> str:
+    """One page of the public face from its template (autoescaped)."""
+    return _env().get_template(template).render(**context)

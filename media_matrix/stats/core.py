@@ -28,7 +28,10 @@ from typing import Any
 
 from media_matrix.config import Settings
 from media_matrix.models import GROUPS, TOPICS
+from media_matrix.models import REQUEST_STATUS_LABELS as ORDER_STATUS_LABELS
 from media_matrix.planner import active_campaigns
+from media_matrix.stats.orders import ORDER_DIMENSIONS, ORDER_FIELDS, order_report
+from media_matrix.stats.orders import breakdown as order_breakdown
 from media_matrix.store.metrics import (
     FIGURES,
     SET_KEYS,
@@ -40,7 +43,18 @@ from media_matrix.store.metrics import (
 )
 from media_matrix.timeutil import to_iso, utcnow
 
-DIMENSIONS = ("county", "group", "topic", "channel", "campaign", "day", "week", "month", "officer")
+DIMENSIONS = (
+    "county",
+    "group",
+    "topic",
+    "channel",
+    "campaign",
+    "day",
+    "week",
+    "month",
+    "officer",
+    *ORDER_DIMENSIONS,  # 群众点单: order-level rows (stats/orders.py), each used on its own
+)
 TIME_DIMENSIONS = ("day", "week", "month")
 FIELDS = (
     "deliveries",
@@ -64,6 +78,8 @@ DIM_LABELS = {
     "week": "周",
     "month": "月份",
     "officer": "科普信息员",
+    "request_topic": "点单主题",
+    "request_status": "点单状态",
 }
 FIELD_LABELS = {
     "deliveries": "投放数",
@@ -84,6 +100,7 @@ EMPTY_LABELS = {
     "topic": "（未标注主题）",
     "campaign": "（非活动期）",
     "channel": "（无）",
+    "request_topic": "（未识别主题）",
 }
 CITY = "市级"
 NOTES = (
@@ -98,6 +115,8 @@ NOTES = (
     "各链接、各日相加。",
     "信息员传播排行按信息员专属链接的独立访客排序，按点击发生的日期计入区间；"
     "专属链接不属于任何投放，不计入上方投放的点击合计。",
+    "点单统计按点单提交时间归入区间；一条点单有多个主题或人群时分别计入；答复用时为提交到"
+    "答复内容在本县送达的时间。",
 )
 
 COMBINED_LIMIT = 100_000  # combinations a report holds in memory; beyond, they are streamed
@@ -135,6 +154,12 @@ def parse_dims(text: str | Sequence[str] | None) -> tuple[str, ...]:
             "--by officer stands alone: officers' personal links belong to no delivery, so "
             "they cannot be crossed with delivery dimensions"
         )
+    for name in ORDER_DIMENSIONS:
+        if name in dims and len(dims) > 1:
+            raise StatsUsageError(
+                f"--by {name} stands alone: it counts residents' orders (群众点单), not "
+                "deliveries, so it cannot be crossed with other dimensions"
+            )
     return tuple(dims)
 
 
@@ -414,6 +439,22 @@ def officer_rows(settings: Settings, store: MetricsStore, query: Query) -> list[
     return rows
 
 
+def request_report(settings: Settings, store: Any, query: Query) -> dict[str, Any]:
+    """点单统计 of the range (orders by their creation time)."""
+    return order_report(store, *query.bounds(settings.tz))
+
+
+def request_rows(settings: Settings, store: Any, query: Query) -> list[dict[str, Any]]:
+    """``--by request_topic`` / ``--by request_status`` rows: ORDER_FIELDS per value."""
+    since, until = query.bounds(settings.tz)
+    return order_breakdown(store.request_figures_rows(since, until), query.by[0])
+
+
+def row_fields(by: Sequence[str]) -> tuple[str, ...]:
+    """The figure columns of export rows: order figures for an order dimension."""
+    return ORDER_FIELDS if len(by) == 1 and by[0] in ORDER_DIMENSIONS else FIELDS
+
+
 def _split_dims(by: Sequence[str]) -> tuple[list[str], list[str]]:
     return [d for d in by if d not in SET_KEYS], [d for d in by if d in SET_KEYS]
 
@@ -454,6 +495,11 @@ class RowStream:
         by = self.query.by
         if by == ("officer",):
             for row in officer_rows(self.settings, self.store, self.query):
+                self.rows_out += 1
+                yield row
+            return
+        if len(by) == 1 and by[0] in ORDER_DIMENSIONS:
+            for row in request_rows(self.settings, self.store, self.query):
                 self.rows_out += 1
                 yield row
             return
@@ -508,6 +554,7 @@ class Report:
     notes: tuple[str, ...] = NOTES
     officers: list[dict[str, Any]] = field(default_factory=list)  # 信息员传播排行
     channel_clicks: list[dict[str, Any]] = field(default_factory=list)  # per channel
+    orders: dict[str, Any] = field(default_factory=dict)  # 点单统计 (stats/orders.py)
     # Too many combinations to hold: the combined rows are streamed again when written.
     stream: Callable[[], Iterable[dict[str, Any]]] | None = field(default=None, repr=False)
 
@@ -536,6 +583,7 @@ class Report:
             "rows": list(self.combined_rows()) if self.has_combined else None,
             "officers": self.officers,
             "channel_clicks": self.channel_clicks,
+            "orders": self.orders,
             "notes": list(self.notes),
         }
 
@@ -552,7 +600,11 @@ def build_report(
     (the scan returns grouped rows, at most one per channel x key combination x tag set)."""
     requested = query.by
     officers = officer_ranking(settings, store, query)
-    if requested == ("officer",):  # officer links belong to no delivery: scan for totals only
+    orders = request_report(settings, store, query)
+    standalone = requested == ("officer",) or (
+        len(requested) == 1 and requested[0] in ORDER_DIMENSIONS
+    )
+    if standalone:  # officer links and orders belong to no delivery: scan for totals only
         query = Query(query.start, query.end, ())
     by = query.by
     plain, sets = _split_dims(by)
@@ -603,12 +655,16 @@ def build_report(
         def stream() -> Iterable[dict[str, Any]]:
             return RowStream(settings, store, query, on_step=on_step)
 
-    if requested == ("officer",):
+    if standalone:
         query = Query(query.start, query.end, requested)
-        breakdowns["officer"] = officer_rows(settings, store, query)
+        if requested == ("officer",):
+            breakdowns["officer"] = officer_rows(settings, store, query)
+        else:
+            breakdowns[requested[0]] = request_rows(settings, store, query)
     return Report(
         query=query,
         officers=officers,
+        orders=orders,
         channel_clicks=channel_clicks(per_channel),
         timezone=settings.timezone,
         generated_at=to_iso(utcnow()) or "",
@@ -683,6 +739,10 @@ def value_label(dim: str, value: Any, settings: Settings | None = None) -> str:
         return EMPTY_LABELS.get(dim, "（无）")
     if dim == "group":
         return GROUPS.get(value, value)
+    if dim == "request_status":
+        return ORDER_STATUS_LABELS.get(value, value)
+    if dim == "request_topic":
+        dim = "topic"
     if dim == "topic":
         rule = settings.topics.get(value) if settings is not None else None
         if rule is not None and rule.label:

@@ -24,8 +24,10 @@ from media_matrix.stats.core import (
     TIME_DIMENSIONS,
     Report,
     RowStream,
+    row_fields,
     value_label,
 )
+from media_matrix.stats.orders import ORDER_DIMENSIONS, ORDER_FIELD_LABELS, ORDER_FIELDS
 
 FORMATS = ("csv", "xlsx", "json", "html")
 SHEET_NAMES = {
@@ -39,6 +41,13 @@ SHEET_NAMES = {
     "month": "按月",
     "officer": "按信息员",
 }
+# 点单统计 tables: (title, key of Report.orders, dimension)
+ORDER_SECTIONS = (
+    ("按区县", "by_county", "county"),
+    ("按主题", "by_topic", "topic"),
+    ("按重点人群", "by_group", "group"),
+    ("按状态", "by_status", "request_status"),
+)
 RANKING_HEADS = ["名次", "科普信息员", "区县", "乡镇", "专属链接", "实测点击", "独立访客"]
 CHANNEL_CLICK_HEADS = ["渠道", "已送达", "实测点击", "独立访客"]
 NUMERIC = FIELDS[:-1]
@@ -76,10 +85,11 @@ def write_csv(stream: RowStream, out: TextIO, *, on_row: RowCallback | None = No
     goes through csv_cell: keys are names from config and packs, which strangers write."""
     writer = csv.writer(out, lineterminator="\n")
     by = list(stream.query.by)
-    writer.writerow([csv_cell(k) for k in (*by, *FIELDS)])
+    columns = (*by, *row_fields(by))  # an order dimension has the order figures (群众点单)
+    writer.writerow([csv_cell(k) for k in columns])
     n = 0
     for row in stream:
-        writer.writerow([csv_cell(row[k]) for k in (*by, *FIELDS)])
+        writer.writerow([csv_cell(row[k]) for k in columns])
         n += 1
         if on_row is not None and n % 1000 == 0:
             on_row(n)
@@ -149,6 +159,8 @@ def write_xlsx(
     }
     summary = _summary_sheet(wb, fmt, report)
     for dim, rows in report.breakdowns.items():
+        if dim in ORDER_DIMENSIONS:  # shown on the 点单统计 sheet
+            continue
         _breakdown_sheet(wb, fmt, SHEET_NAMES[dim], [dim], rows, settings, chart=True)
     if report.has_combined:
         written, cut = _breakdown_sheet(
@@ -169,8 +181,49 @@ def write_xlsx(
                 fmt["note"],
             )
     _clicks_sheet(wb, fmt, report)
+    _orders_sheet(wb, fmt, report, settings)
     wb.close()
     return path
+
+
+def order_tables(report: Report, settings: Settings | None) -> list[dict[str, Any]]:
+    """The 点单统计 tables (total first) as labelled rows, for the XLSX sheet and the HTML."""
+    orders = report.orders
+    if not orders:
+        return []
+    tables = [{"title": "合计", "rows": [{"label": "全部点单", **orders["total"]}]}]
+    for title, key, dim in ORDER_SECTIONS:
+        rows = [{"label": value_label(dim, r[dim], settings), **r} for r in orders[key]]
+        tables.append({"title": title, "rows": rows})
+    return tables
+
+
+def _orders_sheet(wb: Any, fmt: dict[str, Any], report: Report, settings: Settings | None) -> None:
+    """点单统计: orders by county, topic, group and status; share answered; median time."""
+    ws = wb.add_worksheet("点单统计")
+    ws.set_column(0, 0, 22)
+    ws.set_column(1, len(ORDER_FIELDS), 14)
+    ws.write(0, 0, "点单统计（群众点单、基层接单、上级支持）", fmt["section"])
+    row = 1
+    for table in order_tables(report, settings):
+        row += 1
+        ws.write(row, 0, table["title"], fmt["head"])
+        for col, name in enumerate(ORDER_FIELDS, 1):
+            ws.write(row, col, ORDER_FIELD_LABELS[name], fmt["head"])
+        for item in table["rows"]:
+            row += 1
+            ws.write_string(row, 0, item["label"])
+            for col, name in enumerate(ORDER_FIELDS, 1):
+                value = item[name]
+                if value is None:
+                    ws.write_string(row, col, "—")
+                elif name == "share_fulfilled":
+                    ws.write_number(row, col, value, fmt["pct"])
+                else:
+                    ws.write_number(row, col, value, fmt["int"])
+        row += 1
+    if not report.orders or not report.orders["total"]["orders"]:
+        ws.write(row + 1, 0, "本区间没有群众点单。", fmt["note"])
 
 
 def _summary_sheet(wb: Any, fmt: dict[str, Any], report: Report) -> Any:
@@ -391,6 +444,8 @@ def render_html(report: Report, settings: Settings | None = None) -> str:
     """The single self-contained report page (inline CSS and SVG, no external resources)."""
     sections = []
     for dim, rows in report.breakdowns.items():
+        if dim in ORDER_DIMENSIONS:  # shown in the 点单统计 section
+            continue
         items = [
             (value_label(dim, r[dim], settings), r["volume"], f"{r['volume']:,}") for r in rows
         ]
@@ -464,6 +519,9 @@ def render_html(report: Report, settings: Settings | None = None) -> str:
         coverage_chart=coverage_chart,
         sections=sections,
         combined=combined,
+        order_tables=order_tables(report, settings),
+        order_fields=ORDER_FIELDS,
+        order_labels=ORDER_FIELD_LABELS,
         dims=[DIM_LABELS[d] for d in report.query.by],
     )
 

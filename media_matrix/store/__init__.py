@@ -17,6 +17,7 @@ from media_matrix.store import (
     locks,
     metrics,
     packs,
+    requests,
     search,
     users,
 )
@@ -35,6 +36,7 @@ _FAMILIES = (
     users,
     search,
     console,
+    requests,  # 群众点单 (issue 13)
 )
 
 
@@ -50,6 +52,7 @@ class Store(
     users.UserStore,
     search.SearchStore,
     console.ConsoleStore,
+    requests.RequestStore,
 ):
     migrations = [m for family in _FAMILIES for m in family.MIGRATIONS]
 

@@ -90,6 +90,9 @@ def _register_blueprints(app: Flask) -> None:
 
     for module in (auth, home, packs, plan, deliveries, reports):
         app.register_blueprint(module.bp)
+    from media_matrix.web import orders  # 群众点单 (issue 13)
+
+    app.register_blueprint(orders.bp)
 
 
 def _load_user() -> None:

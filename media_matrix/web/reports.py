@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, render_template, request
 from media_matrix import stats
 from media_matrix.stats.core import SOURCE_LABELS
 from media_matrix.stats.exporters import COVERAGE_TARGET
+from media_matrix.stats.orders import ORDER_FIELD_LABELS
 from media_matrix.timeutil import utcnow
 from media_matrix.web import common
 
@@ -69,9 +70,10 @@ def index() -> Any:
         dims=stats.DIMENSIONS,
         dim_labels=stats.DIM_LABELS,
         fields=stats.FIELDS,
-        field_labels=stats.FIELD_LABELS,
+        field_labels={**stats.FIELD_LABELS, **ORDER_FIELD_LABELS},
         source_labels=SOURCE_LABELS,
         value_label=lambda dim, v: stats.core.value_label(dim, v, common.settings()),
+        row_fields=lambda dim: stats.core.row_fields((dim,)),  # 群众点单 dims: order figures
         target=COVERAGE_TARGET,
     )
 
