@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,10 +28,10 @@ from pydantic import (
 
 from media_matrix import redact
 from media_matrix.cron import cron_trigger
-from media_matrix.httpclient import NetworkPolicy, network_policy
+from media_matrix.errors import CONFIG_ENV, ConfigError
 from media_matrix.models import TOPICS, check_group_ids
+from media_matrix.netpolicy import NetworkPolicy, network_policy
 
-CONFIG_ENV = "MEDIA_MATRIX_CONFIG"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -45,10 +45,6 @@ MAX_TIMEOUT = 300.0  # seconds an HTTP exchange may take
 MAX_PEOPLE = 10**9  # populations, reach, passers-by
 MAX_COUNT = 100_000  # items per fetch, per slot, per day, per minute
 MAX_WORKERS = 64
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names file, key and expectation."""
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -300,6 +296,36 @@ class Campaign(_Model):
         return check_month_day(value)
 
 
+def _month_day(text: str) -> tuple[int, int]:
+    month, day = text.split("-")
+    return int(month), int(day)
+
+
+def _campaign_on(campaign: Campaign, day: date) -> bool:
+    start, end = _month_day(campaign.start), _month_day(campaign.end)
+    today = (day.month, day.day)
+    if start <= end:
+        return start <= today <= end
+    return today >= start or today <= end  # wraps the new year: 12-20 .. 01-05
+
+
+def active_campaigns(
+    campaigns: Iterable[Campaign], moment: datetime | date, tz: tzinfo | str
+) -> list[Campaign]:
+    """Campaigns whose MM-DD range (both ends inclusive) covers ``moment``'s day in ``tz``.
+
+    A range whose end is before its start wraps the new year. A ``date`` is taken as-is. Here
+    beside the campaign dates so the planner and the statistics read them the same way.
+    """
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"moment must be timezone-aware, got naive {moment.isoformat()}")
+        day = moment.astimezone(ZoneInfo(tz) if isinstance(tz, str) else tz).date()
+    else:
+        day = moment
+    return [campaign for campaign in campaigns if _campaign_on(campaign, day)]
+
+
 Weight = Annotated[float, Field(ge=-100, le=100)]  # a keyword's weight in a tagging rule
 
 
@@ -469,6 +495,8 @@ class DaemonConfig(_Model):
     @classmethod
     def _valid_second(cls, value: Any) -> str:
         value = str(value).strip()
+        from apscheduler.triggers.cron import CronTrigger
+
         try:
             CronTrigger(second=value)
         except ValueError as exc:

@@ -236,3 +236,8 @@ class Pack:
             data.pop("content_html")
             data.pop("text")
         return data
+
+
+def pack_subject(pack_id: int) -> str:
+    """The audit subject naming a pack (``pack:12``), shared by every service that audits."""
+    return f"pack:{pack_id}"

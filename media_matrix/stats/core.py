@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from media_matrix.config import Settings
+from media_matrix.config import Settings, active_campaigns
 from media_matrix.models import GROUPS, TOPICS
-from media_matrix.planner import active_campaigns
 from media_matrix.store.metrics import (
     FIGURES,
     SET_KEYS,

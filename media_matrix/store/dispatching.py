@@ -37,6 +37,7 @@ from media_matrix.models import (
     sources_of,
 )
 from media_matrix.redact import redact
+from media_matrix.store.audit import AuditStore
 from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, dumps, loads
 from media_matrix.timeutil import now_iso
 
@@ -146,7 +147,10 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class DispatchStore(StoreBase):
+class DispatchStore(AuditStore):
+    """Claims, leases, attempts and delivery transitions. An operator's retry or cancel is
+    audited in the same transaction, hence the audit family as its base."""
+
     # -- claiming -------------------------------------------------------------------------------
 
     def claim_due(
@@ -732,7 +736,7 @@ class DispatchStore(StoreBase):
                 """,
                 (at, delivery_id),
             )
-            self.audit(who, "delivery.retry", f"delivery:{delivery_id}", f"from {row[0]}")  # type: ignore[attr-defined]  # noqa: E501
+            self.audit(who, "delivery.retry", f"delivery:{delivery_id}", f"from {row[0]}")  # noqa: E501
         return self.deliveries_by_id([delivery_id])[0]
 
     def cancel_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
@@ -757,5 +761,5 @@ class DispatchStore(StoreBase):
                 """,
                 (at, delivery_id),
             )
-            self.audit(who, "delivery.cancel", f"delivery:{delivery_id}", f"from {row[0]}")  # type: ignore[attr-defined]  # noqa: E501
+            self.audit(who, "delivery.cancel", f"delivery:{delivery_id}", f"from {row[0]}")  # noqa: E501
         return self.deliveries_by_id([delivery_id])[0]
