@@ -90,7 +90,11 @@ class HtmlSelectors(_Model):
     date: str | None = None
     body: str
     article_title: str | None = None  # title selector on the article page, if better there
+    # the list's "next page" link (e.g. "a.next"): older entries are read from the pages it
+    # leads to, on the same site, up to max_pages list pages in all, and only until a page
+    # holds nothing new (the pages beyond were read on earlier polls)
     next_page: str | None = None
+    max_pages: int = Field(default=5, ge=1, le=50)
 
 
 class FeedConfig(_Model):
