@@ -40,7 +40,7 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # outside it is a config error naming the key (a negative lease once let two dispatchers publish
 # every article twice). Upper bounds keep each value inside what timedelta, SQLite and a sane
 # deployment can hold.
-MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+HOUR, DAY = 3600.0, 86400.0
 MAX_TIMEOUT = 300.0  # seconds an HTTP exchange may take
 MAX_PEOPLE = 10**9  # populations, reach, passers-by
 MAX_COUNT = 100_000  # items per fetch, per slot, per day, per minute

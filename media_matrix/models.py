@@ -81,12 +81,6 @@ def check_group_ids(ids: Iterable[str]) -> Iterable[str]:
     return ids
 
 
-class FeedKind(StrEnum):
-    RSS = "rss"
-    HTML = "html"
-    PACKDIR = "packdir"
-
-
 class PackStatus(StrEnum):
     NEW = "new"
     APPROVED = "approved"

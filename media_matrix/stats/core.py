@@ -439,7 +439,6 @@ class RowStream:
         self.query = query
         self.on_step = on_step
         self.total_acc = new_acc()
-        self.rows_out = 0
 
     @property
     def total(self) -> dict[str, Any]:
@@ -452,9 +451,7 @@ class RowStream:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         by = self.query.by
         if by == ("officer",):
-            for row in officer_rows(self.settings, self.store, self.query):
-                self.rows_out += 1
-                yield row
+            yield from officer_rows(self.settings, self.store, self.query)
             return
         plain, sets = _split_dims(by)
         spec = build_spec(self.settings, self.store, self.query, plain, sets)
@@ -485,7 +482,6 @@ class RowStream:
 
     def _flush(self, block: dict[tuple[Any, ...], list[int]]) -> Iterator[dict[str, Any]]:
         for key in sorted(block, key=_sort_key):
-            self.rows_out += 1
             yield {**dict(zip(self.query.by, key, strict=True)), **finish(block[key])}
 
 

@@ -38,7 +38,7 @@ from media_matrix.models import (
 )
 from media_matrix.redact import redact
 from media_matrix.store.audit import AuditStore
-from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, dumps, loads
+from media_matrix.store.base import Migration, NotFound, StoreError, dumps, loads
 from media_matrix.timeutil import now_iso
 
 _TIME_COLUMNS = {
@@ -107,7 +107,6 @@ MIGRATIONS: list[Migration] = [
     ("dispatching_004_one_time_format", _fixed_precision_script()),
 ]
 
-CLAIMABLE = sources_of(DeliveryStatus.SENDING)
 # Only an approved pack's deliveries are claimed: a pack sent back to review (its content changed
 # at the source) or withdrawn holds its unstarted deliveries until an editor approves it again.
 PACK_APPROVED = "pack_id IN (SELECT id FROM packs WHERE status = 'approved')"
