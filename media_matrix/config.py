@@ -638,10 +638,20 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     return path.resolve()
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML through libyaml's safe loader when PyYAML has it: the same documents as
+    ``yaml.safe_load``, ten times faster (the rules file alone took 0.3 s in pure Python,
+    paid by every command)."""
+    return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+
+
 def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
     path = find_config(explicit)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     except OSError as exc:
@@ -698,7 +708,7 @@ def load_rules(settings: Settings) -> tuple[dict[str, RuleConfig], dict[str, Rul
     """
     path = settings.tagging.rules_file or DEFAULT_RULES
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = load_yaml(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(
             f"{settings.path}: tagging.rules_file: cannot read {path}: {exc.strerror or exc}"
