@@ -80,7 +80,9 @@ def parse_quiet_hours(value: str) -> tuple[time, time]:
 
 class _Model(BaseModel):
     # allow_inf_nan=False: .nan or .inf in YAML is no number for any setting
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, allow_inf_nan=False, defer_build=True
+    )
 
 
 class HtmlSelectors(_Model):
@@ -131,7 +133,7 @@ class FeedConfig(_Model):
 
 
 class _ChannelBase(_Model):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     county: str = "市级"
     audience: list[str] = Field(default_factory=lambda: ["public"])
@@ -542,7 +544,9 @@ class WebConfig(_Model):
 
 
 class Settings(_Model):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False, defer_build=True
+    )
 
     path: Path = Field(exclude=True)
     timezone: str = "Asia/Shanghai"
