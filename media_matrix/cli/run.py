@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from media_matrix.cli.common import (
     AppContext,
@@ -171,6 +170,8 @@ def _progress(total: int, label: str) -> Iterator[Callable[[FeedReport], None]]:
     if total < PROGRESS_THRESHOLD:
         yield lambda report: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     progress = Progress(
         TextColumn(label),
         BarColumn(),

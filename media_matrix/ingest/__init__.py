@@ -193,13 +193,12 @@ def _read_source(
     options: FetchOptions,
     http: requests.Session,
 ) -> SourceResult:
-    from media_matrix.ingest.clean import local_file_inside
+    # each reader loads with the first feed of its kind that has something to read
     from media_matrix.ingest.fetch import FetchError, fetch, is_local, local_path
-    from media_matrix.ingest.html import read_site
-    from media_matrix.ingest.packdir import PackCaps, read_packdir
-    from media_matrix.ingest.rss import parse_feed
 
     if feed.kind == "packdir":
+        from media_matrix.ingest.packdir import PackCaps, read_packdir
+
         media_root = settings.database.parent / "packs" / feed.name
         caps = PackCaps(
             max_body_bytes=settings.ingest.pack_max_body_bytes,
@@ -221,11 +220,16 @@ def _read_source(
     # a feed the operator gave as a local file may name files beside it, nothing else may
     root = str(local_path(feed.url).resolve().parent) if is_local(feed.url) else None
     if feed.kind == "rss":
+        from media_matrix.ingest.rss import parse_feed
+
         items = parse_feed(fetched, feed.max_items)
         for item in items:
             item.county = feed.county
             item.local_root = root
         return SourceResult(items=items, etag=fetched.etag, last_modified=fetched.last_modified)
+    from media_matrix.ingest.clean import local_file_inside
+    from media_matrix.ingest.html import read_site
+
     known = store.feed_guid_labels(feed.name)
 
     def fetch_page(url: str) -> FetchResult:
