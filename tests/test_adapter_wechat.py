@@ -371,6 +371,41 @@ def test_lost_submit_answer_is_reconciled_not_resent():
         assert sb.wechat.published[0].article_id in str(lost.value)  # named for the operator
 
 
+def test_lost_submit_answer_is_found_by_our_tracked_links():
+    """Each article's 阅读原文 is its delivery's own tracked link: WeChat's publish list shows it
+    back, so a lost submit answer is settled by that recorded id, never by titles."""
+    wechat = WechatSandbox(publish_polls=0, publish_seconds=0)
+    with SandboxServers(wechat=wechat) as sb:
+        adapter = adapter_for(sb, timeout=0.5)
+
+        def lose_submit_answer(state: dict) -> None:
+            if state.get("step") == "submit" and state.get("pending"):
+                sb.wechat.faults.hang_next(1, seconds=1.5, after=True)
+
+        items = [make_item(1), make_item(2)]
+        for item in items:
+            item.track_url = f"https://kp.example.cn/s/code{item.delivery_id}"
+        # an earlier edition of the same packs, already published, carries the same titles
+        earlier = [make_item(1, uid="e" * 32), make_item(2, uid="f" * 32)]
+        for item in earlier:
+            item.track_url = f"https://kp.example.cn/s/old{item.delivery_id}"
+        first = adapter.send(adapter.render(earlier), Checkpoints())
+        assert first.status in ("submitted", "delivered")
+        checkpoints = Checkpoints(lose_submit_answer)
+        message = adapter.render(items)
+        with pytest.raises(RetryableError):
+            adapter.send(message, checkpoints)
+        state = checkpoints.last
+        assert state["pending"] and "publish_id" not in state and state["tracked_sources"]
+        checkpoints.hook = None
+        result = adapter.send(message, checkpoints, state=state)
+        assert result.status == "delivered"
+        assert len(sb.wechat.publishes) == 2  # the earlier edition and ours: never a third
+        ours = sb.wechat.published[-1]
+        assert result.remote_id == str(ours.article_id) and result.item_urls == ours.urls
+        assert [a["content_source_url"] for a in ours.articles] == [i.track_url for i in items]
+
+
 def test_reconcile_outcomes(sb):
     adapter = adapter_for(sb)
     with pytest.raises(NothingSent):

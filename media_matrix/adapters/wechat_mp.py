@@ -562,6 +562,12 @@ class WechatMpAdapter(BaseAdapter):
             articles = self.build_articles(message, st, checkpoint)
             st["titles"] = [a["title"] for a in articles]
             st["source_urls"] = [a["content_source_url"] for a in articles]
+            # Each article's 阅读原文 is its delivery's own tracked link: an id we recorded,
+            # unique per delivery and edition, that WeChat's publish list shows back.
+            st["tracked_sources"] = all(
+                item.track_url and a["content_source_url"] == item.track_url
+                for a, item in zip(articles, message.items, strict=True)
+            )
             data, _ = self._step(
                 st,
                 "draft_add",
@@ -726,7 +732,37 @@ class WechatMpAdapter(BaseAdapter):
             return self._mass_send(st, checkpoint)
         if self._draft_exists(draft_id):
             return self._submit(st, checkpoint)
+        if st.get("tracked_sources"):
+            return self._published_with_our_links(st)
         return None  # submitted (or deleted by hand) and no recorded id says which publish
+
+    def _published_with_our_links(self, st: dict[str, Any]) -> SendResult | None:
+        """The finished publish whose articles carry exactly our tracked links (unique per
+        delivery), found in freepublish/batchget; None while none does (still publishing,
+        failed, or the draft was deleted by hand: an operator decides)."""
+        wanted = list(st.get("source_urls") or [])
+        for offset in range(0, 200, 20):
+            data, resp = self.call(
+                "cgi-bin/freepublish/batchget",
+                body={"offset": offset, "count": 20, "no_content": 1},
+            )
+            for entry in data.get("item") or []:
+                news = (entry.get("content") or {}).get("news_item") or []
+                if wanted and [n.get("content_source_url") for n in news] == wanted:
+                    urls = [n.get("url") for n in news]
+                    st.update(article_id=entry.get("article_id"), urls=urls, publish_status=0)
+                    return SendResult(
+                        "delivered",
+                        remote_id=str(entry.get("article_id")),
+                        url=next((u for u in urls if u), None),
+                        http_status=resp.status_code,
+                        excerpt=f"found by our tracked links: article {entry.get('article_id')}",
+                        item_urls=urls,
+                        state=st,
+                    )
+            if int(data.get("item_count") or 0) < 20:
+                break
+        return None
 
     def _same_titles(self, st: Mapping[str, Any]) -> str:
         """For the operator only, never a decision: the published articles whose titles are

@@ -96,7 +96,9 @@ def test_editor_and_operator_flow(console, server, browser, shots):
     assert len(store.list_deliveries()) == before
 
     # the slot's time comes (an operator could bring it forward); a failing CMS has one too
-    store.bring_forward([booked[0]["id"]], at=now_iso())
+    store.execute(
+        "UPDATE deliveries SET scheduled_at = ? WHERE id = ?", (now_iso(), booked[0]["id"])
+    )
     other = store.list_packs(status="approved")[0].id
     broken_id = store.queue_delivery(other, "broken-cms", scheduled_at=now_iso())
 
