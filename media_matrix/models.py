@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+CITY = "市级"  # the county value of city-level packs, channels and officers
+
 GROUPS: dict[str, str] = {
     "youth": "青少年",
     "farmers": "农民",
@@ -88,12 +90,6 @@ def check_group_ids(ids: Iterable[str]) -> Iterable[str]:
     if unknown:
         raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
     return ids
-
-
-class FeedKind(StrEnum):
-    RSS = "rss"
-    HTML = "html"
-    PACKDIR = "packdir"
 
 
 class PackStatus(StrEnum):
@@ -245,3 +241,8 @@ class Pack:
             data.pop("content_html")
             data.pop("text")
         return data
+
+
+def pack_subject(pack_id: int) -> str:
+    """The audit subject naming a pack (``pack:12``), shared by every service that audits."""
+    return f"pack:{pack_id}"

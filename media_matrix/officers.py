@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from media_matrix.links import new_token
-from media_matrix.models import GROUPS
+from media_matrix.models import CITY, GROUPS
 from media_matrix.store import Store
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 20_000
-CITY = "市级"
 HEADERS = {
     "name": ("name", "姓名"),
     "county": ("county", "区县", "县区"),

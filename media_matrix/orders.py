@@ -19,13 +19,12 @@ from typing import Any
 from media_matrix.config import ConfigError, Settings
 from media_matrix.ingest.clean import plain_text, strip_controls
 from media_matrix.links import new_code, new_token, track_url
-from media_matrix.models import GROUPS, REQUEST_STATUS_LABELS, TOPICS
+from media_matrix.models import CITY, GROUPS, REQUEST_STATUS_LABELS, TOPICS
 from media_matrix.officers import decode
 from media_matrix.store import Store, StoreError
 from media_matrix.tagging import Tagger, normalize, tagger_for
 from media_matrix.timeutil import local_text
 
-CITY = "市级"
 MAX_TEXT = 500
 MAX_TOWNSHIP = 40
 MAX_CONTACT = 60
@@ -383,9 +382,12 @@ def fulfil_delivered(
     """Orders answered by what has been delivered in their county: called by a dispatch round
     that landed something (``since`` its start) and after a pack is linked (``order_ids``);
     idempotent."""
-    counties = {c.name: c.county for c in settings.channels if c.county != CITY}
     return store.fulfil_requests(
-        counties, by="dispatch", since=since, request_ids=order_ids, pack_id=pack_id
+        settings.county_channels(),
+        by="dispatch",
+        since=since,
+        request_ids=order_ids,
+        pack_id=pack_id,
     )
 
 

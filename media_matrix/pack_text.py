@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from media_matrix.review import subject
+from media_matrix.models import pack_subject
 from media_matrix.store import Store, StoreError
 from media_matrix.timeutil import now_iso
 
@@ -38,5 +38,5 @@ def edit_text(store: Store, pack_id: int, title: str, summary: str, *, by: str) 
     with store.transaction():
         changed = store.edit_pack_text(pack_id, title, summary, who=by, at=now_iso())
         if changed:
-            store.audit(by, "edit_text", subject(pack_id), f"标题: {title}")
+            store.audit(by, "edit_text", pack_subject(pack_id), f"标题: {title}")
     return changed

@@ -52,12 +52,11 @@ from itertools import chain
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from media_matrix.config import Campaign, parse_quiet_hours
+from media_matrix.config import Campaign, active_campaigns, parse_quiet_hours
 from media_matrix.cron import cron_trigger, fire_times
-from media_matrix.models import GROUPS, SENT_STATUSES
+from media_matrix.models import CITY, GROUPS, SENT_STATUSES
 from media_matrix.timeutil import as_aware
 
-CITY = "市级"  # county value for city-level packs and channels
 PUBLIC = "public"  # audience group that matches every pack
 CANCELLED = "cancelled"  # the only booking status that frees capacity and allows a re-booking
 
@@ -328,34 +327,6 @@ def slot_times(
 
 # --------------------------------------------------------------------------------------------
 # Campaigns and matching
-
-
-def _month_day(text: str) -> tuple[int, int]:
-    month, day = text.split("-")
-    return int(month), int(day)
-
-
-def _campaign_on(campaign: Campaign, day: date) -> bool:
-    start, end = _month_day(campaign.start), _month_day(campaign.end)
-    today = (day.month, day.day)
-    if start <= end:
-        return start <= today <= end
-    return today >= start or today <= end  # wraps the new year: 12-20 .. 01-05
-
-
-def active_campaigns(
-    campaigns: Iterable[Campaign], moment: datetime | date, tz: tzinfo | str
-) -> list[Campaign]:
-    """Campaigns whose MM-DD range (both ends inclusive) covers ``moment``'s day in ``tz``.
-
-    A range whose end is before its start wraps the new year. A ``date`` is taken as-is.
-    """
-    day = (
-        _aware_utc(moment, "moment").astimezone(_zone(tz)).date()
-        if isinstance(moment, datetime)
-        else moment
-    )
-    return [campaign for campaign in campaigns if _campaign_on(campaign, day)]
 
 
 def campaign_matches(pack: PlanPack, campaign: Campaign) -> bool:

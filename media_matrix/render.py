@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from media_matrix.adapters.base import Message, OutgoingItem
 from media_matrix.config import parse_quiet_hours
+from media_matrix.messages import Message, OutgoingItem
 from media_matrix.models import GROUPS, TOPICS
 from media_matrix.qr import qr_code
 from media_matrix.timeutil import as_aware

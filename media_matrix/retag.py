@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from media_matrix.config import Settings
-from media_matrix.models import GROUPS, Item, Tag
-from media_matrix.review import subject
+from media_matrix.models import GROUPS, Item, Tag, pack_subject
 from media_matrix.store import Store
 from media_matrix.tagging import Tagger, tagger_for
 from media_matrix.timeutil import now_iso
@@ -103,6 +102,6 @@ def edit_tags(
         for kind, tag, removed in changes:
             store.set_editor_tag(pack_id, kind, tag, removed=removed, who=by, at=at)
             action = f"{'remove' if removed else 'add'}_{kind}"
-            store.audit(by, action, subject(pack_id), tag)
+            store.audit(by, action, pack_subject(pack_id), tag)
             done.append(f"{action} {tag}")
     return done

@@ -33,11 +33,14 @@ from typing import Any
 
 from media_matrix import planner, review
 from media_matrix.config import ConfigError, Settings
-from media_matrix.ingest import feed_overview
-from media_matrix.instance import LOCK_NAME, describe_lock
-from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, PACK_STATUS_LABELS, PackStatus
+from media_matrix.models import (
+    DELIVERY_STATUS_LABELS,
+    GROUPS,
+    PACK_STATUS_LABELS,
+    PackStatus,
+    pack_subject,
+)
 from media_matrix.planner import Assignment, Booking, PlanChannel, PlanPack
-from media_matrix.review import subject
 from media_matrix.store import NotFound, Store, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
 from media_matrix.timeutil import from_iso, local_text, parse_local, to_iso, utcnow
@@ -262,7 +265,7 @@ def queue_pack(
         note = f"渠道 {chan.name}; 时间 {_local(when, tz)}; 投递 {delivery_id}"
         if warnings:
             note += "; 提示: " + "; ".join(warnings)
-        store.audit(by, "resend" if resend else "queue", subject(pack.id), note)
+        store.audit(by, "resend" if resend else "queue", pack_subject(pack.id), note)
     return QueuedDelivery(
         delivery_id=delivery_id,
         pack_id=pack.id,
@@ -603,7 +606,9 @@ def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) ->
         f"撤回投递 {delivery['id']}: 渠道 {delivery['channel']}, "
         f"原定 {delivery['slot_at'] or delivery['scheduled_at']}"
     )
-    store.audit(by, "unqueue", subject(delivery["pack_id"]), f"{text}; {note}" if note else text)
+    store.audit(
+        by, "unqueue", pack_subject(delivery["pack_id"]), f"{text}; {note}" if note else text
+    )
     return delivery
 
 
@@ -722,79 +727,6 @@ def plan_view(
     }
 
 
-def status_view(settings: Settings, store: Store, now: datetime | None = None) -> dict[str, Any]:
-    """Feeds' health, queue depth per channel, the next slots, the last errors, the daemon."""
-
-    now = _aware(now)
-    tz = settings.tz
-    feeds = [
-        {**row, "item_errors": len(row["item_errors"])} for row in feed_overview(settings, store)
-    ]
-    counts = store.delivery_counts()
-    next_queued = store.next_queued()
-    channels = []
-    for chan in settings.channels:
-        by_status = counts.get(chan.name, {})
-        upcoming = planner.slot_times(
-            PlanChannel.from_config(chan), now, now + timedelta(days=8), tz
-        )[:3]
-        channels.append(
-            {
-                "name": chan.name,
-                "type": chan.type,
-                "county": chan.county,
-                "enabled": chan.enabled,
-                "queued": by_status.get("queued", 0),
-                "in_flight": by_status.get("sending", 0) + by_status.get("submitted", 0),
-                "failed": by_status.get("failed", 0),
-                "dead": by_status.get("dead", 0),
-                "unknown": by_status.get("unknown", 0),
-                "delivered": by_status.get("delivered", 0),
-                "next_queued_at": next_queued.get(chan.name),
-                "next_slots": [s.astimezone(tz).isoformat(timespec="seconds") for s in upcoming],
-            }
-        )
-    errors = [
-        {
-            "kind": "feed",
-            "subject": f["name"],
-            "error": f["last_error"],
-            "at": f["last_fetch_at"],
-        }
-        for f in feeds
-        if f["last_error"]
-    ]
-    errors += [
-        {
-            "kind": "feed_item",
-            "subject": f"{e['feed']}: {e['subject']}",
-            "error": e["error"],
-            "at": e["at"],
-        }
-        for e in store.item_errors()
-    ]
-    errors += [
-        {
-            "kind": "delivery",
-            "subject": f"投递 {d['id']} ({d['channel']}, 内容包 {d['pack_id']})",
-            "error": d["last_error"],
-            "at": d["updated_at"],
-            "status": d["status"],
-        }
-        for d in store.recent_delivery_errors(10)
-    ]
-    errors.sort(key=lambda e: e["at"] or "", reverse=True)
-    return {
-        "now": now.astimezone(tz).isoformat(timespec="seconds"),
-        "timezone": settings.timezone,
-        "daemon": describe_lock(settings, store.get_lock(LOCK_NAME)),
-        "packs": store.count_packs_by_status(),
-        "feeds": feeds,
-        "channels": channels,
-        "errors": errors[:20],
-    }
-
-
 __all__ = [
     "AlreadyQueued",
     "AutoReport",
@@ -813,6 +745,5 @@ __all__ = [
     "queue_auto",
     "queue_pack",
     "queue_urgent",
-    "status_view",
     "unqueue",
 ]

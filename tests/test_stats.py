@@ -25,6 +25,7 @@ import yaml
 from media_matrix import stats
 from media_matrix.adapters.wechat_mp import WechatMpAdapter
 from media_matrix.config import load_settings
+from media_matrix.flow import pull_stats
 from media_matrix.models import Item, PackStatus, Tag
 from media_matrix.render import DEFAULT_COVER
 from media_matrix.sandbox import SandboxServers, WechatSandbox
@@ -640,13 +641,13 @@ def test_pull_reads_datacube_over_http_up_to_yesterday(tmp_path, endpoint):
 
         # nothing is over yet: the pull asks for nothing later than yesterday
         now = datetime.fromtimestamp(wechat.now(), UTC)
-        first = stats.pull(settings, store, days=3, now=now, endpoint=endpoint)
+        first = pull_stats(settings, store, days=3, now=now, endpoint=endpoint)
         assert first["errors"] == [] and first["end_date"] == str(day - timedelta(days=1))
         assert first["measured_rows"] == 0
 
         wechat.advance(3 * 86400)  # three days later (tokens expired meanwhile)
         now = datetime.fromtimestamp(wechat.now(), UTC)
-        result = stats.pull(settings, store, days=7, now=now, endpoint=endpoint)
+        result = pull_stats(settings, store, days=7, now=now, endpoint=endpoint)
         assert result["errors"] == [], result
         assert result["end_date"] == str(day + timedelta(days=2))
         assert result["unmatched"] == 0
@@ -662,7 +663,7 @@ def test_pull_reads_datacube_over_http_up_to_yesterday(tmp_path, endpoint):
             estimated = [r for r in store.metrics_of(delivery_id) if r["source"] == "estimated"]
             assert estimated and estimated[0]["impressions"] == 50000
         # again: the same rows, not more
-        again = stats.pull(settings, store, days=7, now=now, endpoint=endpoint)
+        again = pull_stats(settings, store, days=7, now=now, endpoint=endpoint)
         assert again["measured_rows"] == result["measured_rows"] == 6
         total = len(store.metrics_of(a)) + len(store.metrics_of(b))
         assert total == 8

@@ -12,15 +12,18 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from media_matrix.config import ConfigError, Settings, load_settings
+from media_matrix.errors import ConfigError, NotFound, StoreError
 from media_matrix.redact import RedactingFilter, redact, redact_known, redact_record
-from media_matrix.store import NotFound, Store, StoreError, open_store
+
+if TYPE_CHECKING:  # loaded on first use: `--help` reads no config and opens no database
+    from rich.console import Console
+
+    from media_matrix.config import Settings
+    from media_matrix.store import Store
 
 
 class RuntimeFailure(click.ClickException):
@@ -46,12 +49,16 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from media_matrix.config import load_settings
+
             self._settings = load_settings(self.config_path)
         return self._settings
 
     @property
     def store(self) -> Store:
         if self._store is None:
+            from media_matrix.store import open_store
+
             self._store = open_store(self.settings.database)
         return self._store
 
@@ -125,6 +132,8 @@ def echo_table(
     *,
     title: str | None = None,
 ) -> None:
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -139,6 +148,8 @@ _console: Console | None = None
 def console() -> Console:
     global _console
     if _console is None:
+        from rich.console import Console
+
         _console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
     return _console
 

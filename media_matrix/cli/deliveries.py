@@ -21,6 +21,7 @@ from media_matrix.cli.common import (
     pass_app,
     redacted_stderr_logging,
 )
+from media_matrix.flow import run_round
 from media_matrix.models import (
     ATTEMPT_KIND_LABELS,
     ATTEMPT_OUTCOME_LABELS,
@@ -79,7 +80,7 @@ def dispatch_command(
     store = app.store
     if once:
         with embedded_sandbox(settings) as (settings, _servers):
-            result = engine.run_round(settings, store, channels=names, wait=wait_s)
+            result = run_round(settings, store, channels=names, wait=wait_s)
         if as_json:
             echo_json(result.to_dict())
         else:
@@ -105,8 +106,8 @@ def dispatch_command(
         with embedded_sandbox(settings) as (settings, _servers):
             while True:
                 try:
-                    swept = engine.sweep(settings, store, channels=names)
-                    report = engine.dispatch_due(settings, store, channels=names)
+                    result = run_round(settings, store, channels=names, poll=False)
+                    swept, report = result.sweep, result.dispatch
                 except (sqlite3.Error, OSError) as exc:  # e.g. database locked: next round
                     click.echo(f"本轮出错, 稍后重试 (round failed, will retry): {exc}", err=True)
                     time.sleep(interval)

@@ -21,6 +21,8 @@ from media_matrix.ingest.clean import strip_controls
 from media_matrix.models import GROUPS, PACK_STATUS_LABELS, TOPICS, Pack, PackStatus
 from media_matrix.retag import edit_tags, retag_all
 
+TABLE_ROWS = 50  # rows `packs list` prints without --limit
+
 
 def shown(value: object) -> str:
     """A stored value as the table prints it: no control characters, rich markup escaped (a
@@ -37,7 +39,12 @@ def packs_group() -> None:
 @click.option("--status", type=click.Choice([s.value for s in PackStatus]), default=None)
 @click.option("--group", type=click.Choice(list(GROUPS)), default=None, help="target group id")
 @click.option("--topic", default=None, help="topic id")
-@click.option("--limit", type=LIMIT, default=None)
+@click.option(
+    "--limit",
+    type=LIMIT,
+    default=None,
+    help=f"最多列出多少条 (表格默认最新 {TABLE_ROWS} 条; --json 默认全部)",
+)
 @click.option("--full", is_flag=True, help="include content_html and text")
 @json_option
 @pass_app
@@ -51,10 +58,15 @@ def list_packs(
     as_json: bool,
 ) -> None:
     """List packs, newest first."""
-    packs = app.store.list_packs(status=status, group=group, topic=topic, full=full, limit=limit)
+    # a table is for people: the newest TABLE_ROWS unless --limit says otherwise (one more
+    # is read to tell whether there are more)
+    rows = limit or (None if as_json else TABLE_ROWS + 1)
+    packs = app.store.list_packs(status=status, group=group, topic=topic, full=full, limit=rows)
     if as_json:
         echo_json([p.to_dict(full=full) for p in packs])
         return
+    more = limit is None and len(packs) > TABLE_ROWS
+    packs = packs[:TABLE_ROWS] if more else packs
     echo_table(
         ["ID", "状态", "标题", "来源", "人群", "主题", "发布时间"],
         [
@@ -74,6 +86,8 @@ def list_packs(
         ],
         title=f"内容包 ({len(packs)})",
     )
+    if more:
+        click.echo(f"仅列出最新 {TABLE_ROWS} 条; 用 --limit N 列出更多, 或 --json 取全部。")
 
 
 @packs_group.command("show")

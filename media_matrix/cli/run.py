@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from media_matrix.cli.common import (
     AppContext,
@@ -18,11 +17,9 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.cli.packs import shown
-from media_matrix.flow import run_once
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
 from media_matrix.redact import redact
-from media_matrix.sandbox.embedded import embedded_sandbox
 
 PROGRESS_THRESHOLD = 5  # show a progress bar from this many feeds on
 
@@ -67,6 +64,9 @@ def run_command(app: AppContext, once: bool, as_json: bool) -> None:
 
         start_daemon(app)
         return
+    from media_matrix.flow import run_once  # the whole flow: only `run` loads it
+    from media_matrix.sandbox.embedded import embedded_sandbox
+
     total = len([f for f in app.settings.feeds if f.enabled])
     with embedded_sandbox(app.settings) as (settings, servers):
         if servers is not None and not as_json:
@@ -172,6 +172,8 @@ def _progress(total: int, label: str) -> Iterator[Callable[[FeedReport], None]]:
     if total < PROGRESS_THRESHOLD:
         yield lambda report: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     progress = Progress(
         TextColumn(label),
         BarColumn(),

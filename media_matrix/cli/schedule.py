@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from media_matrix import scheduling
+from media_matrix import overview, scheduling
 from media_matrix.cli.common import (
     DAYS,
     ID,
@@ -295,7 +295,7 @@ def _note(item: dict[str, Any]) -> str:
 @pass_app
 def status_command(app: AppContext, as_json: bool) -> None:
     """Feeds' health, queue depth per channel, the next slots, the last errors."""
-    view = scheduling.status_view(app.settings, app.store)
+    view = overview.status_view(app.settings, app.store)
     if as_json:
         echo_json(view)
         return

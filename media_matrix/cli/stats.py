@@ -28,6 +28,7 @@ from media_matrix.cli.common import (
     json_option,
     pass_app,
 )
+from media_matrix.flow import pull_stats
 from media_matrix.models import DELIVERY_STATUS_LABELS
 from media_matrix.redact import redact
 from media_matrix.stats.core import SOURCE_LABELS
@@ -74,7 +75,7 @@ def pull_cmd(app: AppContext, days: int, endpoint: str, reestimate: bool, as_jso
     """Write estimated reach and pull measured WeChat reads/shares (datacube)."""
     settings, store = app.settings, app.store
     reestimated = stats.estimate(settings, store) if reestimate else 0
-    result = stats.pull(settings, store, days=days, endpoint=endpoint)
+    result = pull_stats(settings, store, days=days, endpoint=endpoint)
     result["estimated_rows"] += reestimated
     if as_json:
         echo_json(result)

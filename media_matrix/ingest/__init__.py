@@ -12,32 +12,22 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
-
-import requests
+from typing import TYPE_CHECKING, Any, Protocol
 
 from media_matrix.config import FeedConfig, Settings
-from media_matrix.httpclient import make_session
-from media_matrix.ingest.clean import local_file_inside
-from media_matrix.ingest.fetch import (
-    FetchError,
-    FetchOptions,
-    FetchResult,
-    fetch,
-    is_local,
-    local_path,
-)
-from media_matrix.ingest.html import read_site
-from media_matrix.ingest.packdir import PackCaps, read_packdir
-from media_matrix.ingest.rss import parse_feed
 from media_matrix.ingest.source import SourceError, SourceResult
-from media_matrix.ingest.vet import VetRules, vet_item
 from media_matrix.models import TOPICS, IngestOutcome, Item, Pack, PackStatus, Tag
 from media_matrix.redact import redact_url
 from media_matrix.retag import item_tagger
 from media_matrix.review import content_changed
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
+
+if TYPE_CHECKING:  # the readers (requests, feedparser, lxml, nh3) load when a feed is read,
+    # so a command that only shows feeds' state (status, feeds list) does not pay for them
+    import requests
+
+    from media_matrix.ingest.fetch import FetchOptions, FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +130,9 @@ def run_ingest(
     Fetching and parsing run in a small thread pool; storing is serialized. New and changed
     packs are tagged as they are stored (``tagger`` defaults to the configured rules).
     """
+    from media_matrix.httpclient import make_session
+    from media_matrix.ingest.fetch import FetchError, FetchOptions
+
     now = now or utcnow()
     tagger = tagger or item_tagger(settings)
     wanted = [settings.feed(name) for name in feeds] if feeds else settings.feeds
@@ -200,7 +193,12 @@ def _read_source(
     options: FetchOptions,
     http: requests.Session,
 ) -> SourceResult:
+    # each reader loads with the first feed of its kind that has something to read
+    from media_matrix.ingest.fetch import FetchError, fetch, is_local, local_path
+
     if feed.kind == "packdir":
+        from media_matrix.ingest.packdir import PackCaps, read_packdir
+
         media_root = settings.database.parent / "packs" / feed.name
         caps = PackCaps(
             max_body_bytes=settings.ingest.pack_max_body_bytes,
@@ -222,11 +220,16 @@ def _read_source(
     # a feed the operator gave as a local file may name files beside it, nothing else may
     root = str(local_path(feed.url).resolve().parent) if is_local(feed.url) else None
     if feed.kind == "rss":
+        from media_matrix.ingest.rss import parse_feed
+
         items = parse_feed(fetched, feed.max_items)
         for item in items:
             item.county = feed.county
             item.local_root = root
         return SourceResult(items=items, etag=fetched.etag, last_modified=fetched.last_modified)
+    from media_matrix.ingest.clean import local_file_inside
+    from media_matrix.ingest.html import read_site
+
     known = store.feed_guid_labels(feed.name)
 
     def fetch_page(url: str) -> FetchResult:
@@ -301,6 +304,8 @@ def _record(
 
 
 def _vet_items(settings: Settings, items: list[Item], now: datetime) -> list[tuple[str, str]]:
+    from media_matrix.ingest.vet import VetRules, vet_item
+
     """Every item through the last check (vet.py), fixed in place; (guid, correction) pairs."""
     rules = VetRules(
         now=now,

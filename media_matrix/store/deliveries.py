@@ -139,7 +139,8 @@ class DeliveryStore(StoreBase):
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Deliveries with their pack title, oldest scheduled first."""
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[Any] = []
         if status:
             statuses = [status] if isinstance(status, str) else status
             where.append(f"d.status IN ({', '.join('?' for _ in statuses)})")
@@ -213,7 +214,8 @@ class DeliveryStore(StoreBase):
     ) -> list[dict[str, Any]]:
         """Live (not cancelled) deliveries as the planner needs them: pack_id, channel,
         slot_at, scheduled_at, status, and when they went out (claimed_at) or retry."""
-        where, params = ["status != 'cancelled'"], []  # type: ignore[var-annotated]
+        where = ["status != 'cancelled'"]
+        params: list[Any] = []
         if channels is not None:
             where.append(f"channel IN ({', '.join('?' for _ in channels)})")
             params += channels

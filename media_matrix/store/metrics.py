@@ -47,7 +47,6 @@ FIGURES = (
     "measured_clicks",
     "unique_visitors",
 )
-PLAIN_KEYS = ("county", "channel", "day", "week", "month")
 SET_KEYS = ("group", "topic", "campaign")
 
 # A metric row to upsert: (delivery_id, day, reads, shares, impressions, source, fetched_at).
@@ -74,10 +73,11 @@ class AggregateSpec:
     """What one aggregation reads and how it groups.
 
     ``start``/``end`` bound ``deliveries.scheduled_at`` (UTC ISO, end exclusive; None: open).
-    ``keys`` are plain grouping keys (PLAIN_KEYS) and ``sets`` set dimensions (SET_KEYS), each
-    returned in the given order. ``edges`` holds, for each time key used (day, week, month) and
-    for ``campaign_days`` (labels like ',0,2,': the campaigns running that local day), the
-    local-time buckets as UTC instants, so no per-row time-zone arithmetic is needed.
+    ``keys`` are plain grouping keys (county, channel, day, week, month) and ``sets`` set
+    dimensions (SET_KEYS), each returned in the given order. ``edges`` holds, for each time key
+    used (day, week, month) and for ``campaign_days`` (labels like ',0,2,': the campaigns
+    running that local day), the local-time buckets as UTC instants, so no per-row time-zone
+    arithmetic is needed.
     ``counties`` maps channel name -> county; ``campaigns`` are indexed by position and come
     back as comma lists of those positions.
     """

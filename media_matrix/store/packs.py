@@ -358,7 +358,8 @@ class PackStore(StoreBase):
         full: bool = False,
         limit: int | None = None,
     ) -> list[Pack]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status:
             where.append("p.status = ?")
             params.append(status)

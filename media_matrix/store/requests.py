@@ -124,7 +124,8 @@ class RequestStore(StoreBase):
         statuses: Sequence[str] = (),
         limit: int = 500,
     ) -> list[dict[str, Any]]:
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[Any] = []
         if county:
             where.append("county = ?")
             params.append(county)
@@ -196,7 +197,10 @@ class RequestStore(StoreBase):
         only = ""
         if request_ids is not None:
             only = f" AND r.id IN ({', '.join('?' for _ in request_ids) or 'NULL'})"
-        narrow, narrow_params = "", []  # each bound only when given: SQLite then picks its index
+        narrow, narrow_params = (
+            "",
+            list[Any](),
+        )  # each bound only when given: SQLite then picks its index
         if since is not None:
             narrow, narrow_params = " AND d.delivered_at >= ?", [since]
         if pack_id is not None:
