@@ -292,3 +292,135 @@ class MomentType(click.ParamType):
 
 MOMENT = MomentType()
 MOMENT_OR_NOW = MomentType(allow_now=True)
+
+
+# -- ids from a vocabulary --------------------------------------------------------------------
+# Every option that takes an id from a known set (group, topic, status, channel, feed, county,
+# statistics dimension, role) uses one VocabType: the id or its Chinese label (what the tables
+# show) is accepted, anything else exits 2 listing the valid ids with their labels.
+# tests/test_cli_editor.py walks every command to hold this.
+
+Vocabulary = Callable[["AppContext | None"], "dict[str, str]"]
+
+
+def _plain(label: str) -> str:
+    """A label without its parenthesised note: 失败(将重试) -> 失败."""
+    return re.split(r"[(（]", label, maxsplit=1)[0].strip()
+
+
+class VocabType(click.ParamType):
+    """An id from a vocabulary (id -> Chinese label), given as the id or as its label.
+
+    ``comma``: a comma-separated list of such ids (``stats export --by county,group``)."""
+
+    def __init__(self, what: str, items: Vocabulary, *, name: str = "id", comma: bool = False):
+        self.what = what
+        self.items = items
+        self.name = name
+        self.comma = comma
+
+    def vocabulary(self, ctx: click.Context | None) -> dict[str, str]:
+        app = ctx.find_object(AppContext) if ctx is not None else None
+        return self.items(app)
+
+    def resolve(self, text: str, vocab: dict[str, str]) -> str | None:
+        """The id ``text`` names (an id, a label, or a label without its note), else None."""
+        text = text.strip()
+        if text in vocab:
+            return text
+        for key, label in vocab.items():
+            if text and text in (label, _plain(label)):
+                return key
+        folded = {key.casefold(): key for key in vocab}
+        return folded.get(text.casefold())
+
+    def choices_text(self, vocab: dict[str, str]) -> str:
+        return ", ".join(
+            key if label == key else f"{key} ({label})" for key, label in vocab.items()
+        )
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        vocab = self.vocabulary(ctx)
+        parts = str(value).split(",") if self.comma else [str(value)]
+        found = []
+        for part in parts:
+            key = self.resolve(part, vocab)
+            if key is None:
+                self.fail(
+                    f"未知{self.what} {part.strip()!r}; 可选: {self.choices_text(vocab)} "
+                    f"(unknown {self.name})",
+                    param,
+                    ctx,
+                )
+            found.append(key)
+        return ",".join(found) if self.comma else found[0]
+
+    def get_metavar(self, param: click.Parameter, *args: Any) -> str:
+        return self.name.upper()
+
+
+def _settings_of(app: AppContext | None) -> Settings:
+    if app is None:
+        raise click.UsageError("需要配置 (no configuration)")
+    return app.settings
+
+
+def _groups(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.models import GROUPS
+
+    return dict(GROUPS)
+
+
+def _topics(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.models import TOPICS
+
+    return dict(TOPICS)
+
+
+def _pack_statuses(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.models import PACK_STATUS_LABELS
+
+    return dict(PACK_STATUS_LABELS)
+
+
+def _delivery_statuses(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.models import DELIVERY_STATUS_LABELS
+
+    return dict(DELIVERY_STATUS_LABELS)
+
+
+def _channels(app: AppContext | None) -> dict[str, str]:
+    return {c.name: c.title or c.name for c in _settings_of(app).channels}
+
+
+def _feeds(app: AppContext | None) -> dict[str, str]:
+    return {f.name: f.name for f in _settings_of(app).feeds}
+
+
+def _counties(app: AppContext | None) -> dict[str, str]:
+    settings = _settings_of(app)
+    names = ["市级", *settings.counties, *(c.county for c in settings.channels)]
+    return {name: name for name in dict.fromkeys(names)}
+
+
+def _stats_dims(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.stats.core import DIM_LABELS, DIMENSIONS
+
+    return {d: DIM_LABELS.get(d, d) for d in DIMENSIONS}
+
+
+def _roles(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.users import ROLE_LABELS, ROLES
+
+    return {r: ROLE_LABELS.get(r, r) for r in ROLES}
+
+
+GROUP = VocabType("人群", _groups, name="group")
+TOPIC = VocabType("主题", _topics, name="topic")
+PACK_STATUS = VocabType("内容包状态", _pack_statuses, name="status")
+DELIVERY_STATUS = VocabType("投递状态", _delivery_statuses, name="status")
+CHANNEL = VocabType("渠道", _channels, name="channel")
+FEED = VocabType("订阅源", _feeds, name="feed")
+COUNTY = VocabType("区县", _counties, name="county")
+STATS_DIMS = VocabType("统计维度", _stats_dims, name="dims", comma=True)
+ROLE = VocabType("角色", _roles, name="role")

@@ -10,6 +10,8 @@ import click
 
 from media_matrix import dispatch as engine
 from media_matrix.cli.common import (
+    CHANNEL,
+    DELIVERY_STATUS,
     ID,
     LIMIT,
     AppContext,
@@ -25,7 +27,6 @@ from media_matrix.models import (
     ATTEMPT_KIND_LABELS,
     ATTEMPT_OUTCOME_LABELS,
     DELIVERY_STATUS_LABELS,
-    DeliveryStatus,
 )
 from media_matrix.redact import redact
 from media_matrix.sandbox.embedded import embedded_sandbox
@@ -43,7 +44,9 @@ def _label(status: str) -> str:
 
 @click.command("dispatch")
 @click.option("--once", is_flag=True, help="sweep, send what is due, poll, then exit")
-@click.option("--channel", "channel_names", multiple=True, help="only this channel (repeatable)")
+@click.option(
+    "--channel", "channel_names", type=CHANNEL, multiple=True, help="只投递此渠道 (可重复)"
+)
 @click.option(
     "--interval",
     type=BoundedFloat(0.1, 3600),
@@ -177,8 +180,8 @@ def _row(d: dict[str, Any]) -> dict[str, Any]:
 
 
 @click.group("deliveries", invoke_without_command=True)
-@click.option("--status", type=click.Choice([s.value for s in DeliveryStatus]), default=None)
-@click.option("--channel", default=None, help="channel name")
+@click.option("--status", type=DELIVERY_STATUS, default=None, help="只列此状态 (id 或中文名)")
+@click.option("--channel", type=CHANNEL, default=None, help="只列此渠道 (名称或标题)")
 @click.option("--limit", type=LIMIT, default=None)
 @json_option
 @click.pass_context

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from media_matrix.cli.common import (
+    COUNTY,
     ID,
     AppContext,
     UsageFailure,
@@ -47,7 +48,7 @@ def register(cli: click.Group) -> None:
         click.echo(f"已导入信息员: 新增 {added}, 更新 {updated}")
 
     @officers.command("list")
-    @click.option("--county", default=None, help="only this county")
+    @click.option("--county", type=COUNTY, default=None, help="只列此区县")
     @json_option
     @pass_app
     def list_command(app: AppContext, county: str | None, as_json: bool) -> None:
@@ -88,7 +89,7 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--week", default=None, metavar="YYYY-Www", help="ISO week (default: last 7 days)"
     )
-    @click.option("--county", default=None, help="only officers of this county")
+    @click.option("--county", type=COUNTY, default=None, help="只给此区县的信息员")
     @click.option(
         "-o",
         "--output",

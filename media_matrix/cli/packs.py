@@ -6,8 +6,11 @@ import click
 from rich.markup import escape
 
 from media_matrix.cli.common import (
+    GROUP,
     ID,
     LIMIT,
+    PACK_STATUS,
+    TOPIC,
     AppContext,
     UsageFailure,
     by_option,
@@ -18,7 +21,7 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.ingest.clean import strip_controls
-from media_matrix.models import GROUPS, PACK_STATUS_LABELS, TOPICS, Pack, PackStatus
+from media_matrix.models import GROUPS, PACK_STATUS_LABELS, TOPICS, Pack
 from media_matrix.retag import edit_tags, retag_all
 
 
@@ -34,9 +37,9 @@ def packs_group() -> None:
 
 
 @packs_group.command("list")
-@click.option("--status", type=click.Choice([s.value for s in PackStatus]), default=None)
-@click.option("--group", type=click.Choice(list(GROUPS)), default=None, help="target group id")
-@click.option("--topic", default=None, help="topic id")
+@click.option("--status", type=PACK_STATUS, default=None, help="只列此状态 (id 或中文名)")
+@click.option("--group", type=GROUP, default=None, help="只列此人群 (id 或中文名)")
+@click.option("--topic", type=TOPIC, default=None, help="只列此主题 (id 或中文名)")
 @click.option("--limit", type=LIMIT, default=None)
 @click.option("--full", is_flag=True, help="include content_html and text")
 @json_option
@@ -149,10 +152,10 @@ def register(cli: click.Group) -> None:
 @packs_group.command("retag")
 @click.argument("pack_id", type=ID, required=False)
 @click.option("--all", "retag_every", is_flag=True, help="re-apply the rules to every pack")
-@click.option("--add-group", multiple=True, help="group id to add (repeatable)")
-@click.option("--remove-group", multiple=True, help="group id to remove (repeatable)")
-@click.option("--add-topic", multiple=True, help="topic id to add (repeatable)")
-@click.option("--remove-topic", multiple=True, help="topic id to remove (repeatable)")
+@click.option("--add-group", type=GROUP, multiple=True, help="加上人群 (id 或中文名, 可重复)")
+@click.option("--remove-group", type=GROUP, multiple=True, help="去掉人群 (id 或中文名, 可重复)")
+@click.option("--add-topic", type=TOPIC, multiple=True, help="加上主题 (id 或中文名, 可重复)")
+@click.option("--remove-topic", type=TOPIC, multiple=True, help="去掉主题 (id 或中文名, 可重复)")
 @by_option
 @json_option
 @pass_app

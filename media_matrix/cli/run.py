@@ -9,6 +9,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from media_matrix.cli.common import (
+    FEED,
     AppContext,
     RuntimeFailure,
     console,
@@ -37,7 +38,7 @@ def init_command(app: AppContext) -> None:
 
 
 @click.command("ingest")
-@click.option("--feed", "feed_names", multiple=True, help="only this feed (repeatable)")
+@click.option("--feed", "feed_names", type=FEED, multiple=True, help="只导入此订阅源 (可重复)")
 @click.option("--due", is_flag=True, help="only feeds whose next fetch time has come")
 @json_option
 @pass_app

@@ -10,6 +10,7 @@ import click
 
 from media_matrix import scheduling
 from media_matrix.cli.common import (
+    CHANNEL,
     DAYS,
     ID,
     MOMENT,
@@ -61,7 +62,7 @@ def _check_channel(app: AppContext, name: str | None) -> None:
 
 @click.command("queue")
 @click.argument("pack_id", type=ID, required=False)
-@click.option("--channel", "channel", default=None, metavar="NAME", help="channel name")
+@click.option("--channel", "channel", type=CHANNEL, default=None, help="渠道 (名称或标题)")
 @click.option(
     "--at",
     "at_text",
@@ -221,7 +222,7 @@ def unqueue_command(
 @click.option(
     "--days", type=DAYS, default=3.0, show_default=True, help="horizon in days, at most 366"
 )
-@click.option("--channel", default=None, metavar="NAME", help="only this channel")
+@click.option("--channel", type=CHANNEL, default=None, help="只看此渠道 (名称或标题)")
 @click.option(
     "--now", "now_text", type=MOMENT, default=None, metavar="ISO", help="plan as of this moment"
 )

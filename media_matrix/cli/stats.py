@@ -19,6 +19,7 @@ from media_matrix import stats
 from media_matrix.cli.common import (
     DAY,
     MAX_DAYS,
+    STATS_DIMS,
     AppContext,
     BoundedInt,
     RuntimeFailure,
@@ -250,10 +251,11 @@ def default_name(query: stats.Query, fmt: str) -> str:
 @click.option(
     "--by",
     "by",
+    type=STATS_DIMS,
     metavar="DIMS",
     default="county",
     show_default=True,
-    help="comma list of " + ", ".join(stats.DIMENSIONS),
+    help="统计维度, 逗号分隔 (id 或中文名): " + ", ".join(stats.DIMENSIONS),
 )
 @click.option("--format", "fmt", type=click.Choice(stats.FORMATS), default="csv", show_default=True)
 @click.option(

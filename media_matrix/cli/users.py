@@ -8,6 +8,8 @@ import click
 
 from media_matrix import users as accounts
 from media_matrix.cli.common import (
+    COUNTY,
+    ROLE,
     AppContext,
     UsageFailure,
     by_option,
@@ -41,8 +43,8 @@ def _read_password(flag: bool) -> str:
 
 @users_group.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(accounts.ROLES), required=True)
-@click.option("--county", default=None, help="operators: only this county's channels")
+@click.option("--role", type=ROLE, required=True, help="角色 (id 或中文名)")
+@click.option("--county", type=COUNTY, default=None, help="运维: 只管此区县的渠道")
 @click.option("--display-name", default="", help="name shown in the console")
 @click.option(
     "--password-stdin", "password_stdin", is_flag=True, help="read the password from stdin"

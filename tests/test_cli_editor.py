@@ -1,0 +1,193 @@
+"""What an editor hit (issue 11): filters, local times, --by/--note and a Chinese audit,
+feed counts, Chinese errors, Chinese help, packs show/edit/search, -o folders, 【预警】, scores.
+
+Every test drives the real CLI (in process, through ``run_guarded``) over a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from media_matrix.cli import COMMAND_MODULES, cli
+from media_matrix.cli.common import VocabType, run_guarded
+from media_matrix.models import Item, PackStatus
+from media_matrix.store import open_store
+from media_matrix.timeutil import now_iso
+
+CHANNELS = [
+    {
+        "name": "city",
+        "title": "市科协公众号",
+        "type": "outbox",
+        "county": "市级",
+        "audience": ["public"],
+        "slots": ["0 8 * * *"],
+        "path": "var/out/city",
+    },
+    {
+        "name": "qingfeng",
+        "type": "outbox",
+        "county": "清丰县",
+        "audience": ["farmers"],
+        "slots": ["0 9 * * *"],
+        "path": "var/out/qingfeng",
+    },
+]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "inbox").mkdir()
+    data = {
+        "database": "var/db.sqlite",
+        "timezone": "Asia/Shanghai",
+        "feeds": [{"name": "local", "kind": "packdir", "url": str(tmp_path / "inbox")}],
+        "channels": CHANNELS,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self):  # type: ignore[no-untyped-def]
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def run(config: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    def invoke(*argv: str) -> Result:
+        capsys.readouterr()
+        code = run_guarded(cli, ["--config", str(config), *argv])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+def db(config: Path):  # type: ignore[no-untyped-def]
+    return open_store(config.parent / "var" / "db.sqlite")
+
+
+def add_pack(config: Path, title: str, text: str = "", *, topics=(), groups=(), status="new"):  # type: ignore[no-untyped-def]
+    store = db(config)
+    try:
+        item = Item(guid=title, title=title, text=text or title * 5, content_hash=f"h-{title}")
+        pack_id = store.insert_pack("local", item, at=now_iso(), status=PackStatus(status))
+        for kind, tags in (("topic", topics), ("group", groups)):
+            for tag in tags:
+                store.execute(
+                    "INSERT INTO pack_tags (pack_id, kind, tag, score, reason, origin, updated_at)"
+                    " VALUES (?, ?, ?, 5, 'test', 'rule', ?)",
+                    (pack_id, kind, tag, now_iso()),
+                )
+        return pack_id
+    finally:
+        store.close()
+
+
+def _commands() -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    ctx = click.Context(cli)
+
+    def walk(path, command):  # type: ignore[no-untyped-def]
+        yield path, command
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                yield from walk((*path, name), command.get_command(ctx, name))
+
+    for name in sorted(COMMAND_MODULES):
+        yield from walk((name,), cli.get_command(ctx, name))
+
+
+COMMANDS = list(_commands())
+
+# -- filters ------------------------------------------------------------------------------------
+
+VOCAB_NAMES = {
+    "status",
+    "group",
+    "topic",
+    "channel",
+    "channel_names",
+    "feed_names",
+    "feed",
+    "county",
+    "role",
+    "add_group",
+    "remove_group",
+    "add_topic",
+    "remove_topic",
+}
+# options that are a fixed machine vocabulary people type in English anyway
+FIXED_CHOICES = {("stats", "export", "fmt"), ("stats", "pull", "endpoint")}
+
+
+def test_every_id_option_takes_the_shared_vocabulary_type():
+    """The class: an option naming a group, topic, status, channel, feed, county, role or
+    statistics dimension uses VocabType; no other click.Choice slips in."""
+    bad, seen = [], 0
+    for path, command in COMMANDS:
+        for param in command.params:
+            name = param.name or ""
+            label = " ".join(path) + " " + name
+            if name in VOCAB_NAMES or (path[0] == "stats" and name == "by"):
+                seen += 1
+                if not isinstance(param.type, VocabType):
+                    bad.append(f"{label}: {param.type!r} is not a VocabType")
+            elif isinstance(param.type, click.Choice) and (*path, name) not in FIXED_CHOICES:
+                bad.append(f"{label}: a click.Choice outside the shared vocabulary type")
+    assert bad == []
+    assert seen >= 14
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["packs", "list", "--topic", "nosuch"], "weather (气象)"),
+        (["packs", "list", "--group", "nosuch"], "farmers (农民)"),
+        (["packs", "list", "--status", "nosuch"], "approved (已通过)"),
+        (["deliveries", "--channel", "nosuch"], "city (市科协公众号)"),
+        (["deliveries", "--status", "nosuch"], "delivered (已送达)"),
+        (["plan", "--channel", "nosuch"], "qingfeng"),
+        (["queue", "1", "--channel", "nosuch"], "qingfeng"),
+        (["dispatch", "--once", "--channel", "nosuch"], "city"),
+        (["ingest", "--feed", "nosuch"], "local"),
+        (["stats", "export", "--from", "2026-01-01", "--to", "2026-01-02", "--by", "x"], "county"),
+        (["officers", "list", "--county", "nosuch"], "清丰县"),
+        (["packs", "retag", "1", "--add-topic", "nosuch"], "weather (气象)"),
+    ],
+)
+def test_unknown_ids_exit_2_listing_the_valid_ones(run, argv, needle):
+    result = run(*argv)
+    assert result.code == 2, result.err
+    assert "nosuch" in result.err or "'x'" in result.err
+    assert needle in result.err
+
+
+def test_chinese_labels_are_aliases_of_the_ids(run, config):
+    weather = add_pack(config, "寒潮预警", topics=["weather"], groups=["farmers"])
+    add_pack(config, "别的内容", topics=["health"])
+    by_label = run(
+        "packs", "list", "--topic", "气象", "--group", "农民", "--status", "待审", "--json"
+    )
+    assert by_label.code == 0, by_label.err
+    assert [p["id"] for p in by_label.json()] == [weather]
+    by_id = run("packs", "list", "--topic", "weather", "--json")
+    assert [p["id"] for p in by_id.json()] == [weather]
+    assert run("deliveries", "--channel", "市科协公众号", "--status", "已送达").code == 0
+    assert run("deliveries", "--status", "失败").code == 0  # 失败(将重试) without its note
+    assert run("plan", "--channel", "市科协公众号", "--days", "1").code == 0
+    assert (
+        run(
+            "stats", "export", "--from", "2026-01-01", "--to", "2026-01-02", "--by", "区县,主题"
+        ).code
+        == 0
+    )
