@@ -567,8 +567,11 @@ def flag_urgent(
 # -- take one back ------------------------------------------------------------------------------
 
 
-def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) -> dict[str, Any]:
-    """Cancel a delivery that has not started; returns it as it was before."""
+def unqueue(
+    store: Store, delivery_id: int, by: str, note: str | None = None, *, tz: tzinfo = UTC
+) -> dict[str, Any]:
+    """Cancel a delivery that has not started; returns it as it was before. ``tz``: the zone
+    the audit note's time is written in (the config's)."""
     delivery = store.get_delivery(int(delivery_id))
     if not store.cancel_queued(delivery["id"]):
         now = store.get_delivery(delivery["id"])
@@ -585,7 +588,7 @@ def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) ->
         )
     text = (
         f"撤回投递 {delivery['id']}: 渠道 {delivery['channel']}, "
-        f"原定 {delivery['slot_at'] or delivery['scheduled_at']}"
+        f"原定 {_local(delivery['slot_at'] or delivery['scheduled_at'], tz)}"
     )
     store.audit(by, "unqueue", subject(delivery["pack_id"]), f"{text}; {note}" if note else text)
     return delivery

@@ -6,6 +6,7 @@ Every test drives the real CLI (in process, through ``run_guarded``) over a real
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,3 +192,64 @@ def test_chinese_labels_are_aliases_of_the_ids(run, config):
         ).code
         == 0
     )
+
+
+# -- times --------------------------------------------------------------------------------------
+
+ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+LOCAL = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?!:)")
+
+
+def test_people_see_local_time_and_json_keeps_iso_with_offset(run, config, tmp_path):
+    pack_id = add_pack(config, "寒潮来了", status="approved")
+    store = db(config)
+    store.execute(
+        "UPDATE packs SET published_at = '2026-11-29T12:47:00.000000+00:00' WHERE id = ?",
+        (pack_id,),
+    )
+    store.close()
+    assert run("ingest").code == 0
+    queued = run("queue", str(pack_id), "--channel", "city", "--at", "2099-03-01T08:30")
+    assert queued.code == 0, queued.err
+    screens = {
+        "packs list": run("packs", "list").out,
+        "packs show": run("packs", "show", str(pack_id)).out,
+        "feeds list": run("feeds", "list").out,
+        "deliveries": run("deliveries").out,
+        "deliveries show": run("deliveries", "show", "1").out,
+        "status": run("status").out,
+        "plan": run("plan", "--days", "1").out,
+        "audit": run("audit").out,
+    }
+    for name, text in screens.items():
+        assert not ISO_UTC.search(text), (name, text)
+        assert LOCAL.search(text), (name, text)
+    assert "2026-11-29 20:47" in screens["packs list"]  # UTC+8
+    assert "2026-11-29 20:47" in screens["packs show"]
+    assert "2099-03-01 08:30" in screens["deliveries"]
+    assert "2099-03-01 08:30" in screens["audit"]  # the note written by queue
+    listed = run("packs", "list", "--json").json()[0]
+    assert listed["published_at"] == "2026-11-29T12:47:00.000000+00:00"
+    delivery = run("deliveries", "--json").json()[0]
+    assert delivery["scheduled_at"] == "2099-03-01T00:30:00.000000+00:00"
+    assert run("audit", "--json").json()[0]["at"].endswith("+00:00")
+
+
+def test_reports_say_when_they_were_made_in_local_time(run, tmp_path):
+    target = tmp_path / "r.html"
+    result = run(
+        "stats",
+        "export",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-02",
+        "--format",
+        "html",
+        "-o",
+        str(target),
+    )
+    assert result.code == 0, result.err
+    html = target.read_text(encoding="utf-8")
+    line = next(x for x in html.splitlines() if "生成时间" in x)
+    assert "UTC" not in line and LOCAL.search(line), line

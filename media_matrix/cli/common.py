@@ -424,3 +424,11 @@ FEED = VocabType("订阅源", _feeds, name="feed")
 COUNTY = VocabType("区县", _counties, name="county")
 STATS_DIMS = VocabType("统计维度", _stats_dims, name="dims", comma=True)
 ROLE = VocabType("角色", _roles, name="role")
+
+
+def local_time(app: AppContext, at: Any) -> str:
+    """A stored time as the tables show it: local time in the config zone (timeutil decides
+    the format); ``--json`` keeps the stored ISO-8601 with its offset."""
+    from media_matrix.timeutil import local_text
+
+    return local_text(at, app.settings.tz)

@@ -20,6 +20,7 @@ from media_matrix.cli.common import (
     echo_json,
     echo_table,
     json_option,
+    local_time,
     pass_app,
     redacted_stderr_logging,
 )
@@ -204,7 +205,7 @@ def deliveries_group(
                 f"{r['pack_id']} {r['pack_title'] or ''}".strip(),
                 app.settings.channel_title(r["channel"]),
                 _label(r["status"]),
-                r["scheduled_at"],
+                local_time(app, r["scheduled_at"]),
                 r["attempts"],
                 r["remote_id"] or "",
                 r["url"] or "",
@@ -242,17 +243,19 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
     click.echo(f"  内容包: {r['pack_id']} {r['pack_title'] or ''}")
     click.echo(f"  渠道:   {r['channel']}   版次: {r['edition']}")
     click.echo(f"  状态:   {_label(r['status'])}   计入重试的尝试: {r['attempts']}")
-    click.echo(f"  计划:   {r['scheduled_at']}")
+    click.echo(f"  计划:   {local_time(app, r['scheduled_at'])}")
     if r["next_attempt_at"]:
-        click.echo(f"  下次尝试: {r['next_attempt_at']}")
+        click.echo(f"  下次尝试: {local_time(app, r['next_attempt_at'])}")
     if delivery.get("lease_owner"):
-        click.echo(f"  租约:   {delivery['lease_owner']} 至 {delivery['lease_until']}")
+        click.echo(
+            f"  租约:   {delivery['lease_owner']} 至 {local_time(app, delivery['lease_until'])}"
+        )
     if r["remote_id"]:
         click.echo(f"  远端ID: {r['remote_id']}")
     if r["url"]:
         click.echo(f"  链接:   {r['url']}")
     if r["delivered_at"]:
-        click.echo(f"  送达:   {r['delivered_at']}")
+        click.echo(f"  送达:   {local_time(app, r['delivered_at'])}")
     if r["last_error"]:
         click.echo(f"  最近错误: {redact(r['last_error'])}")
     echo_table(
@@ -261,13 +264,13 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
             (
                 a["n"],
                 KIND_LABELS.get(a.get("kind") or "", a.get("kind")),
-                a["started_at"],
-                a["finished_at"] or "(未结束)",
+                local_time(app, a["started_at"]),
+                local_time(app, a["finished_at"]) if a["finished_at"] else "(未结束)",
                 OUTCOME_LABELS.get(a["outcome"] or "", a["outcome"] or ""),
                 a["http_status"] or "",
                 a["remote_id"] or "",
                 redact(a["error"] or ""),
-                a.get("retry_at") or "",
+                local_time(app, a["retry_at"]) if a.get("retry_at") else "",
                 redact(a["excerpt"] or "")[:120],
             )
             for a in attempts

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from media_matrix.cli.common import AppContext, echo_json, echo_table, json_option, pass_app
+from media_matrix.cli.common import (
+    AppContext,
+    echo_json,
+    echo_table,
+    json_option,
+    local_time,
+    pass_app,
+)
 from media_matrix.cli.packs import shown
 from media_matrix.ingest import feed_overview
 from media_matrix.redact import redact
@@ -32,9 +39,9 @@ def list_feeds(app: AppContext, as_json: bool) -> None:
                 r["kind"],
                 "是" if r["enabled"] else "否",
                 r["trust"],
-                r["last_fetch_at"] or "-",
+                local_time(app, r["last_fetch_at"]),
                 r["failures"],
-                r["next_fetch_at"] or "-",
+                local_time(app, r["next_fetch_at"]),
                 r["items_seen"],
                 shown(redact(r["last_error"] or "")),
             )

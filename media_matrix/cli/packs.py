@@ -18,6 +18,7 @@ from media_matrix.cli.common import (
     echo_json,
     echo_table,
     json_option,
+    local_time,
     pass_app,
 )
 from media_matrix.ingest.clean import strip_controls
@@ -70,7 +71,7 @@ def list_packs(
                     ", ".join(p.feeds),
                     "、".join(GROUPS.get(g, g) for g in p.groups),
                     "、".join(TOPICS.get(t, t) for t in p.topics),
-                    p.published_at or "-",
+                    local_time(app, p.published_at),
                 )
             )
             for p in packs
@@ -93,14 +94,14 @@ def show_pack(app: AppContext, pack_id: int, as_json: bool) -> None:
         data["changes"] = changes
         echo_json(data)
         return
-    _print_pack(pack)
+    _print_pack(app, pack)
     for change in changes:
         if change["diff"]:
-            click.echo(f"\n内容变更 {change['at']} (来源 {change['feed']}):")
+            click.echo(f"\n内容变更 {local_time(app, change['at'])} (来源 {change['feed']}):")
             click.echo(strip_controls(change["diff"]))
 
 
-def _print_pack(pack: Pack) -> None:
+def _print_pack(app: AppContext, pack: Pack) -> None:
     fields = [
         ("ID", pack.id),
         ("标题", pack.title),
@@ -114,9 +115,9 @@ def _print_pack(pack: Pack) -> None:
         ("区县", pack.county),
         ("作者", pack.author or "-"),
         ("栏目", "、".join(pack.categories) or "-"),
-        ("发布时间", pack.published_at or "-"),
-        ("抓取时间", pack.fetched_at),
-        ("更新时间", pack.updated_at),
+        ("发布时间", local_time(app, pack.published_at)),
+        ("抓取时间", local_time(app, pack.fetched_at)),
+        ("更新时间", local_time(app, pack.updated_at)),
         ("内容哈希", pack.content_hash[:16]),
         ("图片", len(pack.images)),
         ("音视频", ", ".join(e.get("url", "") for e in pack.enclosures) or "-"),

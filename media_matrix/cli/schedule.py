@@ -45,8 +45,8 @@ def _when(app: AppContext, text: str | None, option: str) -> datetime | None:
         raise UsageFailure(f"{option}: {exc}") from None
 
 
-def _local(app: AppContext, at: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    return local_text(at, app.settings.tz, fmt)
+def _local(app: AppContext, at: str | None) -> str:
+    return local_text(at, app.settings.tz)
 
 
 def _check_channel(app: AppContext, name: str | None) -> None:
@@ -201,7 +201,9 @@ def unqueue_command(
 ) -> None:
     """Take a queued delivery back while it has not started."""
     try:
-        delivery = scheduling.unqueue(app.store, delivery_id, by or default_user(), note)
+        delivery = scheduling.unqueue(
+            app.store, delivery_id, by or default_user(), note, tz=app.settings.tz
+        )
     except NotFound as exc:
         raise RuntimeFailure(f"未找到 (not found): {exc}") from None
     except StoreError as exc:
@@ -238,17 +240,16 @@ def plan_command(
     if as_json:
         echo_json(view)
         return
-    _print_plan(view)
+    _print_plan(app, view)
 
 
-def _print_plan(view: dict[str, Any]) -> None:
+def _print_plan(app: AppContext, view: dict[str, Any]) -> None:
     days: dict[str, list[tuple[str, str, str, str, str, str]]] = defaultdict(list)
 
     def add(at: str, channel: dict[str, Any], content: str, state: str, note: str) -> None:
-        moment = datetime.fromisoformat(at)
-        days[moment.strftime("%Y-%m-%d")].append(
-            (moment.strftime("%H:%M"), channel["name"], content, state, note, at)
-        )
+        day, clock = _local(app, at).split(" ")
+        title = app.settings.channel_title(channel["name"])
+        days[day].append((clock, title, content, state, note, at))
 
     for channel in view["channels"]:
         off = "" if channel["enabled"] else " (已停用)"
@@ -260,7 +261,10 @@ def _print_plan(view: dict[str, Any]) -> None:
         for item in channel["other"]:
             add(item["at"], channel, _content(item), _state(item) + off, "非时段; " + _note(item))
     if not days:
-        click.echo(f"未来 {view['days']:g} 天没有时段 (自 {view['now']} 起, {view['timezone']})")
+        click.echo(
+            f"未来 {view['days']:g} 天没有时段 "
+            f"(自 {_local(app, view['now'])} 起, {view['timezone']})"
+        )
         return
     for day in sorted(days):
         rows = sorted(days[day], key=lambda r: (r[5], r[1]))
@@ -270,7 +274,9 @@ def _print_plan(view: dict[str, Any]) -> None:
             [row[:5] for row in rows],
             title=f"{day} 星期{weekday}",
         )
-    click.echo(f"时区 {view['timezone']}; 自 {view['now']} 起 {view['days']:g} 天; 拟排为建议")
+    click.echo(
+        f"时区 {view['timezone']}; 自 {_local(app, view['now'])} 起 {view['days']:g} 天; 拟排为建议"
+    )
 
 
 def _content(item: dict[str, Any]) -> str:
@@ -325,9 +331,9 @@ def status_command(app: AppContext, as_json: bool) -> None:
                 f["name"],
                 f["kind"],
                 HEALTH_LABELS.get(f["health"], f["health"]),
-                _local(app, f["last_fetch_at"], "%m-%d %H:%M"),
+                _local(app, f["last_fetch_at"]),
                 f["failures"],
-                _local(app, f["next_fetch_at"], "%m-%d %H:%M"),
+                _local(app, f["next_fetch_at"]),
                 redact(f["last_error"] or "")[:80],
             )
             for f in view["feeds"]
@@ -347,7 +353,7 @@ def status_command(app: AppContext, as_json: bool) -> None:
                 c["dead"],
                 c["unknown"],
                 c["delivered"],
-                ", ".join(_local(app, s, "%m-%d %H:%M") for s in c["next_slots"]) or "-",
+                ", ".join(_local(app, s) for s in c["next_slots"]) or "-",
             )
             for c in view["channels"]
         ],
@@ -358,7 +364,7 @@ def status_command(app: AppContext, as_json: bool) -> None:
             ["时间", "类别", "对象", "错误"],
             [
                 (
-                    _local(app, e["at"], "%m-%d %H:%M"),
+                    _local(app, e["at"]),
                     ERROR_KINDS.get(e["kind"], e["kind"]),
                     e["subject"],
                     redact(e["error"] or "")[:100],
