@@ -78,6 +78,7 @@ def edit_tags(
     add_topics: Sequence[str] = (),
     remove_topics: Sequence[str] = (),
     by: str,
+    note: str | None = None,
 ) -> list[str]:
     """An editor's tag changes; returns one line per change, each also written to the audit.
 
@@ -103,6 +104,6 @@ def edit_tags(
         for kind, tag, removed in changes:
             store.set_editor_tag(pack_id, kind, tag, removed=removed, who=by, at=at)
             action = f"{'remove' if removed else 'add'}_{kind}"
-            store.audit(by, action, subject(pack_id), tag)
+            store.audit(by, action, subject(pack_id), f"{tag}; {note}" if note else tag)
             done.append(f"{action} {tag}")
     return done

@@ -180,6 +180,7 @@ def queue_pack(
     resend: bool = False,
     force: bool = False,
     now: datetime | None = None,
+    note: str | None = None,
 ) -> QueuedDelivery:
     """Queue an approved pack on a channel at its next free slot, or at ``at``."""
     chan = config_channel(settings, channel)
@@ -259,10 +260,12 @@ def queue_pack(
             queued_by=by,
             resend=resend,
         )
-        note = f"渠道 {chan.name}; 时间 {_local(when, tz)}; 投递 {delivery_id}"
+        said = f"渠道 {chan.name}; 时间 {_local(when, tz)}; 投递 {delivery_id}"
         if warnings:
-            note += "; 提示: " + "; ".join(warnings)
-        store.audit(by, "resend" if resend else "queue", subject(pack.id), note)
+            said += "; 提示: " + "; ".join(warnings)
+        if note:
+            said += f"; {note}"
+        store.audit(by, "resend" if resend else "queue", subject(pack.id), said)
     return QueuedDelivery(
         delivery_id=delivery_id,
         pack_id=pack.id,
@@ -299,6 +302,7 @@ def _fill(
     pack_ids: Sequence[int] | None = None,
     slot_exprs: tuple[str, ...] | None = None,
     dry_run: bool = False,
+    note: str | None = None,
 ) -> AutoReport:
     try:
         return _fill_in_transaction(
@@ -314,6 +318,7 @@ def _fill(
             pack_ids=pack_ids,
             slot_exprs=slot_exprs,
             dry_run=dry_run,
+            note=note,
         )
     except _DryRun as done:
         return done.report
@@ -341,6 +346,7 @@ def _fill_in_transaction(
     pack_ids: Sequence[int] | None,
     slot_exprs: tuple[str, ...] | None,
     dry_run: bool,
+    note: str | None = None,
 ) -> AutoReport:
     tz = settings.tz
     report = AutoReport(now=to_iso(now), days=days)  # type: ignore[arg-type]
@@ -428,7 +434,8 @@ def _fill_in_transaction(
                 by,
                 "queue_auto",
                 "plan",
-                f"自动排期 {len(report.queued)} 条 ({spread}); 起点 {_local(now, tz)}; {days:g} 天",
+                f"自动排期 {len(report.queued)} 条 ({spread}); 起点 {_local(now, tz)}; {days:g} 天"
+                + (f"; {note}" if note else ""),
             )
         if dry_run:
             report.dry_run = True
@@ -447,6 +454,7 @@ def queue_auto(
     by: str = "planner",
     audit: bool = True,
     dry_run: bool = False,
+    note: str | None = None,
 ) -> AutoReport:
     """Queue urgent approved packs to every matching channel now, then let the planner fill the
     slots of ``[now, now + days)`` on every enabled channel (or only ``channels``).
@@ -465,6 +473,7 @@ def queue_auto(
         by=by,
         audit=audit,
         dry_run=dry_run,
+        note=note,
     )
 
 

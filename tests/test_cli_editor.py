@@ -253,3 +253,86 @@ def test_reports_say_when_they_were_made_in_local_time(run, tmp_path):
     html = target.read_text(encoding="utf-8")
     line = next(x for x in html.splitlines() if "生成时间" in x)
     assert "UTC" not in line and LOCAL.search(line), line
+
+
+# -- --by, --note and the audit in Chinese --------------------------------------------------------
+
+NOTE_COMMANDS = {
+    "packs approve",
+    "packs reject",
+    "packs urgent",
+    "packs retag",
+    "packs edit",
+    "queue",
+    "unqueue",
+    "deliveries retry",
+    "deliveries cancel",
+    "users add",
+    "users disable",
+    "users passwd",
+    "officers import",
+    "officers disable",
+}
+
+
+def test_every_editor_action_takes_by_and_note():
+    names = {" ".join(path): command for path, command in COMMANDS}
+    missing = [
+        f"{name}: {opt}"
+        for name in sorted(NOTE_COMMANDS)
+        for opt in ("by", "note")
+        if opt not in {p.name for p in names[name].params}
+    ]
+    assert missing == []
+
+
+def test_delivery_cancel_retry_and_retag_record_who_and_why_in_chinese(run, config):
+    pack_id = add_pack(config, "防汛知识", status="approved")
+    assert (
+        run("queue", str(pack_id), "--channel", "city", "--by", "王编辑", "--note", "配合汛期").code
+        == 0
+    )
+    cancel = run("deliveries", "cancel", "1", "--by", "李运维", "--note", "标题有误")
+    assert cancel.code == 0, cancel.err
+    retry = run("deliveries", "retry", "1", "--by", "李运维", "--note", "已改好")
+    assert retry.code == 0, retry.err
+    retag = run(
+        "packs",
+        "retag",
+        str(pack_id),
+        "--add-topic",
+        "防灾减灾",
+        "--by",
+        "王编辑",
+        "--note",
+        "汛期专题",
+    )
+    assert retag.code == 0, retag.err
+    rows = run("audit", "--json").json()
+    by_action = {r["action"]: r for r in rows}
+    # stable English ids in the database and --json
+    assert {"queue", "delivery.cancel", "delivery.retry", "add_topic"} <= set(by_action)
+    assert by_action["delivery.cancel"]["who"] == "李运维"
+    assert "标题有误" in by_action["delivery.cancel"]["note"]
+    assert "已改好" in by_action["delivery.retry"]["note"]
+    assert "配合汛期" in by_action["queue"]["note"]
+    assert by_action["add_topic"]["note"] == "disaster; 汛期专题"
+    shown = run("audit").out
+    for label in ("取消投递", "重新投递", "排期", "加主题标签", "原状态 排队中", "原状态 已取消"):
+        assert label in shown, (label, shown)
+    for english in ("delivery.cancel", "delivery.retry", "from queued", "add_topic"):
+        assert english not in shown, (english, shown)
+
+
+def test_every_action_the_code_audits_has_a_chinese_label():
+    """A new audit action without a label in models.AUDIT_ACTION_LABELS fails here."""
+    from media_matrix.models import AUDIT_ACTION_LABELS
+
+    root = Path(__file__).resolve().parent.parent / "media_matrix"
+    pattern = re.compile(r"""\.audit\(\s*[^,]+,\s*(?:"([a-z_.]+)"|"([a-z_.]+)" if)""", re.S)
+    found = set()
+    for path in root.rglob("*.py"):
+        for m in pattern.finditer(path.read_text(encoding="utf-8")):
+            found.add(m.group(1) or m.group(2))
+    assert len(found) > 15
+    assert sorted(found - set(AUDIT_ACTION_LABELS)) == []

@@ -394,3 +394,14 @@ def test_text_edit_is_sent_and_survives_a_re_poll(console, app):
     assert "编辑改过的标题" in preview  # rendered as dispatch would send it
     run_ingest(console.settings, store, feeds=["kepu-china"])
     assert store.get_pack(sample.id).title == "编辑改过的标题"
+
+
+def test_audit_page_reads_in_chinese_with_the_shared_label_table(console, app):
+    """The console shows audit actions through models.AUDIT_ACTION_LABELS, like the CLI."""
+    did = delivery(console.store, "city-wechat", cancelled=True)
+    client = app.test_client()
+    login(client, "admin")
+    page = client.get("/audit").get_data(as_text=True)
+    row = next(line for line in page.splitlines() if f"delivery:{did}" in line)
+    assert "取消投递" in row and "原状态 排队中" in row, row
+    assert "delivery.cancel" not in row and "from queued" not in row, row

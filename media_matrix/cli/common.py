@@ -163,8 +163,12 @@ def by_option(func):  # type: ignore[no-untyped-def]
         "--by",
         default=None,
         metavar="NAME",
-        help=f"who does this (default: ${USER_ENV}, else the login name)",
+        help=f"操作人, 记入操作日志 (默认: ${USER_ENV}, 否则为登录名)",
     )(func)
+
+
+def note_option(func):  # type: ignore[no-untyped-def]
+    return click.option("--note", default=None, metavar="TEXT", help="备注, 记入操作日志")(func)
 
 
 # -- bounded argument types -----------------------------------------------------------------
@@ -372,9 +376,11 @@ def _groups(app: AppContext | None) -> dict[str, str]:
 
 
 def _topics(app: AppContext | None) -> dict[str, str]:
+    """The topics of the effective tagging rules (config may add some), labelled."""
     from media_matrix.models import TOPICS
 
-    return dict(TOPICS)
+    ids = list(app.settings.topics) if app is not None else list(TOPICS)
+    return {t: TOPICS.get(t, t) for t in ids}
 
 
 def _pack_statuses(app: AppContext | None) -> dict[str, str]:

@@ -17,10 +17,13 @@ from media_matrix.cli.common import (
     AppContext,
     BoundedFloat,
     RuntimeFailure,
+    by_option,
+    default_user,
     echo_json,
     echo_table,
     json_option,
     local_time,
+    note_option,
     pass_app,
     redacted_stderr_logging,
 )
@@ -281,11 +284,15 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
 
 @deliveries_group.command("retry")
 @click.argument("delivery_id", type=ID)
+@by_option
+@note_option
 @json_option
 @pass_app
-def retry_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
-    """Re-queue a dead, unknown, failed or cancelled delivery (重新排队, 立即到期)."""
-    delivery = app.store.retry_delivery(delivery_id, who="cli")
+def retry_delivery(
+    app: AppContext, delivery_id: int, by: str | None, note: str | None, as_json: bool
+) -> None:
+    """重新投递: 已放弃、状态不明、失败或已取消的投递重新排队, 立即到期。"""
+    delivery = app.store.retry_delivery(delivery_id, who=by or default_user(), note=note)
     if as_json:
         echo_json(_row(delivery))
         return
@@ -294,11 +301,15 @@ def retry_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
 
 @deliveries_group.command("cancel")
 @click.argument("delivery_id", type=ID)
+@by_option
+@note_option
 @json_option
 @pass_app
-def cancel_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
-    """Cancel a delivery that has not gone out (不可取消已送达、发送中或发布中的投递)."""
-    delivery = app.store.cancel_delivery(delivery_id, who="cli")
+def cancel_delivery(
+    app: AppContext, delivery_id: int, by: str | None, note: str | None, as_json: bool
+) -> None:
+    """取消尚未发出的投递 (不可取消已送达、发送中或发布中的投递)。"""
+    delivery = app.store.cancel_delivery(delivery_id, who=by or default_user(), note=note)
     if as_json:
         echo_json(_row(delivery))
         return

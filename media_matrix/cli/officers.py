@@ -12,13 +12,16 @@ from media_matrix.cli.common import (
     ID,
     AppContext,
     UsageFailure,
+    by_option,
+    default_user,
     echo_json,
     echo_table,
     json_option,
+    note_option,
     pass_app,
 )
 from media_matrix.models import GROUPS
-from media_matrix.officers import RosterError, import_roster, safe_file_stem
+from media_matrix.officers import RosterError, disable_officer, import_roster, safe_file_stem
 from media_matrix.tracking import officer_page_url, officer_week, week_bounds
 
 
@@ -34,11 +37,15 @@ def register(cli: click.Group) -> None:
 
     @officers.command("import")
     @click.argument("csv_path", metavar="OFFICERS.CSV", type=click.Path(dir_okay=False))
+    @by_option
+    @note_option
     @pass_app
-    def import_command(app: AppContext, csv_path: str) -> None:
+    def import_command(app: AppContext, csv_path: str, by: str | None, note: str | None) -> None:
         """Add or update officers from a CSV (name, county, township, groups); all or nothing."""
         try:
-            added, updated = import_roster(app.store, Path(csv_path), _counties(app))
+            added, updated = import_roster(
+                app.store, Path(csv_path), _counties(app), by=by or default_user(), note=note
+            )
         except RosterError as exc:
             for problem in exc.problems:
                 click.echo(problem, err=True)
@@ -79,10 +86,12 @@ def register(cli: click.Group) -> None:
 
     @officers.command("disable")
     @click.argument("officer_id", type=ID)
+    @by_option
+    @note_option
     @pass_app
-    def disable_command(app: AppContext, officer_id: int) -> None:
+    def disable_command(app: AppContext, officer_id: int, by: str | None, note: str | None) -> None:
         """Revoke an officer: the page and every personal link answer 404 from now on."""
-        app.store.disable_officer(officer_id)
+        disable_officer(app.store, officer_id, by=by or default_user(), note=note)
         click.echo(f"信息员 {officer_id} 已停用 (page and links revoked)")
 
     @officers.command("kit")

@@ -19,6 +19,7 @@ from media_matrix.cli.common import (
     echo_table,
     json_option,
     local_time,
+    note_option,
     pass_app,
 )
 from media_matrix.ingest.clean import strip_controls
@@ -146,6 +147,49 @@ def _print_pack(app: AppContext, pack: Pack) -> None:
     click.echo("\n正文:\n" + (text[:2000] + ("…" if len(text) > 2000 else "")))
 
 
+@packs_group.command("edit")
+@click.argument("pack_id", type=ID)
+@click.option("--title", default=None, help="发送用的新标题 (不给则保持不变)")
+@click.option("--summary", default=None, help="发送用的新摘要 (不给则保持不变)")
+@by_option
+@note_option
+@json_option
+@pass_app
+def edit_pack(
+    app: AppContext,
+    pack_id: int,
+    title: str | None,
+    summary: str | None,
+    by: str | None,
+    note: str | None,
+    as_json: bool,
+) -> None:
+    """修改内容包发送用的标题和摘要 (原文保留, 每次修改记入操作日志)。"""
+    from media_matrix.pack_text import TextEditError, edit_text
+
+    if title is None and summary is None:
+        raise UsageFailure("没有要改的内容: 请给出 --title 或 --summary (nothing to change)")
+    pack = app.store.get_pack(pack_id)
+    try:
+        changed = edit_text(
+            app.store,
+            pack_id,
+            pack.title if title is None else title,
+            pack.summary if summary is None else summary,
+            by=by or default_user(),
+            note=note,
+        )
+    except TextEditError as exc:
+        raise UsageFailure(str(exc)) from None
+    pack = app.store.get_pack(pack_id)
+    if as_json:
+        echo_json({"id": pack_id, "changed": changed, "title": pack.title, "summary": pack.summary})
+        return
+    click.echo(f"内容包 {pack_id}: " + ("已修改 (原文已保留)" if changed else "未变化"))
+    click.echo(f"标题: {shown(pack.title)}")
+    click.echo(f"摘要: {shown(pack.summary)}")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(packs_group)
 
@@ -158,6 +202,7 @@ def register(cli: click.Group) -> None:
 @click.option("--add-topic", type=TOPIC, multiple=True, help="加上主题 (id 或中文名, 可重复)")
 @click.option("--remove-topic", type=TOPIC, multiple=True, help="去掉主题 (id 或中文名, 可重复)")
 @by_option
+@note_option
 @json_option
 @pass_app
 def retag_pack(
@@ -169,6 +214,7 @@ def retag_pack(
     add_topic: tuple[str, ...],
     remove_topic: tuple[str, ...],
     by: str | None,
+    note: str | None,
     as_json: bool,
 ) -> None:
     """Correct a pack's tags as an editor, or re-apply changed rules with --all.
@@ -203,6 +249,7 @@ def retag_pack(
             add_topics=add_topic,
             remove_topics=remove_topic,
             by=by or default_user(),
+            note=note,
         )
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None

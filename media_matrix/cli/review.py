@@ -15,22 +15,12 @@ from media_matrix.cli.common import (
     echo_json,
     echo_table,
     json_option,
+    note_option,
     pass_app,
 )
 from media_matrix.cli.packs import packs_group
-from media_matrix.models import PACK_STATUS_LABELS
+from media_matrix.models import PACK_STATUS_LABELS, audit_action_label, audit_note_text
 from media_matrix.timeutil import local_text
-
-ACTION_LABELS = {
-    "approve": "通过",
-    "reject": "驳回",
-    "urgent_on": "标记紧急",
-    "urgent_off": "取消紧急",
-    "queue": "排期",
-    "resend": "重发",
-    "unqueue": "撤回投递",
-    "queue_auto": "自动排期",
-}
 
 
 def _local(at: str | None, app: AppContext) -> str:
@@ -54,7 +44,7 @@ def _print_result(result: review.ReviewResult, verb: str) -> None:
 @packs_group.command("approve")
 @click.argument("pack_ids", nargs=-1, type=ID, required=True)
 @by_option
-@click.option("--note", default=None, help="note for the audit log")
+@note_option
 @json_option
 @pass_app
 def approve_command(
@@ -74,7 +64,7 @@ def approve_command(
 @packs_group.command("reject")
 @click.argument("pack_ids", nargs=-1, type=ID, required=True)
 @by_option
-@click.option("--note", default=None, help="why (kept in the audit log)")
+@note_option
 @json_option
 @pass_app
 def reject_command(
@@ -95,7 +85,7 @@ def reject_command(
 @click.argument("pack_id", type=ID)
 @click.option("--off", is_flag=True, help="clear the urgent flag")
 @by_option
-@click.option("--note", default=None, help="note for the audit log")
+@note_option
 @json_option
 @pass_app
 def urgent_command(
@@ -156,9 +146,9 @@ def audit_command(app: AppContext, limit: int, subject: str | None, as_json: boo
             (
                 _local(r["at"], app),
                 r["who"],
-                ACTION_LABELS.get(r["action"], r["action"]),
+                audit_action_label(r["action"]),
                 r["subject"],
-                r["note"] or "",
+                audit_note_text(r["note"]),
             )
             for r in rows
         ],

@@ -23,6 +23,7 @@ from media_matrix.cli.common import (
     echo_json,
     echo_table,
     json_option,
+    note_option,
     pass_app,
 )
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
@@ -89,6 +90,7 @@ def _check_channel(app: AppContext, name: str | None) -> None:
     "--dry-run", is_flag=True, help="with --auto: show what would be queued, write nothing"
 )
 @by_option
+@note_option
 @json_option
 @pass_app
 def queue_command(
@@ -103,6 +105,7 @@ def queue_command(
     now_text: str | None,
     dry_run: bool,
     by: str | None,
+    note: str | None,
     as_json: bool,
 ) -> None:
     """Queue a pack on a channel (next free slot, or --at), or fill slots with --auto.
@@ -123,7 +126,9 @@ def queue_command(
         if pack_id is not None or channel or at_text or resend or force:
             raise UsageFailure("queue --auto 不接受内容包 ID、--channel、--at、--resend 或 --force")
         now = _when(app, now_text, "--now")
-        report = scheduling.queue_auto(app.settings, app.store, days, now, by=who, dry_run=dry_run)
+        report = scheduling.queue_auto(
+            app.settings, app.store, days, now, by=who, dry_run=dry_run, note=note
+        )
         if as_json:
             echo_json(report.to_dict())
             return
@@ -147,6 +152,7 @@ def queue_command(
             resend=resend,
             force=force,
             now=now,
+            note=note,
         )
     except NotFound as exc:
         raise RuntimeFailure(f"未找到 (not found): {exc}") from None
@@ -193,7 +199,7 @@ def _print_auto(app: AppContext, report: scheduling.AutoReport) -> None:
 @click.command("unqueue")
 @click.argument("delivery_id", type=ID)
 @by_option
-@click.option("--note", default=None, help="why (kept in the audit log)")
+@note_option
 @json_option
 @pass_app
 def unqueue_command(

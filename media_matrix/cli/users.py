@@ -17,6 +17,7 @@ from media_matrix.cli.common import (
     echo_json,
     echo_table,
     json_option,
+    note_option,
     pass_app,
 )
 from media_matrix.timeutil import local_text
@@ -50,6 +51,7 @@ def _read_password(flag: bool) -> str:
     "--password-stdin", "password_stdin", is_flag=True, help="read the password from stdin"
 )
 @by_option
+@note_option
 @pass_app
 def add_cmd(
     app: AppContext,
@@ -59,6 +61,7 @@ def add_cmd(
     display_name: str,
     password_stdin: bool,
     by: str | None,
+    note: str | None,
 ) -> None:
     """Create a console user."""
     password = _read_password(password_stdin)
@@ -72,6 +75,7 @@ def add_cmd(
             county=county,
             display_name=display_name,
             by=by or default_user(),
+            note=note,
         )
     except accounts.UserError as exc:
         raise UsageFailure(str(exc)) from None
@@ -108,11 +112,12 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
 @users_group.command("disable")
 @click.argument("name")
 @by_option
+@note_option
 @pass_app
-def disable_cmd(app: AppContext, name: str, by: str | None) -> None:
+def disable_cmd(app: AppContext, name: str, by: str | None, note: str | None) -> None:
     """Disable a user: their sessions end at once; history stays."""
     app.store.get_user(name)
-    accounts.disable_user(app.store, name, by=by or default_user())
+    accounts.disable_user(app.store, name, by=by or default_user(), note=note)
     click.echo(f"已停用用户 {name}")
 
 
@@ -122,12 +127,15 @@ def disable_cmd(app: AppContext, name: str, by: str | None) -> None:
     "--password-stdin", "password_stdin", is_flag=True, help="read the password from stdin"
 )
 @by_option
+@note_option
 @pass_app
-def passwd_cmd(app: AppContext, name: str, password_stdin: bool, by: str | None) -> None:
+def passwd_cmd(
+    app: AppContext, name: str, password_stdin: bool, by: str | None, note: str | None
+) -> None:
     """Set a new password (ends the user's sessions and clears a lockout)."""
     password = _read_password(password_stdin)
     try:
-        accounts.set_password(app.store, name, password, by=by or default_user())
+        accounts.set_password(app.store, name, password, by=by or default_user(), note=note)
     except accounts.UserError as exc:
         raise UsageFailure(str(exc)) from None
     click.echo(f"已修改用户 {name} 的密码")

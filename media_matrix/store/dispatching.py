@@ -701,7 +701,9 @@ class DispatchStore(StoreBase):
 
     # -- operator actions -----------------------------------------------------------------------
 
-    def retry_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
+    def retry_delivery(
+        self, delivery_id: int, *, who: str = "operator", note: str | None = None
+    ) -> dict[str, Any]:
         """dead / unknown / failed / cancelled -> queued, due now (or at its future slot).
 
         The attempt counter restarts. The recorded remote state is cleared for dead, unknown
@@ -732,10 +734,13 @@ class DispatchStore(StoreBase):
                 """,
                 (at, delivery_id),
             )
-            self.audit(who, "delivery.retry", f"delivery:{delivery_id}", f"from {row[0]}")  # type: ignore[attr-defined]  # noqa: E501
+            said = f"from {row[0]}" + (f"; {note}" if note else "")  # stable; shown in Chinese
+            self.audit(who, "delivery.retry", f"delivery:{delivery_id}", said)  # type: ignore[attr-defined]
         return self.deliveries_by_id([delivery_id])[0]
 
-    def cancel_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
+    def cancel_delivery(
+        self, delivery_id: int, *, who: str = "operator", note: str | None = None
+    ) -> dict[str, Any]:
         """Cancel a delivery that has not gone out: not delivered, not being sent right now, and
         not submitted (a WeChat publish in progress cannot be recalled)."""
         with self.transaction() as conn:
@@ -757,5 +762,6 @@ class DispatchStore(StoreBase):
                 """,
                 (at, delivery_id),
             )
-            self.audit(who, "delivery.cancel", f"delivery:{delivery_id}", f"from {row[0]}")  # type: ignore[attr-defined]  # noqa: E501
+            said = f"from {row[0]}" + (f"; {note}" if note else "")  # stable; shown in Chinese
+            self.audit(who, "delivery.cancel", f"delivery:{delivery_id}", said)  # type: ignore[attr-defined]
         return self.deliveries_by_id([delivery_id])[0]

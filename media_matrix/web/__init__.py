@@ -26,6 +26,8 @@ from media_matrix.models import (
     DELIVERY_STATUS_LABELS,
     GROUPS,
     PACK_STATUS_LABELS,
+    audit_action_label,
+    audit_note_text,
 )
 from media_matrix.store import Store
 from media_matrix.store.search import check_sqlite_version
@@ -70,6 +72,8 @@ def create_app(settings: Settings, store: Store, *, testing: bool = False) -> Fl
     app.jinja_env.globals.update(
         can=common.can,
         local=common.local,
+        action_label=audit_action_label,
+        audit_note=audit_note_text,
         slot_label=common.slot_label,
         channel_title=common.channel_title,
         PACK_STATUS=PACK_STATUS_LABELS,
