@@ -336,3 +336,72 @@ def test_every_action_the_code_audits_has_a_chinese_label():
             found.add(m.group(1) or m.group(2))
     assert len(found) > 15
     assert sorted(found - set(AUDIT_ACTION_LABELS)) == []
+
+
+# -- packs show / edit / list -q, and the score beside its reason ------------------------------
+
+
+def write_pack(inbox: Path, name: str, title: str, body: str, **extra) -> None:  # type: ignore[no-untyped-def]
+    folder = inbox / name
+    folder.mkdir()
+    meta = {"title": title, "summary": body[:30], "published": "2026-11-10T08:30:00+08:00"}
+    meta.update(extra)
+    (folder / "pack.yaml").write_text(yaml.safe_dump(meta, allow_unicode=True), encoding="utf-8")
+    (folder / "body.md").write_text(body, encoding="utf-8")
+
+
+def test_packs_list_q_finds_chinese_words_in_the_console_index(run, config):
+    inbox = config.parent / "inbox"
+    write_pack(inbox, "a", "寒潮大风预警", "明天有寒潮和大风, 注意防寒保暖, 农作物要覆盖保温。")
+    write_pack(inbox, "b", "夏季防溺水", "暑假到了, 孩子们不要私自下河游泳。")
+    assert run("ingest").code == 0
+    packs = {p["title"]: p["id"] for p in run("packs", "list", "--json").json()}
+    hits = run("packs", "list", "-q", "防寒保暖", "--json").json()
+    assert [p["id"] for p in hits] == [packs["寒潮大风预警"]]
+    assert [p["id"] for p in run("packs", "list", "-q", "游泳", "--json").json()] == [
+        packs["夏季防溺水"]
+    ]  # a two-character word: below the trigram size, still found
+    assert run("packs", "list", "-q", "地震", "--json").json() == []
+    table = run("packs", "list", "-q", "寒潮")
+    assert "寒潮大风预警" in table.out and "夏季防溺水" not in table.out
+
+
+def test_packs_show_says_where_it_went_and_edit_keeps_the_original(run, config):
+    pack_id = add_pack(config, "原来的标题", status="approved")
+    assert run("packs", "show", str(pack_id)).out.count("尚未排期") == 1
+    assert run("queue", str(pack_id), "--channel", "city", "--at", "2099-03-01T08:30").code == 0
+    edit = run(
+        "packs", "edit", str(pack_id), "--title", "改过的标题", "--by", "王编辑", "--note", "更醒目"
+    )
+    assert edit.code == 0, edit.err
+    shown = run("packs", "show", str(pack_id)).out
+    assert "投递去向" in shown and "市科协公众号" in shown and "排队中" in shown
+    assert "计划 2099-03-01 08:30" in shown
+    assert "原标题: 原来的标题" in shown and "改过的标题" in shown
+    data = run("packs", "show", str(pack_id), "--json").json()
+    assert data["title"] == "改过的标题"
+    assert data["deliveries"][0]["channel"] == "city"
+    assert data["text_edits"][0]["old_title"] == "原来的标题"
+    audit = run("audit", "--json").json()[0]
+    assert (audit["action"], audit["who"]) == ("edit_text", "王编辑") and "更醒目" in audit["note"]
+    assert run("packs", "edit", str(pack_id)).code == 2  # nothing to change
+    assert run("packs", "edit", str(pack_id), "--title", " ").code == 2  # empty title refused
+    assert run("packs", "show", str(pack_id), "--json").json()["title"] == "改过的标题"
+
+
+def test_the_score_beside_a_reason_adds_up(run, config):
+    inbox = config.parent / "inbox"
+    body = "寒潮来袭, 气温骤降, 大风降温, 注意天气预报和气象预警。" * 3
+    write_pack(inbox, "a", "寒潮天气预警", body, topics=["weather"], groups=["farmers"])
+    assert run("ingest").code == 0
+    pack_id = run("packs", "list", "--json").json()[0]["id"]
+    tags = run("packs", "show", str(pack_id), "--json").json()["tags"]
+    checked = 0
+    for tag in tags:
+        numbers = re.findall(r"= (\d+\.\d)$|得分 (\d+\.\d)/", tag["reason"])
+        if numbers:
+            total, plain = numbers[-1]
+            assert float(total or plain) == round(tag["score"], 1), tag
+            checked += 1
+    assert checked >= 1, tags
+    assert any("标注直接通过" in t["reason"] for t in tags), tags

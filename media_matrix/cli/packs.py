@@ -9,6 +9,7 @@ from media_matrix.cli.common import (
     GROUP,
     ID,
     LIMIT,
+    MAX_LIMIT,
     PACK_STATUS,
     TOPIC,
     AppContext,
@@ -42,8 +43,16 @@ def packs_group() -> None:
 @click.option("--status", type=PACK_STATUS, default=None, help="只列此状态 (id 或中文名)")
 @click.option("--group", type=GROUP, default=None, help="只列此人群 (id 或中文名)")
 @click.option("--topic", type=TOPIC, default=None, help="只列此主题 (id 或中文名)")
-@click.option("--limit", type=LIMIT, default=None)
-@click.option("--full", is_flag=True, help="include content_html and text")
+@click.option(
+    "-q",
+    "--query",
+    "query",
+    default=None,
+    metavar="关键词",
+    help="全文检索标题、摘要和正文 (中文可用)",
+)
+@click.option("--limit", type=LIMIT, default=None, help="最多列出几个")
+@click.option("--full", is_flag=True, help="JSON 中包含正文 (content_html 和 text)")
 @json_option
 @pass_app
 def list_packs(
@@ -51,12 +60,23 @@ def list_packs(
     status: str | None,
     group: str | None,
     topic: str | None,
+    query: str | None,
     limit: int | None,
     full: bool,
     as_json: bool,
 ) -> None:
-    """List packs, newest first."""
-    packs = app.store.list_packs(status=status, group=group, topic=topic, full=full, limit=limit)
+    """列出内容包, 最新的在前。"""
+    if query is not None and query.strip():
+        # the console's full-text index (FTS5 trigram; short words by LIKE), same order
+        ids, _total = app.store.find_packs(
+            status=status, group=group, topic=topic, q=query, limit=limit or MAX_LIMIT
+        )
+        found = {p.id: p for p in app.store.list_packs(ids=ids, full=full)} if ids else {}
+        packs = [found[i] for i in ids if i in found]
+    else:
+        packs = app.store.list_packs(
+            status=status, group=group, topic=topic, full=full, limit=limit
+        )
     if as_json:
         echo_json([p.to_dict(full=full) for p in packs])
         return
@@ -89,17 +109,68 @@ def show_pack(app: AppContext, pack_id: int, as_json: bool) -> None:
     """Show one pack with its text, sources and tags (with reasons)."""
     pack = app.store.get_pack(pack_id)
     changes = app.store.pack_changes(pack_id)
+    deliveries = app.store.deliveries_of_pack(pack_id)
+    edits = app.store.pack_text_edits(pack_id)
     if as_json:
         data = pack.to_dict(full=True)
         data["tags"] = [tag.__dict__ for tag in pack.tags]
         data["changes"] = changes
+        data["deliveries"] = [
+            {
+                k: d[k]
+                for k in (
+                    "id",
+                    "channel",
+                    "edition",
+                    "status",
+                    "scheduled_at",
+                    "delivered_at",
+                    "url",
+                )
+            }
+            for d in deliveries
+        ]
+        data["text_edits"] = edits
         echo_json(data)
         return
     _print_pack(app, pack)
+    if edits:
+        first = edits[0]
+        click.echo(
+            f"\n发送用标题和摘要已由编辑修改 {len(edits)} 次 (最近: {edits[-1]['who']}, "
+            f"{local_time(app, edits[-1]['at'])}); 原标题: {shown(first['old_title'])}"
+        )
+    _print_deliveries(app, deliveries)
     for change in changes:
         if change["diff"]:
             click.echo(f"\n内容变更 {local_time(app, change['at'])} (来源 {change['feed']}):")
             click.echo(strip_controls(change["diff"]))
+
+
+def _print_deliveries(app: AppContext, deliveries: list[dict]) -> None:
+    """Where the pack went: channel, status, time (delivered, else scheduled), link."""
+    from media_matrix.models import DELIVERY_STATUS_LABELS
+
+    if not deliveries:
+        click.echo("\n投递: 尚未排期到任何渠道")
+        return
+    echo_table(
+        ["投递", "渠道", "状态", "时间", "链接"],
+        [
+            (
+                d["id"],
+                shown(app.settings.channel_title(d["channel"]))
+                + (f" (第 {d['edition']} 版)" if (d["edition"] or 1) > 1 else ""),
+                DELIVERY_STATUS_LABELS.get(d["status"], d["status"]),
+                ("送达 " + local_time(app, d["delivered_at"]))
+                if d["delivered_at"]
+                else ("计划 " + local_time(app, d["scheduled_at"])),
+                shown(d["url"] or ""),
+            )
+            for d in deliveries
+        ],
+        title=f"投递去向 ({len(deliveries)})",
+    )
 
 
 def _print_pack(app: AppContext, pack: Pack) -> None:
