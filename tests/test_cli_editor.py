@@ -405,3 +405,44 @@ def test_the_score_beside_a_reason_adds_up(run, config):
             checked += 1
     assert checked >= 1, tags
     assert any("标注直接通过" in t["reason"] for t in tags), tags
+
+
+# -- -o never creates folders -------------------------------------------------------------------
+
+
+def test_every_output_option_uses_the_shared_output_type():
+    from media_matrix.cli.common import OutputPathType
+
+    outputs = [
+        (" ".join(path), param)
+        for path, command in COMMANDS
+        for param in command.params
+        if "-o" in getattr(param, "opts", ())
+    ]
+    assert {name for name, _ in outputs} >= {"stats export", "officers kit"}
+    assert [n for n, p in outputs if not isinstance(p.type, OutputPathType)] == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stats", "export", "--from", "2026-01-01", "--to", "2026-01-02", "--format", "xlsx"],
+        ["stats", "export", "--from", "2026-01-01", "--to", "2026-01-02", "--format", "csv"],
+        ["stats", "export", "--from", "2026-01-01", "--to", "2026-01-02", "--format", "html"],
+        ["officers", "kit"],
+    ],
+)
+def test_output_into_a_missing_folder_is_refused(run, tmp_path, argv):
+    missing = tmp_path / "nonexistent" / "dir"
+    result = run(*argv, "-o", str(missing / "r.out"))
+    assert result.code == 1, result.err
+    assert str(missing) in result.err and "不存在" in result.err
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_output_into_an_existing_folder_still_works(run, tmp_path):
+    target = tmp_path / "r.xlsx"
+    argv = ["stats", "export", "--from", "2026-01-01", "--to", "2026-01-02", "--format", "xlsx"]
+    assert run(*argv, "-o", str(target)).code == 0 and target.stat().st_size > 0
+    assert run("officers", "kit", "-o", str(tmp_path / "kit")).code == 0  # the folder named
+    assert (tmp_path / "kit").is_dir()

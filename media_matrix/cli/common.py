@@ -438,3 +438,37 @@ def local_time(app: AppContext, at: Any) -> str:
     from media_matrix.timeutil import local_text
 
     return local_text(at, app.settings.tz)
+
+
+class OutputPathType(click.ParamType):
+    """Where a command writes (every ``-o``): the folder it goes in must exist already. A typo
+    in a path must not silently create a tree of folders; at most the folder named by ``-o
+    DIR`` itself is made. A missing folder is a runtime failure (exit 1) naming it."""
+
+    name = "path"
+
+    def __init__(self, *, folder: bool = False, allow_dash: bool = False) -> None:
+        self.folder = folder
+        self.allow_dash = allow_dash
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if self.allow_dash and text == "-":
+            return text
+        from pathlib import Path
+
+        path = Path(text).expanduser()
+        parent = path.parent
+        if not parent.is_dir():
+            raise RuntimeFailure(
+                f"输出文件夹不存在: {parent} (folder does not exist); 请先创建, 未写入任何文件"
+            )
+        if self.folder and path.exists() and not path.is_dir():
+            raise RuntimeFailure(f"{path} 不是文件夹 (not a folder); 未写入任何文件")
+        if not self.folder and path.is_dir():
+            raise RuntimeFailure(f"{path} 是文件夹, 请给出文件名 (is a folder); 未写入任何文件")
+        return str(path)
+
+
+OUTPUT_FILE = OutputPathType(allow_dash=True)
+OUTPUT_DIR = OutputPathType(folder=True)

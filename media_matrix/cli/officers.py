@@ -10,6 +10,7 @@ import click
 from media_matrix.cli.common import (
     COUNTY,
     ID,
+    OUTPUT_DIR,
     AppContext,
     UsageFailure,
     by_option,
@@ -104,7 +105,7 @@ def register(cli: click.Group) -> None:
         "--output",
         "out_dir",
         required=True,
-        type=click.Path(file_okay=False),
+        type=OUTPUT_DIR,
         help="folder for the sheets (one HTML file per officer)",
     )
     @pass_app
@@ -117,7 +118,7 @@ def register(cli: click.Group) -> None:
         except ValueError:
             raise UsageFailure(f"bad --week {week!r}: expected YYYY-Www, e.g. 2026-W48") from None
         folder = Path(out_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(exist_ok=True)  # only the folder named: its parent exists (OUTPUT_DIR)
         period = f"{week} " if week else "近 7 天"
         written = []
         for officer in app.store.list_officers(county=county, include_disabled=False):

@@ -19,6 +19,7 @@ from media_matrix import stats
 from media_matrix.cli.common import (
     DAY,
     MAX_DAYS,
+    OUTPUT_FILE,
     STATS_DIMS,
     AppContext,
     BoundedInt,
@@ -230,8 +231,7 @@ def _text_out(output: str | None, encoding: str) -> Iterator[io.TextIOBase]:
             stream.flush()
             stream.detach()
         return
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(output)  # its folder exists (OUTPUT_FILE); none is created
     with path.open("w", encoding=encoding, newline="") as handle:
         yield handle  # type: ignore[misc]
 
@@ -261,6 +261,7 @@ def default_name(query: stats.Query, fmt: str) -> str:
 @click.option(
     "-o",
     "--output",
+    type=OUTPUT_FILE,
     metavar="FILE",
     help="output file; CSV/JSON default to stdout, XLSX/HTML to stats_FROM_TO_DIMS.EXT",
 )

@@ -137,7 +137,6 @@ def write_xlsx(
     import xlsxwriter
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     big = report.has_combined and (
         report.combined is None or len(report.combined) > CONSTANT_MEMORY_ROWS
     )
@@ -479,6 +478,5 @@ def render_html(report: Report, settings: Settings | None = None) -> str:
 
 def write_html(report: Report, path: Path | str, settings: Settings | None = None) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(report, settings), encoding="utf-8")
     return path
