@@ -446,3 +446,22 @@ def test_output_into_an_existing_folder_still_works(run, tmp_path):
     assert run(*argv, "-o", str(target)).code == 0 and target.stat().st_size > 0
     assert run("officers", "kit", "-o", str(tmp_path / "kit")).code == 0  # the folder named
     assert (tmp_path / "kit").is_dir()
+
+
+# -- feeds list 条目 ------------------------------------------------------------------------------
+
+
+def test_feeds_list_counts_the_last_fetch_and_distinct_packs_not_every_read(run, config):
+    inbox = config.parent / "inbox"
+    for n in range(3):
+        write_pack(inbox, f"p{n}", f"科普内容 {n}", f"第 {n} 篇科普正文, 讲气象和防灾。")
+    for _ in range(3):  # three reads of the same packdir
+        assert run("ingest").code == 0
+    row = run("feeds", "list", "--json").json()[0]
+    assert (row["items_last_fetch"], row["packs"]) == (3, 3)
+    write_pack(inbox, "p3", "科普内容 3", "第 3 篇科普正文, 讲节水。")
+    assert run("ingest").code == 0
+    row = run("feeds", "list", "--json").json()[0]
+    assert (row["items_last_fetch"], row["packs"]) == (4, 4)
+    table = run("feeds", "list").out
+    assert "上次条目" in table and "内容包" in table

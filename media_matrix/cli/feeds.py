@@ -32,7 +32,18 @@ def list_feeds(app: AppContext, as_json: bool) -> None:
         echo_json(rows)
         return
     echo_table(
-        ["名称", "类型", "启用", "信任", "上次抓取", "连续失败", "下次抓取", "条目", "最近错误"],
+        [
+            "名称",
+            "类型",
+            "启用",
+            "信任",
+            "上次抓取",
+            "连续失败",
+            "下次抓取",
+            "上次条目",
+            "内容包",
+            "最近错误",
+        ],
         [
             (
                 r["name"],
@@ -42,7 +53,8 @@ def list_feeds(app: AppContext, as_json: bool) -> None:
                 local_time(app, r["last_fetch_at"]),
                 r["failures"],
                 local_time(app, r["next_fetch_at"]),
-                r["items_seen"],
+                r["items_last_fetch"],
+                r["packs"],
                 shown(redact(r["last_error"] or "")),
             )
             for r in rows

@@ -291,7 +291,10 @@ def _record(
             next_fetch_at=to_iso(now + timedelta(seconds=feed.every)) or "",
             etag=outcome.etag,
             last_modified=outcome.last_modified,
-            items=len(outcome.items),
+            # what this fetch saw (new, changed, known and bad items); a 304 keeps the last
+            items=None
+            if outcome.not_modified
+            else len(outcome.items) + len(outcome.known or ()) + len(outcome.item_errors),
         )
         for pack_id, item in changed:
             store.replace_rule_tags(pack_id, tagger(item), at=at)
@@ -412,6 +415,7 @@ def feed_health(enabled: bool, state: dict[str, Any]) -> str:
 def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
     """Every configured feed with its stored fetch state, health and unresolved item errors."""
     states = {s["name"]: s for s in store.list_feed_states()}
+    pack_counts = store.pack_counts_by_feed()
     errors: dict[str, list[dict[str, str]]] = {}
     for row in store.item_errors():
         errors.setdefault(row["feed"], []).append(
@@ -435,7 +439,8 @@ def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
                 "last_error": state.get("last_error"),
                 "failures": state.get("failures", 0),
                 "next_fetch_at": state.get("next_fetch_at"),
-                "items_seen": state.get("items_seen", 0),
+                "items_last_fetch": state.get("items_seen", 0),  # the column keeps its name
+                "packs": pack_counts.get(feed.name, 0),
                 "etag": state.get("etag"),
                 "last_modified": state.get("last_modified"),
                 "item_errors": errors.get(feed.name, []),
