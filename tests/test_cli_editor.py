@@ -465,3 +465,125 @@ def test_feeds_list_counts_the_last_fetch_and_distinct_packs_not_every_read(run,
     assert (row["items_last_fetch"], row["packs"]) == (4, 4)
     table = run("feeds", "list").out
     assert "上次条目" in table and "内容包" in table
+
+
+# -- errors people read are Chinese -------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_feed_errors_read_in_chinese_and_ingest_exits_1_when_any_feed_failed(
+    tmp_path, capsys, feed_server
+):
+    feed_server.add("/gone.xml", status=404, body=b"no")
+    feed_server.add("/slow.xml", delay=2.0, body=b"<rss/>")
+    (tmp_path / "inbox").mkdir()
+    data = {
+        "database": "db.sqlite",
+        "network": {"allow": ["127.0.0.1"]},
+        "ingest": {"read_timeout": 0.5, "connect_timeout": 0.5},
+        "feeds": [
+            {"name": "local", "kind": "packdir", "url": str(tmp_path / "inbox")},
+            {"name": "down", "kind": "rss", "url": f"http://127.0.0.1:{_free_port()}/f.xml"},
+            {"name": "gone", "kind": "rss", "url": feed_server.url("/gone.xml")},
+            {"name": "slow", "kind": "rss", "url": feed_server.url("/slow.xml")},
+            {"name": "private", "kind": "rss", "url": "http://10.255.255.1/f.xml"},
+        ],
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    def invoke(*argv: str) -> Result:
+        code = run_guarded(cli, ["--config", str(config), *argv])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    ingest = invoke("ingest")
+    assert ingest.code == 1, ingest.err  # four of five failed; the packdir did not
+    expected = {
+        "down": "连接被拒绝",
+        "gone": "HTTP 404 未找到",
+        "slow": "超时",
+        "private": "地址被拒绝",
+    }
+    for phrase in expected.values():
+        assert phrase in ingest.out + ingest.err
+    feeds = {r["name"]: r for r in invoke("feeds", "list", "--json").json()}
+    for name, phrase in expected.items():
+        assert feeds[name]["error_text"] == phrase, feeds[name]
+        assert feeds[name]["last_error"] and feeds[name]["last_error"] != phrase  # raw kept
+    assert "Connection refused" in feeds["down"]["last_error"]
+    table = invoke("feeds", "list").out + invoke("status").out
+    assert "Connection refused" not in table and "NewConnectionError" not in table
+    one_ok = invoke("ingest", "--feed", "local")
+    assert one_ok.code == 0, one_ok.err
+    one_bad = invoke("ingest", "--feed", "local", "--feed", "gone", "--json")
+    assert one_bad.code == 1
+    assert {r["feed"]: r["error_text"] for r in one_bad.json()}["gone"] == "HTTP 404 未找到"
+    unknown = invoke("ingest", "--feed", "nosuch")
+    assert unknown.code == 2 and "配置错误" not in unknown.err
+    assert "local" in unknown.err and "gone" in unknown.err
+
+
+def test_error_phrase_maps_exceptions_statuses_and_stored_text():
+    import socket
+    import ssl
+
+    from media_matrix.errortext import error_phrase
+
+    assert error_phrase(ConnectionRefusedError(111, "Connection refused")) == "连接被拒绝"
+    assert error_phrase(ssl.SSLCertVerificationError("certificate verify failed")) == "证书错误"
+    assert error_phrase(socket.gaierror(-2, "Name or service not known")) == "域名无法解析"
+    assert error_phrase(503) == "HTTP 503 服务暂不可用"
+    assert error_phrase(418) == "HTTP 418 请求被拒绝"
+    wrapped = RuntimeError("send failed")
+    wrapped.__cause__ = TimeoutError("timed out")
+    assert error_phrase(wrapped) == "超时"
+    assert error_phrase("webhook: HTTP 500 from http://x") == "HTTP 500 服务器内部错误"
+    assert error_phrase("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed") == "证书错误"
+    assert error_phrase("") == "" and error_phrase(None) == ""
+    assert error_phrase("something odd") == "其他错误"
+
+
+def test_delivery_errors_read_in_chinese_with_the_raw_detail_in_json(tmp_path, capsys):
+    data = {
+        "database": "db.sqlite",
+        "timezone": "Asia/Shanghai",
+        "templates": str(Path(__file__).resolve().parent.parent / "channels"),
+        "channels": [
+            {
+                "name": "hook",
+                "type": "webhook",
+                "url": f"http://127.0.0.1:{_free_port()}/hook",
+                "secret": "s3cret-s3cret-s3cret",
+            }
+        ],
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    def invoke(*argv: str) -> Result:
+        code = run_guarded(cli, ["--config", str(config), *argv])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    assert invoke("init").code == 0
+    store = open_store(tmp_path / "db.sqlite")
+    item = Item(guid="g", title="防溺水", text="防溺水" * 5, content_hash="h")
+    pack_id = store.insert_pack("local", item, at=now_iso(), status=PackStatus.APPROVED)
+    store.close()
+    assert invoke("queue", str(pack_id), "--channel", "hook", "--at", "now").code == 0
+    invoke("dispatch", "--once")
+    listed = invoke("deliveries").out
+    assert "连接被拒绝" in listed and "Connection refused" not in listed
+    shown = invoke("deliveries", "show", "1").out
+    assert "最近错误: 连接被拒绝" in shown
+    row = invoke("deliveries", "--json").json()[0]
+    assert row["error_text"] == "连接被拒绝"
+    assert "refused" in row["last_error"].lower()

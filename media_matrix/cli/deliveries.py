@@ -27,6 +27,7 @@ from media_matrix.cli.common import (
     pass_app,
     redacted_stderr_logging,
 )
+from media_matrix.errortext import error_phrase
 from media_matrix.models import (
     ATTEMPT_KIND_LABELS,
     ATTEMPT_OUTCOME_LABELS,
@@ -176,6 +177,7 @@ def _row(d: dict[str, Any]) -> dict[str, Any]:
         "remote_id": d.get("remote_id"),
         "url": d.get("url"),
         "last_error": d.get("last_error"),
+        "error_text": error_phrase(d.get("last_error")),
         "edition": d.get("edition"),
         "uid": d.get("uid"),
         "delivered_at": d.get("delivered_at"),
@@ -212,7 +214,7 @@ def deliveries_group(
                 r["attempts"],
                 r["remote_id"] or "",
                 r["url"] or "",
-                redact(r["last_error"] or "")[:80],
+                r["error_text"],
             )
             for r in rows
         ],
@@ -260,7 +262,8 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
     if r["delivered_at"]:
         click.echo(f"  送达:   {local_time(app, r['delivered_at'])}")
     if r["last_error"]:
-        click.echo(f"  最近错误: {redact(r['last_error'])}")
+        click.echo(f"  最近错误: {r['error_text']}")
+        click.echo(f"  错误详情: {redact(r['last_error'])}")
     echo_table(
         ["#", "类型", "开始", "结束", "结果", "HTTP", "远端ID", "错误", "下次尝试", "响应摘录"],
         [
@@ -272,7 +275,7 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
                 OUTCOME_LABELS.get(a["outcome"] or "", a["outcome"] or ""),
                 a["http_status"] or "",
                 a["remote_id"] or "",
-                redact(a["error"] or ""),
+                error_phrase(a["error"] or a["http_status"]),
                 local_time(app, a["retry_at"]) if a.get("retry_at") else "",
                 redact(a["excerpt"] or "")[:120],
             )

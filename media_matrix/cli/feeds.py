@@ -55,7 +55,7 @@ def list_feeds(app: AppContext, as_json: bool) -> None:
                 local_time(app, r["next_fetch_at"]),
                 r["items_last_fetch"],
                 r["packs"],
-                shown(redact(r["last_error"] or "")),
+                r["error_text"],
             )
             for r in rows
         ],

@@ -19,6 +19,7 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.cli.packs import shown
+from media_matrix.errortext import error_phrase
 from media_matrix.flow import run_once
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
@@ -53,8 +54,11 @@ def ingest_command(app: AppContext, feed_names: tuple[str, ...], due: bool, as_j
         echo_json([f.to_dict() for f in report.feeds])
     else:
         print_ingest_report(report)
-    if report.feeds and len(report.failed) == len(report.feeds):
-        raise RuntimeFailure("所有订阅源均导入失败 (every feed failed)")
+    if report.failed:  # any feed: a script must see a partial failure too
+        raise RuntimeFailure(
+            f"{len(report.failed)}/{len(report.feeds)} 个订阅源导入失败: "
+            + "; ".join(f"{f.feed} ({f.error_text})" for f in report.failed)
+        )
 
 
 @click.command("run")
@@ -123,7 +127,7 @@ def print_delivery_log(deliveries: list[dict]) -> None:
                 DELIVERY_STATUS_LABELS.get(d["status"], d["status"]),
                 d["attempts"],
                 d["url"] or d["remote_id"] or "",
-                redact(d["last_error"] or ""),
+                error_phrase(d["last_error"]),
             )
             for d in deliveries
         ],
@@ -144,7 +148,7 @@ def print_ingest_report(report: IngestReport) -> None:
         if f.skipped:
             state = "未到时间"
         elif f.failed:
-            state = f"失败: {redact(f.error)}"
+            state = f"失败: {f.error_text}"
         elif f.not_modified:
             state = "未变化 (304)"
         else:

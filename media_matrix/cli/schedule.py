@@ -26,6 +26,7 @@ from media_matrix.cli.common import (
     note_option,
     pass_app,
 )
+from media_matrix.errortext import error_phrase
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
 from media_matrix.redact import redact
 from media_matrix.store import NotFound, StoreError
@@ -340,7 +341,7 @@ def status_command(app: AppContext, as_json: bool) -> None:
                 _local(app, f["last_fetch_at"]),
                 f["failures"],
                 _local(app, f["next_fetch_at"]),
-                redact(f["last_error"] or "")[:80],
+                error_phrase(f["last_error"]),
             )
             for f in view["feeds"]
         ],
@@ -373,7 +374,9 @@ def status_command(app: AppContext, as_json: bool) -> None:
                     _local(app, e["at"]),
                     ERROR_KINDS.get(e["kind"], e["kind"]),
                     e["subject"],
-                    redact(e["error"] or "")[:100],
+                    redact(e["error"] or "")[:100]
+                    if e["kind"] == "feed_item"  # a content problem, already in words
+                    else error_phrase(e["error"]),
                 )
                 for e in view["errors"]
             ],

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import requests
 
 from media_matrix.config import FeedConfig, Settings
+from media_matrix.errortext import error_phrase
 from media_matrix.httpclient import make_session
 from media_matrix.ingest.clean import local_file_inside
 from media_matrix.ingest.fetch import (
@@ -63,7 +64,8 @@ class FeedReport:
     merged: int = 0
     not_modified: bool = False
     skipped: bool = False  # not due yet (backing off or interval not elapsed)
-    error: str | None = None
+    error: str | None = None  # the raw detail (stored, logged, --json)
+    error_text: str | None = None  # what people read: errortext.error_phrase
     item_errors: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # items fixed at ingest
     new_pack_ids: list[int] = field(default_factory=list)
@@ -84,6 +86,7 @@ class FeedReport:
             "not_modified": self.not_modified,
             "skipped": self.skipped,
             "error": self.error,
+            "error_text": self.error_text,
             "item_errors": [{"item": s, "error": e} for s, e in self.item_errors],
             "warnings": [{"item": s, "warning": w} for s, w in self.warnings],
         }
@@ -252,6 +255,7 @@ def _record(
     at = to_iso(now) or ""
     if isinstance(outcome, Exception):
         report.error = str(outcome) or type(outcome).__name__
+        report.error_text = error_phrase(outcome)
         failures = (store.get_feed_state(feed.name) or {}).get("failures", 0) + 1  # type: ignore[operator]
         delay = next_fetch_delay(
             feed.every,
@@ -437,6 +441,7 @@ def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
                 "last_fetch_at": state.get("last_fetch_at"),
                 "last_success_at": state.get("last_success_at"),
                 "last_error": state.get("last_error"),
+                "error_text": error_phrase(state.get("last_error")),
                 "failures": state.get("failures", 0),
                 "next_fetch_at": state.get("next_fetch_at"),
                 "items_last_fetch": state.get("items_seen", 0),  # the column keeps its name
