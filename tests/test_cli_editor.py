@@ -587,3 +587,35 @@ def test_delivery_errors_read_in_chinese_with_the_raw_detail_in_json(tmp_path, c
     row = invoke("deliveries", "--json").json()[0]
     assert row["error_text"] == "连接被拒绝"
     assert "refused" in row["last_error"].lower()
+
+
+# -- help in Chinese ----------------------------------------------------------------------------
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_every_command_and_option_helps_in_chinese_without_rest_markup():
+    """Commands and options stay English; what --help says about them is Chinese, and no reST
+    double backticks show."""
+    bad = []
+    for path, command in [(("media-matrix",), cli), *COMMANDS]:
+        name = " ".join(path)
+        ctx = click.Context(command, info_name=name)
+        text = command.get_help(ctx)
+        if not CJK.search(command.help or ""):
+            bad.append(f"{name}: command help not Chinese: {command.help!r}")
+        if "``" in text:
+            bad.append(f"{name}: double backticks in help")
+        for param in command.params:
+            if isinstance(param, click.Option) and param.help and not CJK.search(param.help):
+                if param.name in ("help",):
+                    continue
+                bad.append(f"{name} {param.opts[0]}: {param.help!r}")
+    assert bad == [], "\n".join(bad)
+
+
+def test_stats_export_help_describes_the_json_it_writes():
+    command = dict((" ".join(p), c) for p, c in COMMANDS)["stats export"]
+    text = command.get_help(click.Context(command, info_name="export"))
+    assert "total" not in text
+    assert "JSON" in text and CJK.search(text)

@@ -144,7 +144,7 @@ def console() -> Console:
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="JSON output (UTF-8)")(func)
+    return click.option("--json", "as_json", is_flag=True, help="输出 JSON (UTF-8)")(func)
 
 
 USER_ENV = "MEDIA_MATRIX_USER"
@@ -359,7 +359,7 @@ class VocabType(click.ParamType):
             found.append(key)
         return ",".join(found) if self.comma else found[0]
 
-    def get_metavar(self, param: click.Parameter, *args: Any) -> str:
+    def get_metavar(self, param: click.Parameter, *args: Any, **kwargs: Any) -> str:
         return self.name.upper()
 
 

@@ -48,7 +48,7 @@ def _label(status: str) -> str:
 
 
 @click.command("dispatch")
-@click.option("--once", is_flag=True, help="sweep, send what is due, poll, then exit")
+@click.option("--once", is_flag=True, help="清理、发送到期的投递、查询发布状态, 然后退出")
 @click.option(
     "--channel", "channel_names", type=CHANNEL, multiple=True, help="只投递此渠道 (可重复)"
 )
@@ -57,7 +57,7 @@ def _label(status: str) -> str:
     type=BoundedFloat(0.1, 3600),
     default=5.0,
     show_default=True,
-    help="seconds between rounds without --once",
+    help="不带 --once 时每轮间隔秒数",
 )
 @click.option(
     "--wait",
@@ -65,7 +65,7 @@ def _label(status: str) -> str:
     type=BoundedFloat(0, 86400),
     default=0.0,
     show_default=True,
-    help="with --once: keep polling submitted (WeChat publishing) up to this many seconds",
+    help="与 --once 同用: 最多再等这么多秒查询发布中的微信文章",
 )
 @json_option
 @pass_app
@@ -77,7 +77,7 @@ def dispatch_command(
     wait_s: float,
     as_json: bool,
 ) -> None:
-    """Send due deliveries (投递到期的分发任务). Without --once: loop until Ctrl-C."""
+    """投递到期的分发任务; 不带 --once 时循环运行, 直到 Ctrl-C。"""
     settings = app.settings
     names = list(channel_names) or None
     if names:
@@ -194,7 +194,7 @@ def _row(d: dict[str, Any]) -> dict[str, Any]:
 def deliveries_group(
     ctx: click.Context, status: str | None, channel: str | None, limit: int | None, as_json: bool
 ) -> None:
-    """投递记录 (deliveries): list, or show / retry / cancel one."""
+    """投递记录: 列出, 或查看 (show) / 重新投递 (retry) / 取消 (cancel) 一条。"""
     if ctx.invoked_subcommand is not None:
         return
     app: AppContext = ctx.find_object(AppContext)
@@ -227,7 +227,7 @@ def deliveries_group(
 @json_option
 @pass_app
 def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
-    """One delivery with its whole attempt log."""
+    """查看一条投递及其全部尝试记录。"""
     delivery = app.store.get_delivery(delivery_id)
     attempts = app.store.attempts_of(delivery_id)
     if as_json:

@@ -26,7 +26,7 @@ def feeds_group() -> None:
 @json_option
 @pass_app
 def list_feeds(app: AppContext, as_json: bool) -> None:
-    """List feeds with their last fetch, failures, next fetch and item errors."""
+    """列出订阅源: 上次抓取、连续失败、下次抓取、条目数和有问题的条目。"""
     rows = feed_overview(app.settings, app.store)
     if as_json:
         echo_json(rows)

@@ -42,7 +42,7 @@ def register(cli: click.Group) -> None:
     @note_option
     @pass_app
     def import_command(app: AppContext, csv_path: str, by: str | None, note: str | None) -> None:
-        """Add or update officers from a CSV (name, county, township, groups); all or nothing."""
+        """从 CSV (姓名, 区县, 乡镇, 人群) 导入或更新信息员; 有错则一个也不导入。"""
         try:
             added, updated = import_roster(
                 app.store, Path(csv_path), _counties(app), by=by or default_user(), note=note
@@ -60,7 +60,7 @@ def register(cli: click.Group) -> None:
     @json_option
     @pass_app
     def list_command(app: AppContext, county: str | None, as_json: bool) -> None:
-        """Officers with their personal page links."""
+        """列出信息员及其个人页面链接。"""
         rows = app.store.list_officers(county=county)
         for row in rows:
             row["page_url"] = officer_page_url(app.settings, row)
@@ -91,13 +91,13 @@ def register(cli: click.Group) -> None:
     @note_option
     @pass_app
     def disable_command(app: AppContext, officer_id: int, by: str | None, note: str | None) -> None:
-        """Revoke an officer: the page and every personal link answer 404 from now on."""
+        """停用信息员: 其个人页面和所有个人链接此后一律 404。"""
         disable_officer(app.store, officer_id, by=by or default_user(), note=note)
         click.echo(f"信息员 {officer_id} 已停用 (page and links revoked)")
 
     @officers.command("kit")
     @click.option(
-        "--week", default=None, metavar="YYYY-Www", help="ISO week (default: last 7 days)"
+        "--week", default=None, metavar="YYYY-Www", help="ISO 周, 如 2026-W48 (默认: 近 7 天)"
     )
     @click.option("--county", type=COUNTY, default=None, help="只给此区县的信息员")
     @click.option(
@@ -106,11 +106,11 @@ def register(cli: click.Group) -> None:
         "out_dir",
         required=True,
         type=OUTPUT_DIR,
-        help="folder for the sheets (one HTML file per officer)",
+        help="分享单所在文件夹 (每位信息员一个 HTML 文件; 其上级文件夹须已存在)",
     )
     @pass_app
     def kit_command(app: AppContext, week: str | None, county: str | None, out_dir: str) -> None:
-        """Write one share sheet per officer: packs, copy-ready text, personal links and QR."""
+        """为每位信息员写一份分享单: 内容、可复制的文字、个人链接和二维码。"""
         from media_matrix.public.pages import officer_page
 
         try:

@@ -106,7 +106,7 @@ def list_packs(
 @json_option
 @pass_app
 def show_pack(app: AppContext, pack_id: int, as_json: bool) -> None:
-    """Show one pack with its text, sources and tags (with reasons)."""
+    """查看一个内容包: 正文、来源、标签 (附理由)、投递去向和内容变更。"""
     pack = app.store.get_pack(pack_id)
     changes = app.store.pack_changes(pack_id)
     deliveries = app.store.deliveries_of_pack(pack_id)
@@ -267,7 +267,7 @@ def register(cli: click.Group) -> None:
 
 @packs_group.command("retag")
 @click.argument("pack_id", type=ID, required=False)
-@click.option("--all", "retag_every", is_flag=True, help="re-apply the rules to every pack")
+@click.option("--all", "retag_every", is_flag=True, help="对所有内容包重新应用规则")
 @click.option("--add-group", type=GROUP, multiple=True, help="加上人群 (id 或中文名, 可重复)")
 @click.option("--remove-group", type=GROUP, multiple=True, help="去掉人群 (id 或中文名, 可重复)")
 @click.option("--add-topic", type=TOPIC, multiple=True, help="加上主题 (id 或中文名, 可重复)")
@@ -288,9 +288,9 @@ def retag_pack(
     note: str | None,
     as_json: bool,
 ) -> None:
-    """Correct a pack's tags as an editor, or re-apply changed rules with --all.
+    """编辑修改内容包的标签, 或用 --all 按修改后的规则重新打标签。
 
-    Editor decisions survive re-ingest and `retag --all`.
+    编辑的决定在重新导入和 retag --all 之后保持不变。
     """
     edits = add_group or remove_group or add_topic or remove_topic
     if retag_every == (pack_id is not None):

@@ -50,7 +50,7 @@ def _print_result(result: review.ReviewResult, verb: str) -> None:
 def approve_command(
     app: AppContext, pack_ids: tuple[int, ...], by: str | None, note: str | None, as_json: bool
 ) -> None:
-    """Approve packs (new or rejected ones); all or nothing."""
+    """审核通过内容包 (待审或已驳回的); 全部成功或全部不变。"""
     try:
         result = review.approve(app.store, pack_ids, by or default_user(), note)
     except review.ReviewError as exc:
@@ -70,7 +70,7 @@ def approve_command(
 def reject_command(
     app: AppContext, pack_ids: tuple[int, ...], by: str | None, note: str | None, as_json: bool
 ) -> None:
-    """Reject packs (new, or approved: their deliveries not yet started are withdrawn)."""
+    """驳回内容包 (待审或已通过的; 已通过的, 尚未开始的投递一并撤回)。"""
     try:
         result = review.reject(app.store, pack_ids, by or default_user(), note)
     except review.ReviewError as exc:
@@ -83,7 +83,7 @@ def reject_command(
 
 @packs_group.command("urgent")
 @click.argument("pack_id", type=ID)
-@click.option("--off", is_flag=True, help="clear the urgent flag")
+@click.option("--off", is_flag=True, help="取消紧急标记")
 @by_option
 @note_option
 @json_option
@@ -91,8 +91,8 @@ def reject_command(
 def urgent_command(
     app: AppContext, pack_id: int, off: bool, by: str | None, note: str | None, as_json: bool
 ) -> None:
-    """Flag a pack urgent (disaster, weather, safety warnings): once approved, it goes to every
-    matching channel at once, skipping slots and quiet hours, within daily quotas."""
+    """标记紧急 (灾害、气象、安全预警): 审核通过后立即发往所有匹配渠道,
+    不等时段、不受免打扰时段限制, 但仍受每日配额约束。"""
     try:
         result = scheduling.flag_urgent(
             app.settings, app.store, pack_id, not off, by=by or default_user(), note=note
@@ -131,11 +131,11 @@ def urgent_command(
 
 @click.command("audit")
 @click.option("--limit", type=LIMIT, default=50, show_default=True)
-@click.option("--subject", default=None, help="only this subject, e.g. pack:12")
+@click.option("--subject", default=None, help="只看此对象, 例如 pack:12")
 @json_option
 @pass_app
 def audit_command(app: AppContext, limit: int, subject: str | None, as_json: bool) -> None:
-    """Editor and operator actions, newest first."""
+    """操作日志: 编辑和运维的操作, 最新的在前。"""
     rows = app.store.audit_log(limit=limit, subject=subject)
     if as_json:
         echo_json(rows)

@@ -32,7 +32,7 @@ PROGRESS_THRESHOLD = 5  # show a progress bar from this many feeds on
 @click.command("init")
 @pass_app
 def init_command(app: AppContext) -> None:
-    """Create or upgrade the database."""
+    """创建或升级数据库。"""
     applied = app.store.migrate()
     click.echo(f"数据库: {app.settings.database}")
     click.echo(f"已应用迁移: {', '.join(applied) or '无 (已是最新)'}")
@@ -40,11 +40,11 @@ def init_command(app: AppContext) -> None:
 
 @click.command("ingest")
 @click.option("--feed", "feed_names", type=FEED, multiple=True, help="只导入此订阅源 (可重复)")
-@click.option("--due", is_flag=True, help="only feeds whose next fetch time has come")
+@click.option("--due", is_flag=True, help="只抓取已到下次抓取时间的订阅源")
 @json_option
 @pass_app
 def ingest_command(app: AppContext, feed_names: tuple[str, ...], due: bool, as_json: bool) -> None:
-    """Fetch, parse, clean, dedupe and store packs from the configured feeds."""
+    """从配置的订阅源抓取、解析、清洗、去重并保存内容包; 任一订阅源失败则退出码为 1。"""
     settings = app.settings
     names = list(feed_names) or None
     total = len(names or [f for f in settings.feeds if f.enabled])
@@ -62,11 +62,11 @@ def ingest_command(app: AppContext, feed_names: tuple[str, ...], due: bool, as_j
 
 
 @click.command("run")
-@click.option("--once", is_flag=True, help="run the whole flow once and exit")
+@click.option("--once", is_flag=True, help="整个流程运行一次后退出")
 @json_option
 @pass_app
 def run_command(app: AppContext, once: bool, as_json: bool) -> None:
-    """Run the main job: ingest, tag, review rules, plan and dispatch."""
+    """运行主流程: 导入、打标签、审核规则、排期和投递; 不带 --once 时为守护进程。"""
     if not once:
         from media_matrix.cli.schedule import start_daemon  # the daemon: until SIGTERM/SIGINT
 

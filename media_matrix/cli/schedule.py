@@ -71,25 +71,21 @@ def _check_channel(app: AppContext, name: str | None) -> None:
     type=MOMENT_OR_NOW,
     default=None,
     metavar="ISO",
-    help="at this time (or now), not a slot",
+    help="在此时间发送 (或 now 立即), 不占时段",
 )
-@click.option("--resend", is_flag=True, help="send again to a channel it went to (new edition)")
-@click.option("--force", is_flag=True, help="queue despite a county mismatch or a disabled channel")
-@click.option("--auto", is_flag=True, help="let the planner fill the coming slots")
-@click.option(
-    "--days", type=DAYS, default=7.0, show_default=True, help="horizon in days, at most 366"
-)
+@click.option("--resend", is_flag=True, help="重发到已发过的渠道 (新版次)")
+@click.option("--force", is_flag=True, help="区县不符或渠道停用时仍然排期")
+@click.option("--auto", is_flag=True, help="由规划器自动填满未来的时段")
+@click.option("--days", type=DAYS, default=7.0, show_default=True, help="向前看几天, 最多 366")
 @click.option(
     "--now",
     "now_text",
     type=MOMENT,
     default=None,
     metavar="ISO",
-    help="plan as of this moment (only with --dry-run)",
+    help="按此时刻规划 (仅与 --dry-run 同用)",
 )
-@click.option(
-    "--dry-run", is_flag=True, help="with --auto: show what would be queued, write nothing"
-)
+@click.option("--dry-run", is_flag=True, help="与 --auto 同用: 只显示将排入的内容, 不写入")
 @by_option
 @note_option
 @json_option
@@ -109,13 +105,13 @@ def queue_command(
     note: str | None,
     as_json: bool,
 ) -> None:
-    """Queue a pack on a channel (next free slot, or --at), or fill slots with --auto.
+    """把内容包排到渠道 (下一个有空位的时段, 或 --at 指定时间), 或用 --auto 自动排满时段。
 
     \b
     media-matrix queue 12 --channel qingfeng-media-centre [--at 2024-09-10T08:00 | --at now]
     media-matrix queue --auto [--days 7] [--dry-run [--now 2024-09-10T06:00]]
-    Times without an offset are read in the config time zone; --at in the past is refused.
-    --now moves the clock only for a dry run: what is written is planned from the real now.
+    不带时区的时间按配置时区理解; 过去的 --at 会被拒绝。
+    --now 只用于演练 (--dry-run): 真正写入的排期总以当前时间为准。
     """
     who = by or default_user()
     if now_text is not None and not (auto and dry_run):
@@ -206,7 +202,7 @@ def _print_auto(app: AppContext, report: scheduling.AutoReport) -> None:
 def unqueue_command(
     app: AppContext, delivery_id: int, by: str | None, note: str | None, as_json: bool
 ) -> None:
-    """Take a queued delivery back while it has not started."""
+    """撤回尚未开始的排队投递。"""
     try:
         delivery = scheduling.unqueue(
             app.store, delivery_id, by or default_user(), note, tz=app.settings.tz
@@ -228,19 +224,17 @@ def unqueue_command(
 
 
 @click.command("plan")
-@click.option(
-    "--days", type=DAYS, default=3.0, show_default=True, help="horizon in days, at most 366"
-)
+@click.option("--days", type=DAYS, default=3.0, show_default=True, help="向前看几天, 最多 366")
 @click.option("--channel", type=CHANNEL, default=None, help="只看此渠道 (名称或标题)")
 @click.option(
-    "--now", "now_text", type=MOMENT, default=None, metavar="ISO", help="plan as of this moment"
+    "--now", "now_text", type=MOMENT, default=None, metavar="ISO", help="按此时刻规划 (只读)"
 )
 @json_option
 @pass_app
 def plan_command(
     app: AppContext, days: float, channel: str | None, now_text: str | None, as_json: bool
 ) -> None:
-    """The coming slots and what fills them: booked deliveries and the planner's proposals."""
+    """排期日历: 未来的时段, 已排的投递和规划器的建议 (拟排)。"""
     _check_channel(app, channel)
     now = _when(app, now_text, "--now")
     view = scheduling.plan_view(app.settings, app.store, days, channel, now)
@@ -308,7 +302,7 @@ def _note(item: dict[str, Any]) -> str:
 @json_option
 @pass_app
 def status_command(app: AppContext, as_json: bool) -> None:
-    """Feeds' health, queue depth per channel, the next slots, the last errors."""
+    """运行状况: 订阅源健康、各渠道队列、下一时段、最近错误。"""
     view = scheduling.status_view(app.settings, app.store)
     if as_json:
         echo_json(view)
@@ -411,9 +405,9 @@ def start_daemon(app: AppContext) -> None:
 @click.command("daemon")
 @pass_app
 def daemon_command(app: AppContext) -> None:
-    """Run the scheduler: feeds on their intervals, channel slots on their cron, a sweeper.
+    """运行调度守护进程: 按间隔抓取订阅源, 按时段投递各渠道, 定时清理。
 
-    One JSON log line per event on stderr. SIGTERM/SIGINT stop it gracefully.
+    每个事件在 stderr 输出一行 JSON 日志; SIGTERM/SIGINT 平稳停止。
     """
     start_daemon(app)
 

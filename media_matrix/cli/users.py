@@ -46,10 +46,8 @@ def _read_password(flag: bool) -> str:
 @click.argument("name")
 @click.option("--role", type=ROLE, required=True, help="角色 (id 或中文名)")
 @click.option("--county", type=COUNTY, default=None, help="运维: 只管此区县的渠道")
-@click.option("--display-name", default="", help="name shown in the console")
-@click.option(
-    "--password-stdin", "password_stdin", is_flag=True, help="read the password from stdin"
-)
+@click.option("--display-name", default="", help="控制台中显示的名字")
+@click.option("--password-stdin", "password_stdin", is_flag=True, help="从标准输入读取密码")
 @by_option
 @note_option
 @pass_app
@@ -63,7 +61,7 @@ def add_cmd(
     by: str | None,
     note: str | None,
 ) -> None:
-    """Create a console user."""
+    """创建控制台用户 (密码从标准输入读取)。"""
     password = _read_password(password_stdin)
     try:
         user = accounts.add_user(
@@ -86,7 +84,7 @@ def add_cmd(
 @json_option
 @pass_app
 def list_cmd(app: AppContext, as_json: bool) -> None:
-    """List console users (never their password hashes)."""
+    """列出控制台用户 (从不显示密码哈希)。"""
     rows = app.store.list_users()
     if as_json:
         echo_json(rows)
@@ -115,7 +113,7 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
 @note_option
 @pass_app
 def disable_cmd(app: AppContext, name: str, by: str | None, note: str | None) -> None:
-    """Disable a user: their sessions end at once; history stays."""
+    """停用用户: 其会话立即失效, 历史记录保留。"""
     app.store.get_user(name)
     accounts.disable_user(app.store, name, by=by or default_user(), note=note)
     click.echo(f"已停用用户 {name}")
@@ -123,16 +121,14 @@ def disable_cmd(app: AppContext, name: str, by: str | None, note: str | None) ->
 
 @users_group.command("passwd")
 @click.argument("name")
-@click.option(
-    "--password-stdin", "password_stdin", is_flag=True, help="read the password from stdin"
-)
+@click.option("--password-stdin", "password_stdin", is_flag=True, help="从标准输入读取密码")
 @by_option
 @note_option
 @pass_app
 def passwd_cmd(
     app: AppContext, name: str, password_stdin: bool, by: str | None, note: str | None
 ) -> None:
-    """Set a new password (ends the user's sessions and clears a lockout)."""
+    """设置新密码 (结束该用户的会话并解除锁定)。"""
     password = _read_password(password_stdin)
     try:
         accounts.set_password(app.store, name, password, by=by or default_user(), note=note)
