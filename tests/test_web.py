@@ -405,3 +405,15 @@ def test_audit_page_reads_in_chinese_with_the_shared_label_table(console, app):
     row = next(line for line in page.splitlines() if f"delivery:{did}" in line)
     assert "取消投递" in row and "原状态 排队中" in row, row
     assert "delivery.cancel" not in row and "from queued" not in row, row
+
+
+def test_delivery_errors_read_in_chinese_in_the_console(console, app):
+    did = delivery(console.store, "city-wechat", cancelled=True)
+    raw = "wechat: HTTP 503 Service Unavailable from https://api.example/cgi-bin/draft/add"
+    console.store.execute("UPDATE deliveries SET last_error = ? WHERE id = ?", (raw, did))
+    client = app.test_client()
+    login(client, "admin")
+    listing = client.get("/deliveries").get_data(as_text=True)
+    assert "HTTP 503 服务暂不可用" in listing
+    detail = client.get(f"/deliveries/{did}").get_data(as_text=True)
+    assert "HTTP 503 服务暂不可用" in detail and "Service Unavailable" in detail  # detail kept

@@ -157,8 +157,9 @@ def _print_round(
         )
     for name, reason in {**swept.paused, **report.paused}.items():
         click.echo(f"[{stamp}] ⚠ 渠道 {name} 本轮暂停: {reason}", err=True)
-    for line in report.errors[:5]:
-        click.echo(f"[{stamp}] 错误: {line}", err=True)
+    for line in report.errors[:5]:  # "channel [ids]: raw detail" (the raw detail is logged)
+        where, _, detail = line.partition(": ")
+        click.echo(f"[{stamp}] 错误: {where}: {error_phrase(detail)}", err=True)
 
 
 # -- deliveries ---------------------------------------------------------------------------------
