@@ -63,8 +63,9 @@ class Result:
         return json.loads(self.out)
 
 
-@pytest.fixture
-def run(config: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def runner(config: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """The CLI in process on ``config``: invoke(*argv) -> Result."""
+
     def invoke(*argv: str) -> Result:
         capsys.readouterr()
         code = run_guarded(cli, ["--config", str(config), *argv])
@@ -72,6 +73,11 @@ def run(config: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-un
         return Result(code, captured.out, captured.err)
 
     return invoke
+
+
+@pytest.fixture
+def run(config: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    return runner(config, capsys)
 
 
 def db(config: Path):  # type: ignore[no-untyped-def]
@@ -498,11 +504,7 @@ def test_feed_errors_read_in_chinese_and_ingest_exits_1_when_any_feed_failed(
     }
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
-
-    def invoke(*argv: str) -> Result:
-        code = run_guarded(cli, ["--config", str(config), *argv])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+    invoke = runner(config, capsys)
 
     ingest = invoke("ingest")
     assert ingest.code == 1, ingest.err  # four of five failed; the packdir did not
@@ -567,11 +569,7 @@ def test_delivery_errors_read_in_chinese_with_the_raw_detail_in_json(tmp_path, c
     }
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
-
-    def invoke(*argv: str) -> Result:
-        code = run_guarded(cli, ["--config", str(config), *argv])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+    invoke = runner(config, capsys)
 
     assert invoke("init").code == 0
     store = open_store(tmp_path / "db.sqlite")

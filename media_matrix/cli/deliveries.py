@@ -247,7 +247,7 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
     r = _row(delivery)
     click.echo(f"投递 {r['id']}  ({r['uid']})")
     click.echo(f"  内容包: {r['pack_id']} {r['pack_title'] or ''}")
-    click.echo(f"  渠道:   {r['channel']}   版次: {r['edition']}")
+    click.echo(f"  渠道:   {app.settings.channel_title(r['channel'])}   版次: {r['edition']}")
     click.echo(f"  状态:   {_label(r['status'])}   计入重试的尝试: {r['attempts']}")
     click.echo(f"  计划:   {local_time(app, r['scheduled_at'])}")
     if r["next_attempt_at"]:
