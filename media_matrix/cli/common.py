@@ -304,7 +304,7 @@ MOMENT_OR_NOW = MomentType(allow_now=True)
 # show) is accepted, anything else exits 2 listing the valid ids with their labels.
 # tests/test_cli_editor.py walks every command to hold this.
 
-Vocabulary = Callable[["AppContext | None"], "dict[str, str]"]
+Vocabulary = Callable[[AppContext | None], dict[str, str]]
 
 
 def _plain(label: str) -> str:

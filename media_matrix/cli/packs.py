@@ -198,7 +198,7 @@ def _print_pack(app: AppContext, pack: Pack) -> None:
     echo_table(["字段", "值"], [(k, shown(v)) for k, v in fields], title=f"内容包 {pack.id}")
     if pack.tags:
         echo_table(
-            ["类型", "标签", "分数", "来源", "理由"],
+            ["类型", "标签", "得分", "来源", "理由"],
             [
                 (
                     "人群" if t.kind == "group" else "主题",
