@@ -91,6 +91,7 @@ AUDIT_ACTION_LABELS: dict[str, str] = {
     "remove_group": "去人群标签",
     "add_topic": "加主题标签",
     "remove_topic": "去主题标签",
+    "retag_all": "按规则重新打标签",
     "delivery.retry": "重新投递",
     "delivery.cancel": "取消投递",
     "channel.paused": "渠道暂停",

@@ -54,8 +54,16 @@ class RetagReport:
     changed_packs: int
 
 
-def retag_all(settings: Settings, store: Store, ids: list[int] | None = None) -> RetagReport:
-    """Re-apply the current rules to every pack (or the given ones), keeping editor tags."""
+def retag_all(
+    settings: Settings,
+    store: Store,
+    ids: list[int] | None = None,
+    *,
+    by: str | None = None,
+    note: str | None = None,
+) -> RetagReport:
+    """Re-apply the current rules to every pack (or the given ones), keeping editor tags;
+    audited when someone (``by``) asked for it."""
     tagger = tagger_for(settings)
     rows = store.packs_for_tagging(ids)
     at = now_iso()
@@ -65,6 +73,11 @@ def retag_all(settings: Settings, store: Store, ids: list[int] | None = None) ->
             changes = store.replace_rule_tags(row["id"], _tags_of_row(tagger, row), at=at)
             changed_tags += changes
             changed_packs += bool(changes)
+        if by is not None:
+            said = f"{len(rows)} 个内容包, {changed_tags} 个标签变化" + (
+                f"; {note}" if note else ""
+            )
+            store.audit(by, "retag_all", "packs", said)
     return RetagReport(packs=len(rows), changed_tags=changed_tags, changed_packs=changed_packs)
 
 

@@ -323,8 +323,20 @@ def test_delivery_cancel_retry_and_retag_record_who_and_why_in_chinese(run, conf
     assert "已改好" in by_action["delivery.retry"]["note"]
     assert "配合汛期" in by_action["queue"]["note"]
     assert by_action["add_topic"]["note"] == "disaster; 汛期专题"
+    assert run("packs", "retag", "--all", "--by", "王编辑", "--note", "规则更新").code == 0
+    retag_all = run("audit", "--json").json()[0]
+    assert (retag_all["action"], retag_all["who"]) == ("retag_all", "王编辑")
+    assert "规则更新" in retag_all["note"]
     shown = run("audit").out
-    for label in ("取消投递", "重新投递", "排期", "加主题标签", "原状态 排队中", "原状态 已取消"):
+    for label in (
+        "取消投递",
+        "重新投递",
+        "排期",
+        "加主题标签",
+        "原状态 排队中",
+        "原状态 已取消",
+        "按规则重新打标签",
+    ):
         assert label in shown, (label, shown)
     for english in ("delivery.cancel", "delivery.retry", "from queued", "add_topic"):
         assert english not in shown, (english, shown)

@@ -298,7 +298,7 @@ def retag_pack(
     if retag_every:
         if edits:
             raise UsageFailure("--all re-applies rules; editor changes need a pack ID")
-        report = retag_all(app.settings, app.store)
+        report = retag_all(app.settings, app.store, by=by or default_user(), note=note)
         if as_json:
             echo_json(report.__dict__)
         else:
