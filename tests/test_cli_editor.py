@@ -290,6 +290,11 @@ def test_every_editor_action_takes_by_and_note():
         if opt not in {p.name for p in names[name].params}
     ]
     assert missing == []
+    # and never one without the other: whoever acts can always say why
+    for path, command in COMMANDS:
+        names = {p.name for p in command.params}
+        if path[0] != "stats":  # stats export --by is a dimension list, not a person
+            assert ("by" in names) == ("note" in names), path
 
 
 def test_delivery_cancel_retry_and_retag_record_who_and_why_in_chinese(run, config):
