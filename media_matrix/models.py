@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -82,6 +83,63 @@ ATTEMPT_KIND_LABELS: dict[str, str] = {
     "poll": "查询",
     "fence": "停止(租约已失)",
 }
+
+# Audit actions: stable English ids in the database and --json, Chinese wherever people read
+# the log (the CLI's ``audit``, the console's audit, pack and delivery pages).
+AUDIT_ACTION_LABELS: dict[str, str] = {
+    "approve": "通过",
+    "reject": "驳回",
+    "reapprove": "自动重新通过",
+    "review_again": "来源变更, 退回待审",
+    "urgent_on": "标记紧急",
+    "urgent_off": "取消紧急",
+    "queue": "排期",
+    "resend": "重发",
+    "unqueue": "撤回投递",
+    "queue_auto": "自动排期",
+    "edit_text": "修改标题和摘要",
+    "add_group": "加人群标签",
+    "remove_group": "去人群标签",
+    "add_topic": "加主题标签",
+    "remove_topic": "去主题标签",
+    "retag_all": "按规则重新打标签",
+    "delivery.retry": "重新投递",
+    "delivery.cancel": "取消投递",
+    "channel.paused": "渠道暂停",
+    "dispatch_round": "手动投递一轮",
+    "officers.import": "导入信息员名册",
+    "officer.disable": "停用信息员",
+    "feed_fetch": "立即抓取订阅源",
+    "user_add": "添加用户",
+    "user_passwd": "修改密码",
+    "user_disable": "停用用户",
+    "user_enable": "启用用户",
+    "login": "登录",
+    "login_failed": "登录失败",
+    "login_locked": "账户锁定",
+    "login_refused": "拒绝登录",
+    "request_new": "点单",
+    "request_accept": "接单",
+    "request_decline": "不采纳",
+    "request_escalate": "提交市级",
+    "request_link": "关联内容",
+    "request_fulfilled": "已答复",
+}
+_FROM_STATUS = re.compile(r"^from ([a-z_]+)\b")
+
+
+def audit_action_label(action: str) -> str:
+    """The Chinese name of an audit action id (unknown ids as they are)."""
+    return AUDIT_ACTION_LABELS.get(action, action)
+
+
+def audit_note_text(note: str | None) -> str:
+    """An audit note as people read it: a stored "from queued" prefix becomes 原状态 排队中."""
+    if not note:
+        return ""
+    return _FROM_STATUS.sub(
+        lambda m: "原状态 " + DELIVERY_STATUS_LABELS.get(m.group(1), m.group(1)), note
+    )
 
 
 def check_group_ids(ids: Iterable[str]) -> Iterable[str]:

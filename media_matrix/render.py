@@ -289,6 +289,7 @@ def render_message(
             **base,
             "item": item,
             "pack": item.pack,
+            "urgent": bool(item.pack.urgent),  # a warning: templates say 【预警】, not 【科普】
             "index": index,
             "scheduled_at": _to_datetime(item.scheduled_at) or now,
             **_link_context(item),
@@ -308,6 +309,7 @@ def render_message(
         "packs": [i.pack for i in items],
         "item": first,
         "pack": first.pack,
+        "urgent": any(i.pack.urgent for i in items),
         "index": 0,
         "scheduled_at": start.astimezone(tz),
         **_link_context(first),

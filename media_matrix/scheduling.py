@@ -183,6 +183,7 @@ def queue_pack(
     resend: bool = False,
     force: bool = False,
     now: datetime | None = None,
+    note: str | None = None,
 ) -> QueuedDelivery:
     """Queue an approved pack on a channel at its next free slot, or at ``at``."""
     chan = config_channel(settings, channel)
@@ -262,10 +263,12 @@ def queue_pack(
             queued_by=by,
             resend=resend,
         )
-        note = f"渠道 {chan.name}; 时间 {_local(when, tz)}; 投递 {delivery_id}"
+        said = f"渠道 {chan.name}; 时间 {_local(when, tz)}; 投递 {delivery_id}"
         if warnings:
-            note += "; 提示: " + "; ".join(warnings)
-        store.audit(by, "resend" if resend else "queue", pack_subject(pack.id), note)
+            said += "; 提示: " + "; ".join(warnings)
+        if note:
+            said += f"; {note}"
+        store.audit(by, "resend" if resend else "queue", pack_subject(pack.id), said)
     return QueuedDelivery(
         delivery_id=delivery_id,
         pack_id=pack.id,
@@ -317,6 +320,7 @@ def _fill(
     pack_ids: Sequence[int] | None = None,
     slot_exprs: tuple[str, ...] | None = None,
     dry_run: bool = False,
+    note: str | None = None,
 ) -> AutoReport:
     try:
         return _fill_in_transaction(
@@ -332,6 +336,7 @@ def _fill(
             pack_ids=pack_ids,
             slot_exprs=slot_exprs,
             dry_run=dry_run,
+            note=note,
         )
     except _DryRun as done:
         return done.report
@@ -359,6 +364,7 @@ def _fill_in_transaction(
     pack_ids: Sequence[int] | None,
     slot_exprs: tuple[str, ...] | None,
     dry_run: bool,
+    note: str | None = None,
 ) -> AutoReport:
     tz = settings.tz
     report = AutoReport(now=to_iso(now), days=days)  # type: ignore[arg-type]
@@ -447,7 +453,8 @@ def _fill_in_transaction(
                 by,
                 "queue_auto",
                 "plan",
-                f"自动排期 {len(report.queued)} 条 ({spread}); 起点 {_local(now, tz)}; {days:g} 天",
+                f"自动排期 {len(report.queued)} 条 ({spread}); 起点 {_local(now, tz)}; {days:g} 天"
+                + (f"; {note}" if note else ""),
             )
         if dry_run:
             report.dry_run = True
@@ -466,6 +473,7 @@ def queue_auto(
     by: str = "planner",
     audit: bool = True,
     dry_run: bool = False,
+    note: str | None = None,
 ) -> AutoReport:
     """Queue urgent approved packs to every matching channel now, then let the planner fill the
     slots of ``[now, now + days)`` on every enabled channel (or only ``channels``).
@@ -484,6 +492,7 @@ def queue_auto(
         by=by,
         audit=audit,
         dry_run=dry_run,
+        note=note,
     )
 
 
@@ -586,8 +595,11 @@ def flag_urgent(
 # -- take one back ------------------------------------------------------------------------------
 
 
-def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) -> dict[str, Any]:
-    """Cancel a delivery that has not started; returns it as it was before."""
+def unqueue(
+    store: Store, delivery_id: int, by: str, note: str | None = None, *, tz: tzinfo = UTC
+) -> dict[str, Any]:
+    """Cancel a delivery that has not started; returns it as it was before. ``tz``: the zone
+    the audit note's time is written in (the config's)."""
     delivery = store.get_delivery(int(delivery_id))
     if not store.cancel_queued(delivery["id"]):
         now = store.get_delivery(delivery["id"])
@@ -604,7 +616,7 @@ def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) ->
         )
     text = (
         f"撤回投递 {delivery['id']}: 渠道 {delivery['channel']}, "
-        f"原定 {delivery['slot_at'] or delivery['scheduled_at']}"
+        f"原定 {_local(delivery['slot_at'] or delivery['scheduled_at'], tz)}"
     )
     store.audit(
         by, "unqueue", pack_subject(delivery["pack_id"]), f"{text}; {note}" if note else text

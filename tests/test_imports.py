@@ -44,7 +44,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("store", {"store"}),
     ("config", {"config"}),
     ("http", {"httpclient"}),
-    ("base", {"models", "timeutil", "errors", "redact", "cron", "netpolicy", "links", "qr"}),
+    (
+        "base",
+        {"models", "timeutil", "errors", "errortext", "redact", "cron", "netpolicy", "links", "qr"},
+    ),
 ]
 
 

@@ -99,7 +99,7 @@ class LazyGroup(click.Group):
     "config_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help=f"config.yaml to use (default: ${CONFIG_ENV}, else ./config.yaml)",
+    help=f"配置文件 (默认: ${CONFIG_ENV}, 否则为 ./config.yaml)",
 )
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from media_matrix.config import FeedConfig, Settings
+from media_matrix.errortext import error_phrase
 from media_matrix.ingest.source import SourceError, SourceResult
 from media_matrix.models import TOPICS, IngestOutcome, Item, Pack, PackStatus, Tag
 from media_matrix.redact import redact_url
@@ -53,7 +54,8 @@ class FeedReport:
     merged: int = 0
     not_modified: bool = False
     skipped: bool = False  # not due yet (backing off or interval not elapsed)
-    error: str | None = None
+    error: str | None = None  # the raw detail (stored, logged, --json)
+    error_text: str | None = None  # what people read: errortext.error_phrase
     item_errors: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # items fixed at ingest
     new_pack_ids: list[int] = field(default_factory=list)
@@ -74,6 +76,7 @@ class FeedReport:
             "not_modified": self.not_modified,
             "skipped": self.skipped,
             "error": self.error,
+            "error_text": self.error_text,
             "item_errors": [{"item": s, "error": e} for s, e in self.item_errors],
             "warnings": [{"item": s, "warning": w} for s, w in self.warnings],
         }
@@ -255,6 +258,7 @@ def _record(
     at = to_iso(now) or ""
     if isinstance(outcome, Exception):
         report.error = str(outcome) or type(outcome).__name__
+        report.error_text = error_phrase(outcome)
         failures = (store.get_feed_state(feed.name) or {}).get("failures", 0) + 1  # type: ignore[operator]
         delay = next_fetch_delay(
             feed.every,
@@ -294,7 +298,10 @@ def _record(
             next_fetch_at=to_iso(now + timedelta(seconds=feed.every)) or "",
             etag=outcome.etag,
             last_modified=outcome.last_modified,
-            items=len(outcome.items),
+            # what this fetch saw (new, changed, known and bad items); a 304 keeps the last
+            items=None
+            if outcome.not_modified
+            else len(outcome.items) + len(outcome.known or ()) + len(outcome.item_errors),
         )
         for pack_id, item in changed:
             store.replace_rule_tags(pack_id, tagger(item), at=at)
@@ -417,6 +424,7 @@ def feed_health(enabled: bool, state: dict[str, Any]) -> str:
 def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
     """Every configured feed with its stored fetch state, health and unresolved item errors."""
     states = {s["name"]: s for s in store.list_feed_states()}
+    pack_counts = store.pack_counts_by_feed()
     errors: dict[str, list[dict[str, str]]] = {}
     for row in store.item_errors():
         errors.setdefault(row["feed"], []).append(
@@ -438,9 +446,11 @@ def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
                 "last_fetch_at": state.get("last_fetch_at"),
                 "last_success_at": state.get("last_success_at"),
                 "last_error": state.get("last_error"),
+                "error_text": error_phrase(state.get("last_error")),
                 "failures": state.get("failures", 0),
                 "next_fetch_at": state.get("next_fetch_at"),
-                "items_seen": state.get("items_seen", 0),
+                "items_last_fetch": state.get("items_seen", 0),  # the column keeps its name
+                "packs": pack_counts.get(feed.name, 0),
                 "etag": state.get("etag"),
                 "last_modified": state.get("last_modified"),
                 "item_errors": errors.get(feed.name, []),

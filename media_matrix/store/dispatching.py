@@ -704,7 +704,9 @@ class DispatchStore(AuditStore):
 
     # -- operator actions -----------------------------------------------------------------------
 
-    def retry_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
+    def retry_delivery(
+        self, delivery_id: int, *, who: str = "operator", note: str | None = None
+    ) -> dict[str, Any]:
         """dead / unknown / failed / cancelled -> queued, due now (or at its future slot).
 
         The attempt counter restarts. The recorded remote state is cleared for dead, unknown
@@ -735,10 +737,13 @@ class DispatchStore(AuditStore):
                 """,
                 (at, delivery_id),
             )
-            self.audit(who, "delivery.retry", f"delivery:{delivery_id}", f"from {row[0]}")  # noqa: E501
+            said = f"from {row[0]}" + (f"; {note}" if note else "")  # stable; shown in Chinese
+            self.audit(who, "delivery.retry", f"delivery:{delivery_id}", said)
         return self.deliveries_by_id([delivery_id])[0]
 
-    def cancel_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
+    def cancel_delivery(
+        self, delivery_id: int, *, who: str = "operator", note: str | None = None
+    ) -> dict[str, Any]:
         """Cancel a delivery that has not gone out: not delivered, not being sent right now, and
         not submitted (a WeChat publish in progress cannot be recalled)."""
         with self.transaction() as conn:
@@ -760,5 +765,6 @@ class DispatchStore(AuditStore):
                 """,
                 (at, delivery_id),
             )
-            self.audit(who, "delivery.cancel", f"delivery:{delivery_id}", f"from {row[0]}")  # noqa: E501
+            said = f"from {row[0]}" + (f"; {note}" if note else "")  # stable; shown in Chinese
+            self.audit(who, "delivery.cancel", f"delivery:{delivery_id}", said)
         return self.deliveries_by_id([delivery_id])[0]

@@ -66,7 +66,9 @@ def _order(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class RequestStore(StoreBase):
-    def add_requests(self, rows: Sequence[Mapping[str, Any]], *, by: str) -> list[int]:
+    def add_requests(
+        self, rows: Sequence[Mapping[str, Any]], *, by: str, note: str | None = None
+    ) -> list[int]:
         """Insert orders in one transaction (all or nothing), each audited. A paper row whose
         ``paper_key`` is already stored is skipped (its id is not returned)."""
         at = now_iso()
@@ -103,7 +105,13 @@ class RequestStore(StoreBase):
                 ids.append(int(cur.lastrowid or 0))
                 conn.execute(
                     "INSERT INTO audit (at, who, action, subject, note) VALUES (?, ?, ?, ?, ?)",
-                    (at, by, "request_new", f"request:{cur.lastrowid}", row["source"]),
+                    (
+                        at,
+                        by,
+                        "request_new",
+                        f"request:{cur.lastrowid}",
+                        redact(f"{row['source']}; {note}" if note else row["source"]),
+                    ),
                 )
         return ids
 

@@ -143,7 +143,13 @@ def unqueue() -> Any:
     if not raw.isdigit():
         abort(400)
     try:
-        scheduling.unqueue(common.store(), int(raw), common.by(), request.form.get("note") or None)
+        scheduling.unqueue(
+            common.store(),
+            int(raw),
+            common.by(),
+            request.form.get("note") or None,
+            tz=common.settings().tz,
+        )
     except StoreError as exc:
         flash(str(exc), "error")
     else:
