@@ -49,7 +49,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from itertools import chain
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from media_matrix.config import Campaign, parse_quiet_hours
@@ -68,6 +68,7 @@ __all__ = [
     "AlreadyBooked",
     "Assignment",
     "Booking",
+    "Candidates",
     "PlanChannel",
     "PlanPack",
     "Skip",
@@ -485,18 +486,34 @@ class _PackIndex:
             self._hot[key] = (set(ranks), _GroupIndex(self.packs, ranks))
         return self._hot[key]
 
-    def candidates(self, channel: PlanChannel, campaigns: Sequence[Campaign]) -> Iterator[int]:
-        """Ranks of matching packs: campaign packs first, then the rest, each freshest first.
+    def candidates(self, channel: PlanChannel, campaigns: Sequence[Campaign]) -> Iterator[PlanPack]:
+        """Matching packs: campaign packs first, then the rest, each freshest first.
 
-        May repeat a rank (a pack in several of the channel's groups); callers skip used ones.
+        May repeat a pack (one in several of the channel's groups); callers skip used ones.
         """
         if not campaigns:
-            return self.all.stream(channel)
-        hot, hot_index = self._campaign_index(campaigns)
-        if not hot:
-            return self.all.stream(channel)
-        rest = (r for r in self.all.stream(channel) if r not in hot)
-        return chain(hot_index.stream(channel), rest)
+            ranks = self.all.stream(channel)
+        else:
+            hot, hot_index = self._campaign_index(campaigns)
+            if not hot:
+                ranks = self.all.stream(channel)
+            else:
+                rest = (r for r in self.all.stream(channel) if r not in hot)
+                ranks = chain(hot_index.stream(channel), rest)
+        return (self.packs[r] for r in ranks)
+
+
+@runtime_checkable
+class Candidates(Protocol):
+    """Where :func:`plan` reads packs from when it is not handed them all: a caller (the
+    store, lazily) yields, per channel, the approved non-urgent packs that match it
+    (:func:`matches`) in rank order: those of ``campaigns`` (:func:`campaign_matches` any)
+    first, then the rest, each freshest ``published_at`` first, ties by id. It may leave out
+    packs already booked on the channel, and may repeat a pack."""
+
+    def candidates(
+        self, channel: PlanChannel, campaigns: Sequence[Campaign]
+    ) -> Iterator[PlanPack]: ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,7 +521,7 @@ class _PackIndex:
 
 
 def plan(
-    packs: Sequence[PlanPack],
+    packs: Sequence[PlanPack] | Candidates,
     channels: Sequence[PlanChannel | _ChannelLike],
     bookings: Iterable[Booking],
     *,
@@ -516,7 +533,10 @@ def plan(
     """Fill the free capacity of every enabled channel's slots in ``[now, now + days)``.
 
     ``packs`` are the approved packs (the caller filters by status); urgent ones are skipped
-    here (use :func:`plan_urgent`). For each channel, slots are filled in time order, each with
+    here (use :func:`plan_urgent`). Instead of every pack, a :class:`Candidates` source may be
+    given: it is read only as far as the free slots take, so ``bookings`` then need only be
+    those counting on the planned days and slots (the source leaves out the packs booked on a
+    channel at other times). For each channel, slots are filled in time order, each with
     the best-ranked matching packs not yet booked on that channel: packs whose topics match a
     campaign active on the slot's day (in ``tz``) first, then fresher ``published_at`` first.
     ``per_slot`` and ``daily_quota`` hold, counting existing bookings; a pack gets at most one
@@ -529,7 +549,9 @@ def plan(
     now = _aware_utc(now, "now")
     zone = _zone(tz)
     end = now + timedelta(days=days)
-    index = _PackIndex([p for p in packs if not p.urgent])
+    index = (
+        packs if isinstance(packs, Candidates) else _PackIndex([p for p in packs if not p.urgent])
+    )
     loads = _index_bookings(bookings, zone)
     campaigns = list(campaigns)
 
@@ -546,7 +568,7 @@ def plan(
             slot_cache[key] = [s.astimezone(UTC) for s in slot_times(channel, now, end, zone)]
         load = loads.get(channel.name) or _Load()
         taken = set(load.packs)
-        streams: dict[frozenset[str], Iterator[int]] = {}
+        streams: dict[frozenset[str], Iterator[PlanPack]] = {}
         exhausted = False
 
         for slot in slot_cache[key]:
@@ -562,11 +584,10 @@ def plan(
                 streams[stream_key] = index.candidates(channel, active)
             stream = streams[stream_key]
             while room > 0:
-                rank = next((r for r in stream if index.packs[r].id not in taken), None)
-                if rank is None:  # every matching pack is on this channel already
+                pack = next((p for p in stream if p.id not in taken), None)
+                if pack is None:  # every matching pack is on this channel already
                     exhausted = True
                     break
-                pack = index.packs[rank]
                 taken.add(pack.id)
                 load.per_slot[slot] += 1
                 load.per_day[day] += 1
