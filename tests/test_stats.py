@@ -744,3 +744,25 @@ def test_progress_on_stderr_when_asked(populated):
     assert out.stdout.startswith("county,group,")
     quiet = run_cli(config, *args)  # not a terminal: no progress unless asked
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == out.stdout
+
+
+def test_group_and_topic_rows_follow_every_tag_change(project: tuple[Path, Any, Store]) -> None:
+    """The per-pack tag lists the aggregation groups by (kept by triggers) follow rule
+    re-tagging, an editor's removal and an editor's addition, and a pack without tags."""
+    _, settings, store = project
+    tagged = add_pack(store, 1, ["youth", "farmers"], ["water"])
+    bare = add_pack(store, 2, [], [])
+    for pack_id in (tagged, bare):
+        add_delivery(store, pack_id, CHANNELS[0], "2024-05-10T02:00:00+00:00", "delivered")
+    query = stats.Query(date(2024, 5, 1), date(2024, 5, 31), ("group", "topic"))
+
+    def rows() -> set[tuple[Any, Any]]:
+        return {(r["group"], r["topic"]) for r in stats.RowStream(settings, store, query)}
+
+    assert rows() == {("farmers", "water"), ("youth", "water"), (None, None)}
+    store.replace_rule_tags(tagged, [Tag("group", "seniors", 1.0, "t")], at=AT)  # rules again
+    assert rows() == {("seniors", None), (None, None)}
+    store.set_editor_tag(tagged, "group", "seniors", removed=True, who="ed", at=AT)
+    store.set_editor_tag(tagged, "topic", "health", removed=False, who="ed", at=AT)
+    store.set_editor_tag(bare, "group", "workers", removed=False, who="ed", at=AT)
+    assert rows() == {(None, "health"), ("workers", None)}

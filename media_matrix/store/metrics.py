@@ -300,24 +300,6 @@ class MetricsStore(StoreBase):
             "INSERT INTO temp.mm_stats_channels (name, county) VALUES (?, ?)",
             list(spec.counties.items()),
         )
-        if spec.sets:
-            conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS mm_stats_packsets"
-                " (pack_id INTEGER PRIMARY KEY, groups TEXT, topics TEXT)"
-            )
-            conn.execute("DELETE FROM temp.mm_stats_packsets")
-            # ',a,b,' so that a tag can be found with instr(list, ',tag,').
-            conn.execute(
-                """
-                INSERT INTO temp.mm_stats_packsets (pack_id, groups, topics)
-                SELECT pack_id,
-                       ',' || group_concat(CASE kind WHEN 'group' THEN tag END, ',') || ',',
-                       ',' || group_concat(CASE kind WHEN 'topic' THEN tag END, ',') || ','
-                FROM (SELECT pack_id, kind, tag FROM pack_tags WHERE removed = 0
-                      ORDER BY pack_id, kind, tag)
-                GROUP BY pack_id
-                """
-            )
 
     def _scan_hint(self, spec: AggregateSpec) -> str:
         """Read the whole table in rowid order (per-delivery grouping needs no sort) unless the
@@ -389,9 +371,7 @@ class MetricsStore(StoreBase):
             order_by = "ORDER BY " + ", ".join(
                 f"(k{i} IS NULL), k{i}" for i in range(1, len(spec.keys) + 1)
             )
-        sets_join = (
-            "LEFT JOIN temp.mm_stats_packsets ps ON ps.pack_id = d.pack_id" if spec.sets else ""
-        )
+        sets_join = "LEFT JOIN pack_tag_sets ps ON ps.pack_id = d.pack_id" if spec.sets else ""
         extra = "".join(f", {c}" for c in time_columns)
         # Each delivery is reduced with its metric rows first (one row per delivery, in rowid
         # order), joined with its tracked link's clicks and daily unique visitors (reduced per

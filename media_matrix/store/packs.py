@@ -9,6 +9,34 @@ from typing import Any
 from media_matrix.models import Item, Pack, PackStatus, Tag
 from media_matrix.store.base import Migration, NotFound, StoreBase, dumps, loads
 
+
+def _tag_sets_triggers() -> str:
+    """Triggers that rewrite a pack's row of ``pack_tag_sets`` whenever one of its tags is
+    added, changed or deleted (DELETE then INSERT: a trigger's OR REPLACE would give way to
+    the conflict clause of the upsert that fired it)."""
+
+    def tag_list(pack: str, kind: str) -> str:
+        return (
+            "(SELECT ',' || group_concat(tag, ',') || ',' FROM (SELECT tag FROM pack_tags"
+            f" WHERE pack_id = {pack} AND kind = '{kind}' AND removed = 0 ORDER BY tag))"
+        )
+
+    script = ""
+    for name, event, row in (
+        ("ins", "INSERT", "NEW"),
+        ("upd", "UPDATE", "NEW"),
+        ("del", "DELETE", "OLD"),
+    ):
+        pack = f"{row}.pack_id"
+        script += (
+            f";\nCREATE TRIGGER pack_tag_sets_{name} AFTER {event} ON pack_tags BEGIN"
+            f" DELETE FROM pack_tag_sets WHERE pack_id = {pack};"
+            " INSERT INTO pack_tag_sets (pack_id, groups, topics)"
+            f" SELECT {pack}, {tag_list(pack, 'group')}, {tag_list(pack, 'topic')}; END"
+        )
+    return script
+
+
 MIGRATIONS: list[Migration] = [
     (
         "packs_001_create",
@@ -104,6 +132,23 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX IF NOT EXISTS packs_plan_rank ON packs
             (status, urgent, coalesce(published_at, fetched_at) DESC, id)
         """,
+    ),
+    (
+        # Each pack's live groups and topics as ',a,b,' lists (NULL: none), kept by triggers
+        # on every tag change: the statistics group deliveries by them without reading
+        # pack_tags once per delivery (or rebuilding the lists of every pack per report).
+        "packs_006_tag_sets",
+        """
+        CREATE TABLE pack_tag_sets (pack_id INTEGER PRIMARY KEY, groups TEXT, topics TEXT);
+        INSERT INTO pack_tag_sets (pack_id, groups, topics)
+            SELECT pack_id,
+                   ',' || group_concat(CASE kind WHEN 'group' THEN tag END, ',') || ',',
+                   ',' || group_concat(CASE kind WHEN 'topic' THEN tag END, ',') || ','
+            FROM (SELECT pack_id, kind, tag FROM pack_tags WHERE removed = 0
+                  ORDER BY pack_id, kind, tag)
+            GROUP BY pack_id
+        """
+        + _tag_sets_triggers(),
     ),
 ]
 
