@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -217,6 +217,26 @@ def main() -> None:
     fts = f"id IN (SELECT rowid FROM packs_fts WHERE packs_fts MATCH '\"{QUERY}\"')"
     fts_common = f"id IN (SELECT rowid FROM packs_fts WHERE packs_fts MATCH '\"{COMMON_QUERY}\"')"
 
+    names = [f"ch{i:02d}" for i in range(CHANNELS)]
+    window_bookings = " UNION ".join(
+        f"SELECT d.id, d.pack_id, d.channel, d.status, d.slot_at, p.title FROM deliveries d"
+        f" JOIN packs p ON p.id = d.pack_id WHERE d.channel IN ({', '.join('?' * CHANNELS)})"
+        f" AND d.{column} >= ? AND d.{column} < ? AND d.status != 'cancelled'"
+        for column in ("scheduled_at", "slot_at", "claimed_at", "next_attempt_at")
+    )
+
+    def window_params(since: str, until: str) -> tuple:
+        return tuple(v for _ in range(4) for v in (*names, since, until))
+
+    def local_days(first: date, n: int) -> tuple[str, str]:
+        start = datetime.combine(first, datetime.min.time(), settings.tz)
+        return start.isoformat(), (start + timedelta(days=n)).isoformat()
+
+    day_lo, day_hi = local_days(local_now.date(), 8)
+    free_week = local_now.date() + timedelta(days=15)  # bookings end on day 14
+    free_lo, free_hi = local_days(free_week, 8)
+    free_slots = CHANNELS * 21 * 2  # 3 slots a day, per_slot 2
+
     def raw(*statements: tuple[str, tuple]) -> Callable[[], None]:
         def run() -> None:
             for sql, params in statements:
@@ -242,10 +262,18 @@ def main() -> None:
              " JOIN packs p ON p.id = d.pack_id WHERE d.status != 'cancelled'"
              " AND d.scheduled_at >= ? AND d.scheduled_at < ?", (week_lo, week_hi)),
         )),
+        # The planner needs the bookings counting on the window's days (by slot, claim and
+        # retry time) and, for free slots only, that many candidates in rank order: this week
+        # is fully booked (no candidate is read), the week after next is empty.
         ("/calendar/proposals (htmx, 拟排)", "/calendar/proposals", raw(
-            ("SELECT id, title, county, urgent FROM packs WHERE status = 'approved'", ()),
-            ("SELECT id, pack_id, channel, slot_at, scheduled_at, status FROM deliveries"
-             " WHERE status != 'cancelled'", ()),
+            (window_bookings, window_params(day_lo, day_hi)),
+        )),
+        ("/calendar/proposals (free week)", f"/calendar/proposals?week={free_week}", raw(
+            (window_bookings, window_params(free_lo, free_hi)),
+            ("SELECT p.id, p.title, p.county, (SELECT json_group_array(tag) FROM pack_tags t"
+             " WHERE t.pack_id = p.id AND t.removed = 0) FROM packs p WHERE p.status ="
+             " 'approved' AND p.urgent = 0 ORDER BY coalesce(p.published_at, p.fetched_at)"
+             " DESC, p.id LIMIT ?", (free_slots,)),
         )),
         ("/deliveries", "/deliveries", raw(
             ("SELECT count(*) FROM deliveries", ()),
@@ -254,15 +282,17 @@ def main() -> None:
         )),
         ("/stats (month, county x group)",
          f"/stats?from={month_start}&to={month_end}&by=county&by=group", raw(
-            ("SELECT d.channel, g.tag, count(*), sum(d.status = 'delivered'),"
+            # the month's rows from the stats index, each pack's groups from the lists kept
+            # by triggers (joining pack_tags per delivery instead costs twice as much)
+            ("SELECT d.channel, ps.groups, count(*), sum(d.status = 'delivered'),"
              " sum(d.status IN ('failed', 'dead')), sum(m.impressions)"
-             " FROM deliveries d LEFT JOIN metrics m ON m.delivery_id = d.id"
-             " LEFT JOIN pack_tags g ON g.pack_id = d.pack_id AND g.kind = 'group'"
-             " AND g.removed = 0 WHERE d.scheduled_at >= ? AND d.scheduled_at < ?"
-             " GROUP BY 1, 2", (lo, hi)),
+             " FROM deliveries d INDEXED BY deliveries_stats"
+             " LEFT JOIN metrics m ON m.delivery_id = d.id"
+             " LEFT JOIN pack_tag_sets ps ON ps.pack_id = d.pack_id"
+             " WHERE d.scheduled_at >= ? AND d.scheduled_at < ? GROUP BY 1, 2", (lo, hi)),
         )),
     ]  # fmt: skip
-    print(f"{'page':34} {'p50 ms':>8} {'p95 ms':>8} {'raw p50':>8} {'raw p95':>8} "
+    print(f"{'page':36} {'p50 ms':>8} {'p95 ms':>8} {'raw p50':>8} {'raw p95':>8} "
           f"{'ratio':>6}  verdict")  # fmt: skip
     failed = False
     for label, url, raw_fn in pages:
@@ -271,14 +301,13 @@ def main() -> None:
             response = client.get(url)
             assert response.status_code == 200, (url, response.status_code)
 
-        repeat = args.repeat if "proposals" not in url else min(args.repeat, 3)  # slow: seconds
-        page_ms = timed(get, repeat)
-        raw_ms = timed(raw_fn, repeat)
+        page_ms = timed(get, args.repeat)
+        raw_ms = timed(raw_fn, args.repeat)
         p95, r95 = pct(page_ms, 0.95), pct(raw_ms, 0.95)
         ratio = statistics.median(page_ms) / max(statistics.median(raw_ms), 0.001)
         ok = p95 < TARGET_MS and ratio <= TARGET_RATIO
         failed |= not ok
-        print(f"{label:34} {statistics.median(page_ms):8.1f} {p95:8.1f} "
+        print(f"{label:36} {statistics.median(page_ms):8.1f} {p95:8.1f} "
               f"{statistics.median(raw_ms):8.1f} {r95:8.1f} {ratio:6.1f}  "
               f"{'ok' if ok else 'MISSES TARGET'}")  # fmt: skip
     store.close()
