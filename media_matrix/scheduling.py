@@ -667,24 +667,27 @@ def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) ->
 # -- views --------------------------------------------------------------------------------------
 
 
-def plan_view(
-    settings: Settings,
-    store: Store,
-    days: float = 3,
-    channel: str | None = None,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """The coming slots per channel and what fills them: existing bookings and, marked as
-    proposals, what ``queue --auto`` would add now. Nothing is written."""
-    now = _aware(now)
+@dataclass
+class _Proposed:
+    """What the planner would add now, with the bookings it counted and the packs' titles."""
+
+    assignments: list[Assignment]
+    titles: dict[int, str]
+    booking_rows: list[dict[str, Any]]
+
+
+def _propose(
+    settings: Settings, store: Store, chans: Sequence[Any], now: datetime, days: float
+) -> _Proposed:
+    """Urgent packs to every matching channel, then the planner over the slots of
+    ``[now, now + days)``: what ``queue --auto`` would add (nothing is written)."""
     tz = settings.tz
-    end = now + timedelta(days=days)
-    chans = [config_channel(settings, channel)] if channel else list(settings.channels)
     names = [c.name for c in chans]
     urgent = store.list_packs(status=PackStatus.APPROVED, ids=store.urgent_approved_pack_ids())
-    booking_rows = _counting_rows(store, names, now, end, tz, (p.id for p in urgent))
+    booking_rows = _counting_rows(
+        store, names, now, now + timedelta(days=days), tz, (p.id for p in urgent)
+    )
     plan_chans = [PlanChannel.from_config(c) for c in chans]
-
     proposals: list[Assignment] = []
     pending = _bookings(booking_rows)
     for pack in (PlanPack.from_pack(p) for p in urgent):
@@ -701,8 +704,57 @@ def plan_view(
         campaigns=settings.campaigns,
     )
     titles = {p.id: p.title for p in urgent}
-    missing = sorted({a.pack_id for a in proposals} - set(titles))
-    titles.update(store.pack_titles(missing))
+    titles.update(store.pack_titles(sorted({a.pack_id for a in proposals} - set(titles))))
+    return _Proposed(proposals, titles, booking_rows)
+
+
+def plan_proposals(
+    settings: Settings,
+    store: Store,
+    days: float = 3,
+    channels: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Only the proposals of :func:`plan_view` (on ``channels``, default all), in time and
+    channel order: for the console, which shows them apart from the calendar."""
+    now = _aware(now)
+    tz = settings.tz
+    chans = [config_channel(settings, n) for n in channels] if channels is not None else None
+    found = _propose(settings, store, chans if chans is not None else settings.channels, now, days)
+    rows = [
+        {
+            "kind": "proposal",
+            "delivery_id": None,
+            "pack_id": a.pack_id,
+            "channel": a.channel,
+            "title": found.titles.get(a.pack_id, ""),
+            "status": "proposal",
+            "urgent": a.urgent,
+            "reason": a.reason,
+            "at": a.slot_at.astimezone(tz).isoformat(timespec="seconds"),
+        }
+        for a in found.assignments
+    ]
+    rows.sort(key=lambda r: (r["at"], r["channel"]))
+    return rows
+
+
+def plan_view(
+    settings: Settings,
+    store: Store,
+    days: float = 3,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The coming slots per channel and what fills them: existing bookings and, marked as
+    proposals, what ``queue --auto`` would add now. Nothing is written."""
+    now = _aware(now)
+    tz = settings.tz
+    end = now + timedelta(days=days)
+    chans = [config_channel(settings, channel)] if channel else list(settings.channels)
+    plan_chans = [PlanChannel.from_config(c) for c in chans]
+    found = _propose(settings, store, chans, now, days)
+    proposals, titles, booking_rows = found.assignments, found.titles, found.booking_rows
     by_channel: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in booking_rows:
         by_channel[row["channel"]].append(row)
@@ -863,6 +915,7 @@ __all__ = [
     "fill_now",
     "fill_slot",
     "parse_when",
+    "plan_proposals",
     "plan_view",
     "queue_auto",
     "queue_pack",
