@@ -152,22 +152,31 @@ def _bookings(rows: Iterable[dict[str, Any]]) -> list[Booking]:
 
 def _counting_rows(
     store: Store,
-    names: Sequence[str],
+    chans: Sequence[Any],
     now: datetime,
     end: datetime,
     tz: tzinfo,
     pack_ids: Iterable[int] = (),
 ) -> list[dict[str, Any]]:
-    """The live bookings the planner needs for ``[now, end)`` on ``names``: those counting on
-    its local days (per-slot and daily quotas), and every live booking of ``pack_ids`` (so a
-    pack planned from memory is never booked twice on a channel)."""
+    """The live bookings the planner needs for ``[now, end)`` on ``chans``: those in its slots
+    (per-slot room), on a channel with a daily quota those counting on its local days, and
+    every live booking of ``pack_ids`` (so a pack planned from memory is never booked twice
+    on a channel)."""
     first = datetime.combine(now.astimezone(tz).date(), time.min, tz)
     last = datetime.combine(end.astimezone(tz).date() + timedelta(days=1), time.min, tz)
-    rows = store.bookings_counting_in(list(names), to_iso(first), to_iso(last))  # type: ignore[arg-type]
+    quota = [c.name for c in chans if c.daily_quota is not None]
+    rows = store.bookings_counting_in(quota, to_iso(first), to_iso(last))  # type: ignore[arg-type]
+    rows += store.bookings_counting_in(
+        [c.name for c in chans if c.daily_quota is None],
+        to_iso(now),  # type: ignore[arg-type]
+        to_iso(end),  # type: ignore[arg-type]
+        slots_only=True,
+    )
+    names = [c.name for c in chans]
     wanted = sorted(set(pack_ids))
     if wanted and names:
         seen = {r["id"] for r in rows}
-        more = store.list_bookings(channels=list(names), pack_ids=wanted)
+        more = store.list_bookings(channels=names, pack_ids=wanted)
         rows += [r for r in more if r["id"] not in seen]
     return rows
 
@@ -418,7 +427,6 @@ def _fill_in_transaction(
         plan_chans = [
             dataclasses.replace(c, slots=slot_exprs, quiet_hours=None) for c in plan_chans
         ]
-    names = [c.name for c in chans]
     end = now + timedelta(days=days)
     # Only what the window needs is read: the urgent packs (or the ones asked for) in full,
     # the rest from the store as the planner takes them (_StoreCandidates), and the bookings
@@ -434,7 +442,7 @@ def _fill_in_transaction(
         else:
             listed = []
         packs = [PlanPack.from_pack(p) for p in listed]
-        rows = _counting_rows(store, names, now, end, tz, (p.id for p in packs))
+        rows = _counting_rows(store, plan_chans, now, end, tz, (p.id for p in packs))
         bookings = _bookings(rows)
         assignments: list[Assignment] = []
         if urgent:
@@ -682,10 +690,9 @@ def _propose(
     """Urgent packs to every matching channel, then the planner over the slots of
     ``[now, now + days)``: what ``queue --auto`` would add (nothing is written)."""
     tz = settings.tz
-    names = [c.name for c in chans]
     urgent = store.list_packs(status=PackStatus.APPROVED, ids=store.urgent_approved_pack_ids())
     booking_rows = _counting_rows(
-        store, names, now, now + timedelta(days=days), tz, (p.id for p in urgent)
+        store, chans, now, now + timedelta(days=days), tz, (p.id for p in urgent)
     )
     plan_chans = [PlanChannel.from_config(c) for c in chans]
     proposals: list[Assignment] = []

@@ -494,7 +494,7 @@ def test_store_candidates_plan_as_the_planner_does_with_every_pack(project, monk
     monkeypatch.setattr(scheduling._StoreCandidates, "MOST", 4)
     for days in (0.5, 3, 25):  # 25 days cross the end of 全国科普日 (09-30)
         end = now + timedelta(days=days)
-        window = scheduling._counting_rows(store, names, now, end, settings.tz)
+        window = scheduling._counting_rows(store, chans, now, end, settings.tz)
         kwargs = dict(now=now, days=days, tz=settings.tz, campaigns=settings.campaigns)
         expected = planner.plan(everything, chans, all_bookings, **kwargs)
         read.clear()

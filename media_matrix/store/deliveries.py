@@ -238,19 +238,23 @@ class DeliveryStore(StoreBase):
         )
 
     def bookings_counting_in(
-        self, channels: Sequence[str], since: str, until: str
+        self, channels: Sequence[str], since: str, until: str, *, slots_only: bool = False
     ) -> list[dict[str, Any]]:
         """Live deliveries of ``channels`` that count against a quota in [since, until): their
-        slot (or scheduled time), claim time or retry time falls in it. The columns of
-        :meth:`list_bookings` plus ``pack_title``; one index range per time column, so the cost
-        follows the window, not the table."""
+        slot (or scheduled time), claim time or retry time falls in it (``slots_only``: their
+        slot or scheduled time only). The columns of :meth:`list_bookings` plus
+        ``pack_title``; one index range per time column, so the cost follows the window, not
+        the table."""
         if not channels:
             return []
         marks = ", ".join("?" for _ in channels)
+        columns = ["scheduled_at", "slot_at"]
+        if not slots_only:
+            columns += ["claimed_at", "next_attempt_at"]
         ranges = [
             f"SELECT id FROM deliveries WHERE channel IN ({marks}) AND {column} >= ?"
             f" AND {column} < ?"
-            for column in ("scheduled_at", "slot_at", "claimed_at", "next_attempt_at")
+            for column in columns
         ]
         params = [value for _ in ranges for value in (*channels, since, until)]
         return self.query(
