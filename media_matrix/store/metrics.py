@@ -423,6 +423,11 @@ class MetricsStore(StoreBase):
             )
         sets_join = "LEFT JOIN pack_tag_sets ps ON ps.pack_id = d.pack_id" if spec.sets else ""
         extra = "".join(f", {c}" for c in time_columns)
+        county_join = (  # a report keys by channel and maps counties itself: no join then
+            "LEFT JOIN temp.mm_stats_channels c ON c.name = d.channel"
+            if "county" in spec.keys
+            else ""
+        )
         # Each delivery with its reduced metric rows (delivery_figures), joined with its
         # tracked link's clicks and daily unique visitors (reduced per delivery once, in
         # ``lf``), then grouped by the keys.
@@ -444,7 +449,7 @@ class MetricsStore(StoreBase):
             SELECT {", ".join([*selects, *figures])}
             FROM dd d
             LEFT JOIN lf ON lf.delivery_id = d.id
-            LEFT JOIN temp.mm_stats_channels c ON c.name = d.channel
+            {county_join}
             {sets_join}
             {group_by}
             {order_by}
