@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -217,24 +217,18 @@ def main() -> None:
     fts = f"id IN (SELECT rowid FROM packs_fts WHERE packs_fts MATCH '\"{QUERY}\"')"
     fts_common = f"id IN (SELECT rowid FROM packs_fts WHERE packs_fts MATCH '\"{COMMON_QUERY}\"')"
 
-    names = [f"ch{i:02d}" for i in range(CHANNELS)]
-    window_bookings = " UNION ".join(
-        f"SELECT d.id, d.pack_id, d.channel, d.status, d.slot_at, p.title FROM deliveries d"
-        f" JOIN packs p ON p.id = d.pack_id WHERE d.channel IN ({', '.join('?' * CHANNELS)})"
-        f" AND d.{column} >= ? AND d.{column} < ? AND d.status != 'cancelled'"
-        for column in ("scheduled_at", "slot_at", "claimed_at", "next_attempt_at")
+    # the window's live bookings (here slot_at = scheduled_at): no channel here has a daily
+    # quota, so the planner needs no other booking to count
+    window_bookings = (
+        "SELECT d.id, d.pack_id, d.channel, d.status, d.slot_at, p.title FROM deliveries d"
+        " JOIN packs p ON p.id = d.pack_id WHERE d.status != 'cancelled'"
+        " AND d.scheduled_at >= ? AND d.scheduled_at < ?"
     )
-
-    def window_params(since: str, until: str) -> tuple:
-        return tuple(v for _ in range(4) for v in (*names, since, until))
-
-    def local_days(first: date, n: int) -> tuple[str, str]:
-        start = datetime.combine(first, datetime.min.time(), settings.tz)
-        return start.isoformat(), (start + timedelta(days=n)).isoformat()
-
-    day_lo, day_hi = local_days(local_now.date(), 8)
+    week_start = datetime.combine(local_now.date(), datetime.min.time(), settings.tz)
+    week_end = (week_start + timedelta(days=7)).isoformat()
     free_week = local_now.date() + timedelta(days=15)  # bookings end on day 14
-    free_lo, free_hi = local_days(free_week, 8)
+    free_lo = datetime.combine(free_week, datetime.min.time(), settings.tz)
+    free_hi = (free_lo + timedelta(days=7)).isoformat()
     free_slots = CHANNELS * 21 * 2  # 3 slots a day, per_slot 2
 
     def raw(*statements: tuple[str, tuple]) -> Callable[[], None]:
@@ -266,10 +260,10 @@ def main() -> None:
         # retry time) and, for free slots only, that many candidates in rank order: this week
         # is fully booked (no candidate is read), the week after next is empty.
         ("/calendar/proposals (htmx, 拟排)", "/calendar/proposals", raw(
-            (window_bookings, window_params(day_lo, day_hi)),
+            (window_bookings, (week_lo, week_end)),
         )),
         ("/calendar/proposals (free week)", f"/calendar/proposals?week={free_week}", raw(
-            (window_bookings, window_params(free_lo, free_hi)),
+            (window_bookings, (free_lo.isoformat(), free_hi)),
             ("SELECT p.id, p.title, p.county, (SELECT json_group_array(tag) FROM pack_tags t"
              " WHERE t.pack_id = p.id AND t.removed = 0) FROM packs p WHERE p.status ="
              " 'approved' AND p.urgent = 0 ORDER BY coalesce(p.published_at, p.fetched_at)"
