@@ -38,7 +38,9 @@ a slot fires when *both* match (crontab fires when either does).
 Cost: bookings are indexed by channel, day and slot once; each channel's slot list is computed
 once (and shared between channels with the same slots and quiet hours); packs are indexed by
 (county, group) and walked lazily in rank order, so a channel stops reading packs once its
-capacity is full. Planning is about linear in packs + channels x capacity.
+capacity is full. Planning is about linear in packs + channels x capacity. Handed a
+:class:`Candidates` source instead of every pack (the store's, read a batch at a time), it
+reads only as many packs per channel as the free slots take.
 """
 
 from __future__ import annotations
