@@ -217,6 +217,20 @@ def main() -> None:
     fts = f"id IN (SELECT rowid FROM packs_fts WHERE packs_fts MATCH '\"{QUERY}\"')"
     fts_common = f"id IN (SELECT rowid FROM packs_fts WHERE packs_fts MATCH '\"{COMMON_QUERY}\"')"
 
+    # the window's live bookings (here slot_at = scheduled_at): no channel here has a daily
+    # quota, so the planner needs no other booking to count
+    window_bookings = (
+        "SELECT d.id, d.pack_id, d.channel, d.status, d.slot_at, p.title FROM deliveries d"
+        " JOIN packs p ON p.id = d.pack_id WHERE d.status != 'cancelled'"
+        " AND d.scheduled_at >= ? AND d.scheduled_at < ?"
+    )
+    week_start = datetime.combine(local_now.date(), datetime.min.time(), settings.tz)
+    week_end = (week_start + timedelta(days=7)).isoformat()
+    free_week = local_now.date() + timedelta(days=15)  # bookings end on day 14
+    free_lo = datetime.combine(free_week, datetime.min.time(), settings.tz)
+    free_hi = (free_lo + timedelta(days=7)).isoformat()
+    free_slots = CHANNELS * 21 * 2  # 3 slots a day, per_slot 2
+
     def raw(*statements: tuple[str, tuple]) -> Callable[[], None]:
         def run() -> None:
             for sql, params in statements:
@@ -242,10 +256,18 @@ def main() -> None:
              " JOIN packs p ON p.id = d.pack_id WHERE d.status != 'cancelled'"
              " AND d.scheduled_at >= ? AND d.scheduled_at < ?", (week_lo, week_hi)),
         )),
+        # The planner needs the bookings counting on the window's days (by slot, claim and
+        # retry time) and, for free slots only, that many candidates in rank order: this week
+        # is fully booked (no candidate is read), the week after next is empty.
         ("/calendar/proposals (htmx, 拟排)", "/calendar/proposals", raw(
-            ("SELECT id, title, county, urgent FROM packs WHERE status = 'approved'", ()),
-            ("SELECT id, pack_id, channel, slot_at, scheduled_at, status FROM deliveries"
-             " WHERE status != 'cancelled'", ()),
+            (window_bookings, (week_lo, week_end)),
+        )),
+        ("/calendar/proposals (free week)", f"/calendar/proposals?week={free_week}", raw(
+            (window_bookings, (free_lo.isoformat(), free_hi)),
+            ("SELECT p.id, p.title, p.county, (SELECT json_group_array(tag) FROM pack_tags t"
+             " WHERE t.pack_id = p.id AND t.removed = 0) FROM packs p WHERE p.status ="
+             " 'approved' AND p.urgent = 0 ORDER BY coalesce(p.published_at, p.fetched_at)"
+             " DESC, p.id LIMIT ?", (free_slots,)),
         )),
         ("/deliveries", "/deliveries", raw(
             ("SELECT count(*) FROM deliveries", ()),
@@ -254,15 +276,19 @@ def main() -> None:
         )),
         ("/stats (month, county x group)",
          f"/stats?from={month_start}&to={month_end}&by=county&by=group", raw(
-            ("SELECT d.channel, g.tag, count(*), sum(d.status = 'delivered'),"
-             " sum(d.status IN ('failed', 'dead')), sum(m.impressions)"
-             " FROM deliveries d LEFT JOIN metrics m ON m.delivery_id = d.id"
-             " LEFT JOIN pack_tags g ON g.pack_id = d.pack_id AND g.kind = 'group'"
-             " AND g.removed = 0 WHERE d.scheduled_at >= ? AND d.scheduled_at < ?"
-             " GROUP BY 1, 2", (lo, hi)),
+            # the month's rows from the stats index, each delivery's reduced metric rows and
+            # each pack's groups from the tables kept by triggers (the product's inputs; with
+            # metrics and pack_tags joined per delivery instead it takes several times longer)
+            ("SELECT d.channel, ps.groups, count(*), sum(d.status = 'delivered'),"
+             " sum(d.status IN ('failed', 'dead')),"
+             " sum(CASE WHEN f.nm > 0 THEN f.mr ELSE f.ei END)"
+             " FROM deliveries d INDEXED BY deliveries_stats"
+             " LEFT JOIN delivery_figures f ON f.delivery_id = d.id"
+             " LEFT JOIN pack_tag_sets ps ON ps.pack_id = d.pack_id"
+             " WHERE d.scheduled_at >= ? AND d.scheduled_at < ? GROUP BY 1, 2", (lo, hi)),
         )),
     ]  # fmt: skip
-    print(f"{'page':34} {'p50 ms':>8} {'p95 ms':>8} {'raw p50':>8} {'raw p95':>8} "
+    print(f"{'page':36} {'p50 ms':>8} {'p95 ms':>8} {'raw p50':>8} {'raw p95':>8} "
           f"{'ratio':>6}  verdict")  # fmt: skip
     failed = False
     for label, url, raw_fn in pages:
@@ -271,14 +297,13 @@ def main() -> None:
             response = client.get(url)
             assert response.status_code == 200, (url, response.status_code)
 
-        repeat = args.repeat if "proposals" not in url else min(args.repeat, 3)  # slow: seconds
-        page_ms = timed(get, repeat)
-        raw_ms = timed(raw_fn, repeat)
+        page_ms = timed(get, args.repeat)
+        raw_ms = timed(raw_fn, args.repeat)
         p95, r95 = pct(page_ms, 0.95), pct(raw_ms, 0.95)
         ratio = statistics.median(page_ms) / max(statistics.median(raw_ms), 0.001)
         ok = p95 < TARGET_MS and ratio <= TARGET_RATIO
         failed |= not ok
-        print(f"{label:34} {statistics.median(page_ms):8.1f} {p95:8.1f} "
+        print(f"{label:36} {statistics.median(page_ms):8.1f} {p95:8.1f} "
               f"{statistics.median(raw_ms):8.1f} {r95:8.1f} {ratio:6.1f}  "
               f"{'ok' if ok else 'MISSES TARGET'}")  # fmt: skip
     store.close()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,10 +28,10 @@ from pydantic import (
 
 from media_matrix import redact
 from media_matrix.cron import cron_trigger
-from media_matrix.httpclient import NetworkPolicy, network_policy
-from media_matrix.models import TOPICS, check_group_ids
+from media_matrix.errors import CONFIG_ENV, ConfigError
+from media_matrix.models import CITY, TOPICS, check_group_ids
+from media_matrix.netpolicy import NetworkPolicy, network_policy
 
-CONFIG_ENV = "MEDIA_MATRIX_CONFIG"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -40,15 +40,11 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # outside it is a config error naming the key (a negative lease once let two dispatchers publish
 # every article twice). Upper bounds keep each value inside what timedelta, SQLite and a sane
 # deployment can hold.
-MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+HOUR, DAY = 3600.0, 86400.0
 MAX_TIMEOUT = 300.0  # seconds an HTTP exchange may take
 MAX_PEOPLE = 10**9  # populations, reach, passers-by
 MAX_COUNT = 100_000  # items per fetch, per slot, per day, per minute
 MAX_WORKERS = 64
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names file, key and expectation."""
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -84,7 +80,9 @@ def parse_quiet_hours(value: str) -> tuple[time, time]:
 
 class _Model(BaseModel):
     # allow_inf_nan=False: .nan or .inf in YAML is no number for any setting
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, allow_inf_nan=False, defer_build=True
+    )
 
 
 class HtmlSelectors(_Model):
@@ -94,7 +92,11 @@ class HtmlSelectors(_Model):
     date: str | None = None
     body: str
     article_title: str | None = None  # title selector on the article page, if better there
+    # the list's "next page" link (e.g. "a.next"): older entries are read from the pages it
+    # leads to, on the same site, up to max_pages list pages in all, and only until a page
+    # holds nothing new (the pages beyond were read on earlier polls)
     next_page: str | None = None
+    max_pages: int = Field(default=5, ge=1, le=50)
 
 
 class FeedConfig(_Model):
@@ -131,7 +133,7 @@ class FeedConfig(_Model):
 
 
 class _ChannelBase(_Model):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     county: str = "市级"
     audience: list[str] = Field(default_factory=lambda: ["public"])
@@ -305,6 +307,36 @@ class Campaign(_Model):
         return check_month_day(value)
 
 
+def _month_day(text: str) -> tuple[int, int]:
+    month, day = text.split("-")
+    return int(month), int(day)
+
+
+def _campaign_on(campaign: Campaign, day: date) -> bool:
+    start, end = _month_day(campaign.start), _month_day(campaign.end)
+    today = (day.month, day.day)
+    if start <= end:
+        return start <= today <= end
+    return today >= start or today <= end  # wraps the new year: 12-20 .. 01-05
+
+
+def active_campaigns(
+    campaigns: Iterable[Campaign], moment: datetime | date, tz: tzinfo | str
+) -> list[Campaign]:
+    """Campaigns whose MM-DD range (both ends inclusive) covers ``moment``'s day in ``tz``.
+
+    A range whose end is before its start wraps the new year. A ``date`` is taken as-is. Here
+    beside the campaign dates so the planner and the statistics read them the same way.
+    """
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"moment must be timezone-aware, got naive {moment.isoformat()}")
+        day = moment.astimezone(ZoneInfo(tz) if isinstance(tz, str) else tz).date()
+    else:
+        day = moment
+    return [campaign for campaign in campaigns if _campaign_on(campaign, day)]
+
+
 Weight = Annotated[float, Field(ge=-100, le=100)]  # a keyword's weight in a tagging rule
 
 
@@ -474,6 +506,8 @@ class DaemonConfig(_Model):
     @classmethod
     def _valid_second(cls, value: Any) -> str:
         value = str(value).strip()
+        from apscheduler.triggers.cron import CronTrigger
+
         try:
             CronTrigger(second=value)
         except ValueError as exc:
@@ -515,7 +549,9 @@ class WebConfig(_Model):
 
 
 class Settings(_Model):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False, defer_build=True
+    )
 
     path: Path = Field(exclude=True)
     timezone: str = "Asia/Shanghai"
@@ -587,6 +623,10 @@ class Settings(_Model):
         names = [c.name for c in self.channels]
         raise ConfigError(f"{self.path}: no channel named {name!r} (channels: {names})")
 
+    def county_channels(self) -> dict[str, str]:
+        """Channel name -> its county, for channels of a county (not city level)."""
+        return {c.name: c.county for c in self.channels if c.county != CITY}
+
     def channel_title(self, name: str) -> str:
         """The channel's display name (``title:``), else its slug; unknown names as given."""
         for channel in self.channels:
@@ -612,10 +652,20 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     return path.resolve()
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML through libyaml's safe loader when PyYAML has it: the same documents as
+    ``yaml.safe_load``, ten times faster (the rules file alone took 0.3 s in pure Python,
+    paid by every command)."""
+    return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+
+
 def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
     path = find_config(explicit)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     except OSError as exc:
@@ -672,7 +722,7 @@ def load_rules(settings: Settings) -> tuple[dict[str, RuleConfig], dict[str, Rul
     """
     path = settings.tagging.rules_file or DEFAULT_RULES
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = load_yaml(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(
             f"{settings.path}: tagging.rules_file: cannot read {path}: {exc.strerror or exc}"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
+if TYPE_CHECKING:  # APScheduler loads when a crontab is read, not with the config module
+    from apscheduler.triggers.cron import CronTrigger
 
 
 def _zone(tz: tzinfo | str) -> tzinfo:
@@ -68,6 +70,8 @@ def cron_trigger(expr: str, tz: tzinfo | str) -> CronTrigger:
             " (minute hour day month weekday)"
         )
     minute, hour, day, month, dow = fields
+    from apscheduler.triggers.cron import CronTrigger
+
     return CronTrigger(
         minute=minute,
         hour=hour,

@@ -8,13 +8,10 @@ Jobs (one BlockingScheduler, a thread pool of ``daemon.workers``):
                      config time zone, so daemon and planner agree on when a slot is): fill that
                      slot (``scheduling.fill_slot``, as of the slot's scheduled fire time) and
                      dispatch what is due on the channel.
-* ``sweep``          every ``daemon.sweep_every``: queue urgent approved packs, ``dispatch.sweep``
-                     (expired leases, retries that came due, pending asynchronous publishes) and
-                     ``dispatch.dispatch_due`` for every channel.
-* ``stats``          daily at ``daemon.stats_at``: ``media_matrix.stats.pull``.
-
-``dispatch`` and ``stats`` are imported late, inside the jobs; while a module does not exist the
-job logs ``*_unavailable`` once and carries on.
+* ``sweep``          every ``daemon.sweep_every``: ``flow.run_round`` with urgent packs and no
+                     fill: ``dispatch.sweep`` (expired leases, pending asynchronous publishes),
+                     urgent approved packs queued, ``dispatch.dispatch_due`` for every channel.
+* ``stats``          daily at ``daemon.stats_at``: ``flow.pull_stats``.
 
 Missed slots. Every slot job runs with ``coalesce=True`` and ``misfire_grace_time =
 daemon.misfire_grace``. APScheduler's in-memory job store forgets past runs on restart, so each
@@ -42,7 +39,6 @@ minus scheduled fire time).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -75,6 +71,8 @@ from apscheduler.triggers.cron import CronTrigger
 from media_matrix import planner, scheduling
 from media_matrix.config import Settings
 from media_matrix.cron import last_fire_before
+from media_matrix.dispatch import dispatch_due
+from media_matrix.flow import pull_stats, run_round
 from media_matrix.ingest import run_ingest
 from media_matrix.instance import LOCK_NAME, DaemonRefused, stale_reason
 from media_matrix.redact import redact_record
@@ -248,7 +246,6 @@ class Daemon:
         self._stores: list[Store] = []
         self._stores_lock = threading.Lock()
         self._channel_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._unavailable: set[tuple[str, str]] = set()
         self.scheduler: BlockingScheduler | None = None
 
     # -- stores: one SQLite connection per thread (WAL: readers never wait for the writer) --
@@ -336,26 +333,6 @@ class Daemon:
                 **fields,
             )
 
-    def _module(self, name: str, attr: str) -> Callable[..., Any] | None:
-        """``media_matrix.<name>.<attr>``, or None (logged once) while it does not exist."""
-        module_name = f"media_matrix.{name}"
-        try:
-            module: Any = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            module = None
-        func = getattr(module, attr, None)
-        if func is None:
-            if (name, attr) not in self._unavailable:
-                self._unavailable.add((name, attr))
-                self.log(
-                    f"{name}_unavailable",
-                    message=f"{name} not available ({module_name}.{attr} is missing); carrying on",
-                )
-            return None
-        return func
-
     def run_feed(self, feed: str) -> None:
         def body() -> None:
             started = time.monotonic()
@@ -419,17 +396,16 @@ class Daemon:
         self._guard(f"slot:{channel}", fields, body)
 
     def _dispatch_due(self, store: Store, channels: list[str] | None) -> Any:
-        dispatch_due = self._module("dispatch", "dispatch_due")
-        if dispatch_due is None:
-            return None
         return _summary(dispatch_due(self.settings, store, channels=channels))
 
     def run_sweep(self) -> None:
         def body() -> None:
             store = self.store()
             began = time.monotonic()
-            urgent = scheduling.queue_urgent(self.settings, store)
-            for q in urgent.queued:
+            # the shared round without fill (slots fill at their own times) and without the
+            # trailing poll (the next sweep polls what this one submitted)
+            done = run_round(self.settings, store, urgent=True, poll=False, by="daemon")
+            for q in done.urgent:
                 self.log(
                     "urgent_queued",
                     channel=q.channel,
@@ -437,14 +413,12 @@ class Daemon:
                     delivery_id=q.delivery_id,
                     outcome="queued",
                 )
-            sweep = self._module("dispatch", "sweep")
-            swept = _summary(sweep(self.settings, store)) if sweep else None
-            dispatched = self._dispatch_due(store, None)
-            if urgent.queued or _busy(swept) or _busy(dispatched):
+            swept, dispatched = _summary(done.sweep), _summary(done.dispatch)
+            if done.urgent or _busy(swept) or _busy(dispatched):
                 self.log(
                     "sweep",
                     outcome="ok",
-                    urgent_queued=len(urgent.queued),
+                    urgent_queued=len(done.urgent),
                     sweep=swept,
                     dispatch=dispatched,
                     duration_ms=round((time.monotonic() - began) * 1000),
@@ -454,11 +428,8 @@ class Daemon:
 
     def run_stats(self) -> None:
         def body() -> None:
-            pull = self._module("stats", "pull")
-            if pull is None:
-                return
             began = time.monotonic()
-            result = pull(self.settings, self.store())
+            result = pull_stats(self.settings, self.store())
             errors = result.get("errors") if isinstance(result, dict) else None
             self.log(
                 "stats_pull",

@@ -937,9 +937,7 @@ def _estimate_delivered(
 
         report.estimated = estimate(settings, store, since=start)
         # 群众点单 (issue 13): orders answered by what just landed in their county
-        from media_matrix.orders import fulfil_delivered
-
-        fulfil_delivered(settings, store, since=_iso(start))
+        store.fulfil_requests(settings.county_channels(), by="dispatch", since=_iso(start))
 
 
 def _recover(engine: _Engine, store: Store, by_name: dict[str, Any], start: datetime) -> None:
@@ -1134,48 +1132,3 @@ __all__ = [
     "reusable_state",
     "sweep",
 ]
-
-
-@dataclass
-class RoundReport:
-    """One operator round: recover, send what is due, poll publishes."""
-
-    sweep: SweepReport
-    dispatch: DispatchReport
-    poll: SweepReport
-    counts: dict[str, int]
-    unknown_ids: list[int]
-
-    @property
-    def paused(self) -> dict[str, str]:
-        return {**self.sweep.paused, **self.dispatch.paused, **self.poll.paused}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sweep": self.sweep.to_dict(),
-            "dispatch": self.dispatch.to_dict(),
-            "poll": self.poll.to_dict(),
-            "counts": self.counts,
-            "unknown_ids": self.unknown_ids,
-        }
-
-
-def run_round(
-    settings: Settings,
-    store: Store,
-    *,
-    channels: Iterable[str] | None = None,
-    wait: float = 0.0,
-) -> RoundReport:
-    """Sweep (expired leases), dispatch what is due, then poll submitted publishes for up to
-    ``wait`` seconds; with the resulting status counts and the deliveries needing an operator."""
-    names = list(channels) if channels is not None else None
-    swept = sweep(settings, store, channels=names)
-    report = dispatch_due(settings, store, channels=names)
-    polled = sweep(settings, store, channels=names, wait=wait)
-    unknown = [
-        d["id"]
-        for d in store.list_deliveries(status="unknown")
-        if names is None or d["channel"] in names
-    ]
-    return RoundReport(swept, report, polled, store.status_counts(names), unknown)

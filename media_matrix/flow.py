@@ -1,30 +1,132 @@
-"""The main job, once: every step of the flow in order, each the service of its own module.
+"""The flow composed: the sending round, the main job once, and the statistics pull.
 
-ingest (with tagging and the feeds' auto-approve rule) -> urgent packs queued now -> each
-enabled channel gets a batch booked now by the planner (a manual run is an operator saying
-"send a batch now": it is booked at the time it is sent, so today's quotas hold for it) ->
-that batch sent now -> asynchronous publishes polled until final
--> estimated reach recorded by dispatch as each delivery becomes delivered (measured WeChat reads
-come from `stats pull`).
-The daemon does the same steps, each at its own time.
+:func:`run_round` is the one composition of a sending round -- sweep expired leases and poll
+publishes, queue urgent packs, fill slots now, send what is due, poll what was submitted --
+used by ``run --once``, ``dispatch [--once]`` and the daemon's sweep job, each switching on
+the steps it owns.
+
+:func:`run_once` is the main job: ingest (with tagging and the feeds' auto-approve rule), then a
+round with urgent packs and every enabled channel filled now (a manual run is an operator saying
+"send a batch now": it is booked at the time it is sent, so today's quotas hold for it), polling
+asynchronous publishes until final. Estimated reach is recorded by dispatch as each delivery
+becomes delivered; measured WeChat reads come from :func:`pull_stats`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from media_matrix.config import ConfigError, Settings
+from media_matrix.config import ConfigError, Settings, WechatChannel
 from media_matrix.dispatch import DispatchReport, SweepReport, dispatch_due, sweep
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.officers import RosterError, import_roster
 from media_matrix.orders import import_configured
 from media_matrix.scheduling import QueuedDelivery, fill_now, queue_urgent
+from media_matrix.stats.collect import DEFAULT_DAYS, TOTAL_DETAIL
+from media_matrix.stats.collect import pull as pull_measured
 from media_matrix.store import Store
 from media_matrix.timeutil import utcnow
 from media_matrix.tracking import delivery_track_urls
+
+if TYPE_CHECKING:
+    import requests
+
+
+@dataclass
+class RoundReport:
+    """One sending round: what the sweep found, what was queued, sent and polled."""
+
+    sweep: SweepReport
+    dispatch: DispatchReport
+    poll: SweepReport | None = None  # None: the round did not poll after sending
+    urgent: list[QueuedDelivery] = field(default_factory=list)
+    filled: list[QueuedDelivery] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # delivery status -> how many
+    unknown_ids: list[int] = field(default_factory=list)  # deliveries needing an operator
+
+    @property
+    def queued(self) -> list[QueuedDelivery]:
+        return self.urgent + self.filled
+
+    @property
+    def paused(self) -> dict[str, str]:
+        polled = self.poll.paused if self.poll else {}
+        return {**self.sweep.paused, **self.dispatch.paused, **polled}
+
+    @property
+    def estimated(self) -> int:
+        return (
+            self.sweep.estimated
+            + self.dispatch.estimated
+            + (self.poll.estimated if self.poll else 0)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sweep": self.sweep.to_dict(),
+            "dispatch": self.dispatch.to_dict(),
+            "poll": self.poll.to_dict() if self.poll else None,
+            "queued": [q.to_dict() for q in self.queued],
+            "counts": self.counts,
+            "unknown_ids": self.unknown_ids,
+        }
+
+
+def run_round(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime | None = None,
+    channels: Iterable[str] | None = None,
+    urgent: bool = False,
+    fill: bool = False,
+    poll: bool = True,
+    wait: float = 0.0,
+    by: str = "round",
+) -> RoundReport:
+    """Sweep (expired leases, submitted publishes) -> queue urgent packs (``urgent``) -> book a
+    batch now on each enabled channel (``fill``) -> send what is due -> poll what was submitted
+    (``poll``, for up to ``wait`` seconds). ``channels`` limits every step but the urgent one
+    (an urgent pack goes to every matching channel)."""
+    names = list(channels) if channels is not None else None
+    swept = sweep(settings, store, channels=names)
+    urgent_queued = queue_urgent(settings, store, now, by=by).queued if urgent else []
+    filled: list[QueuedDelivery] = []
+    for channel in settings.channels if fill else ():
+        if channel.enabled and (names is None or channel.name in names):
+            filled += fill_now(settings, store, channel.name, now or utcnow(), by=by).queued
+    sent = dispatch_due(settings, store, now=now, channels=names)
+    polled = sweep(settings, store, channels=names, wait=wait) if poll else None
+    unknown = [
+        d["id"]
+        for d in store.list_deliveries(status="unknown")
+        if names is None or d["channel"] in names
+    ]
+    return RoundReport(
+        swept, sent, polled, urgent_queued, filled, store.status_counts(names), unknown
+    )
+
+
+def pull_stats(
+    settings: Settings,
+    store: Store,
+    days: int = DEFAULT_DAYS,
+    now: datetime | None = None,
+    *,
+    endpoint: str = TOTAL_DETAIL,
+    session: requests.Session | None = None,
+) -> dict[str, Any]:
+    """Measured WeChat figures (:func:`media_matrix.stats.collect.pull`), each account's API
+    opened through its WeChat adapter (tokens, refresh and error typing are the adapter's)."""
+    from media_matrix.adapters.wechat_mp import WechatMpAdapter
+
+    def client(channel: WechatChannel) -> WechatMpAdapter:
+        return WechatMpAdapter(channel, session=session)
+
+    return pull_measured(settings, store, days, now, endpoint=endpoint, client=client)
 
 
 @dataclass
@@ -92,14 +194,14 @@ def run_once(
     report = RunReport(ingest=run_ingest(settings, store, now=now, progress=progress))
     report.officers = officers
     report.requests = requests
-    report.queued += queue_urgent(settings, store, now, by="run-once").queued
-    for channel in settings.channels:
-        if channel.enabled:
-            report.queued += fill_now(settings, store, channel.name, now, by="run-once").queued
+    sent = run_round(
+        settings, store, now=now, urgent=True, fill=True, wait=publish_wait, by="run-once"
+    )
+    report.queued = sent.queued
     ids = [q.delivery_id for q in report.queued]
-    report.dispatch = dispatch_due(settings, store, now=now)
-    report.sweep = sweep(settings, store, wait=publish_wait)
-    report.estimated = report.dispatch.estimated + report.sweep.estimated  # written at delivery
+    report.dispatch = sent.dispatch
+    report.sweep = sent.poll
+    report.estimated = sent.estimated  # written at delivery
     report.deliveries = store.list_deliveries(ids=ids) if ids else []
     report.track_urls = delivery_track_urls(store, settings.public.base_url, ids)
     return report

@@ -26,14 +26,6 @@ TOKEN_BYTES = 18  # officer page tokens: 144 bits -> 24 characters
 _CODE = re.compile(r"^[A-Za-z0-9_-]{12}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{24}$")
 
-UA_CLASSES = ("wechat", "mobile", "desktop", "bot")
-UA_LABELS = {
-    "wechat": "微信内置浏览器",
-    "mobile": "手机浏览器",
-    "desktop": "电脑浏览器",
-    "bot": "爬虫或链接预览",
-}
-
 # Crawlers, link-preview fetchers and scripted clients (lower case substrings). A preview fetch
 # (a chat app unfurling the link) is not a person opening it.
 _BOT_MARKERS = (

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+CITY = "市级"  # the county value of city-level packs, channels and officers
 
 GROUPS: dict[str, str] = {
     "youth": "青少年",
@@ -81,6 +84,63 @@ ATTEMPT_KIND_LABELS: dict[str, str] = {
     "fence": "停止(租约已失)",
 }
 
+# Audit actions: stable English ids in the database and --json, Chinese wherever people read
+# the log (the CLI's ``audit``, the console's audit, pack and delivery pages).
+AUDIT_ACTION_LABELS: dict[str, str] = {
+    "approve": "通过",
+    "reject": "驳回",
+    "reapprove": "自动重新通过",
+    "review_again": "来源变更, 退回待审",
+    "urgent_on": "标记紧急",
+    "urgent_off": "取消紧急",
+    "queue": "排期",
+    "resend": "重发",
+    "unqueue": "撤回投递",
+    "queue_auto": "自动排期",
+    "edit_text": "修改标题和摘要",
+    "add_group": "加人群标签",
+    "remove_group": "去人群标签",
+    "add_topic": "加主题标签",
+    "remove_topic": "去主题标签",
+    "retag_all": "按规则重新打标签",
+    "delivery.retry": "重新投递",
+    "delivery.cancel": "取消投递",
+    "channel.paused": "渠道暂停",
+    "dispatch_round": "手动投递一轮",
+    "officers.import": "导入信息员名册",
+    "officer.disable": "停用信息员",
+    "feed_fetch": "立即抓取订阅源",
+    "user_add": "添加用户",
+    "user_passwd": "修改密码",
+    "user_disable": "停用用户",
+    "user_enable": "启用用户",
+    "login": "登录",
+    "login_failed": "登录失败",
+    "login_locked": "账户锁定",
+    "login_refused": "拒绝登录",
+    "request_new": "点单",
+    "request_accept": "接单",
+    "request_decline": "不采纳",
+    "request_escalate": "提交市级",
+    "request_link": "关联内容",
+    "request_fulfilled": "已答复",
+}
+_FROM_STATUS = re.compile(r"^from ([a-z_]+)\b")
+
+
+def audit_action_label(action: str) -> str:
+    """The Chinese name of an audit action id (unknown ids as they are)."""
+    return AUDIT_ACTION_LABELS.get(action, action)
+
+
+def audit_note_text(note: str | None) -> str:
+    """An audit note as people read it: a stored "from queued" prefix becomes 原状态 排队中."""
+    if not note:
+        return ""
+    return _FROM_STATUS.sub(
+        lambda m: "原状态 " + DELIVERY_STATUS_LABELS.get(m.group(1), m.group(1)), note
+    )
+
 
 def check_group_ids(ids: Iterable[str]) -> Iterable[str]:
     """``ids`` unchanged when every one is a known group id; else ValueError naming the first."""
@@ -88,12 +148,6 @@ def check_group_ids(ids: Iterable[str]) -> Iterable[str]:
     if unknown:
         raise ValueError(f"unknown group id {unknown[0]!r}; expected one of {list(GROUPS)}")
     return ids
-
-
-class FeedKind(StrEnum):
-    RSS = "rss"
-    HTML = "html"
-    PACKDIR = "packdir"
 
 
 class PackStatus(StrEnum):
@@ -245,3 +299,8 @@ class Pack:
             data.pop("content_html")
             data.pop("text")
         return data
+
+
+def pack_subject(pack_id: int) -> str:
+    """The audit subject naming a pack (``pack:12``), shared by every service that audits."""
+    return f"pack:{pack_id}"

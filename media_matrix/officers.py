@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from media_matrix.links import new_token
-from media_matrix.models import GROUPS
+from media_matrix.models import CITY, GROUPS
 from media_matrix.store import Store
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 20_000
-CITY = "市级"
 HEADERS = {
     "name": ("name", "姓名"),
     "county": ("county", "区县", "县区"),
@@ -130,8 +129,16 @@ def parse_roster(text: str, counties: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def import_roster(store: Store, path: Path, counties: list[str]) -> tuple[int, int]:
-    """Validate the whole file, then add or update every officer in one transaction."""
+def import_roster(
+    store: Store,
+    path: Path,
+    counties: list[str],
+    *,
+    by: str | None = None,
+    note: str | None = None,
+) -> tuple[int, int]:
+    """Validate the whole file, then add or update every officer in one transaction; audited
+    when someone (``by``) imports it by hand."""
     with open(path, "rb") as fh:
         data = fh.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
@@ -141,7 +148,18 @@ def import_roster(store: Store, path: Path, counties: list[str]) -> tuple[int, i
     except UnicodeDecodeError:
         raise RosterError([f"{path}: 不是 UTF-8 或 GB18030 编码 (unknown encoding)"]) from None
     rows = parse_roster(text, counties)
-    return store.import_officers(rows, new_token)
+    added, updated = store.import_officers(rows, new_token)
+    if by is not None:
+        said = f"{path.name}: 新增 {added}, 更新 {updated}" + (f"; {note}" if note else "")
+        store.audit(by, "officers.import", "officers", said)
+    return added, updated
+
+
+def disable_officer(store: Store, officer_id: int, *, by: str, note: str | None = None) -> None:
+    """Revoke an officer's page and personal links, audited."""
+    with store.transaction():
+        store.disable_officer(officer_id)
+        store.audit(by, "officer.disable", f"officer:{officer_id}", note)
 
 
 def safe_file_stem(*parts: str) -> str:

@@ -19,13 +19,12 @@ from typing import Any
 from media_matrix.config import ConfigError, Settings
 from media_matrix.ingest.clean import plain_text, strip_controls
 from media_matrix.links import new_code, new_token, track_url
-from media_matrix.models import GROUPS, REQUEST_STATUS_LABELS, TOPICS
+from media_matrix.models import AUDIT_ACTION_LABELS, CITY, GROUPS, REQUEST_STATUS_LABELS, TOPICS
 from media_matrix.officers import decode
 from media_matrix.store import Store, StoreError
 from media_matrix.tagging import Tagger, normalize, tagger_for
 from media_matrix.timeutil import local_text
 
-CITY = "市级"
 MAX_TEXT = 500
 MAX_TOWNSHIP = 40
 MAX_CONTACT = 60
@@ -43,12 +42,8 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "link": (("open", "accepted", "escalated"), None),
 }
 ACTION_LABELS = {"accept": "接单", "decline": "不采纳", "escalate": "提交市级", "link": "关联内容"}
-# audit actions of an order, as its history reads
-AUDIT_LABELS = {
-    "request_new": "点单",
-    "request_fulfilled": "已答复",
-    **{f"request_{k}": v for k, v in ACTION_LABELS.items()},
-}
+# audit actions of an order, as its history reads (one table: models.AUDIT_ACTION_LABELS)
+AUDIT_LABELS = {k: v for k, v in AUDIT_ACTION_LABELS.items() if k.startswith("request_")}
 
 _GROUP_BY_LABEL = {label: gid for gid, label in GROUPS.items()}
 HEADERS = {
@@ -289,7 +284,9 @@ def parse_sheet(text: str, counties: Sequence[str], tagger: Tagger) -> list[dict
     return rows
 
 
-def import_sheet(settings: Settings, store: Store, path: Path, *, by: str) -> tuple[int, int]:
+def import_sheet(
+    settings: Settings, store: Store, path: Path, *, by: str, note: str | None = None
+) -> tuple[int, int]:
     """Import a paper sheet, all or nothing; returns (added, already there)."""
     try:
         with open(path, "rb") as fh:
@@ -303,7 +300,7 @@ def import_sheet(settings: Settings, store: Store, path: Path, *, by: str) -> tu
     except UnicodeDecodeError:
         raise OrderError([f"{path}: 不是 UTF-8 或 GB18030 编码 (unknown encoding)"]) from None
     rows = parse_sheet(text, counties_of(settings), tagger_for(settings))
-    added = store.add_requests(rows, by=by)
+    added = store.add_requests(rows, by=by, note=note)
     return len(added), len(rows) - len(added)
 
 
@@ -383,9 +380,12 @@ def fulfil_delivered(
     """Orders answered by what has been delivered in their county: called by a dispatch round
     that landed something (``since`` its start) and after a pack is linked (``order_ids``);
     idempotent."""
-    counties = {c.name: c.county for c in settings.channels if c.county != CITY}
     return store.fulfil_requests(
-        counties, by="dispatch", since=since, request_ids=order_ids, pack_id=pack_id
+        settings.county_channels(),
+        by="dispatch",
+        since=since,
+        request_ids=order_ids,
+        pack_id=pack_id,
     )
 
 

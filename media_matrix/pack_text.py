@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from media_matrix.review import subject
+from media_matrix.models import pack_subject
 from media_matrix.store import Store, StoreError
 from media_matrix.timeutil import now_iso
 
@@ -26,7 +26,9 @@ def clean_line(text: str) -> str:
     return " ".join(kept.split())
 
 
-def edit_text(store: Store, pack_id: int, title: str, summary: str, *, by: str) -> bool:
+def edit_text(
+    store: Store, pack_id: int, title: str, summary: str, *, by: str, note: str | None = None
+) -> bool:
     """Replace the title and summary used for sending; returns whether anything changed."""
     title, summary = clean_line(title), clean_line(summary)
     if not title:
@@ -38,5 +40,6 @@ def edit_text(store: Store, pack_id: int, title: str, summary: str, *, by: str) 
     with store.transaction():
         changed = store.edit_pack_text(pack_id, title, summary, who=by, at=now_iso())
         if changed:
-            store.audit(by, "edit_text", subject(pack_id), f"标题: {title}")
+            said = f"标题: {title}" + (f"; {note}" if note else "")
+            store.audit(by, "edit_text", pack_subject(pack_id), said)
     return changed

@@ -38,7 +38,9 @@ a slot fires when *both* match (crontab fires when either does).
 Cost: bookings are indexed by channel, day and slot once; each channel's slot list is computed
 once (and shared between channels with the same slots and quiet hours); packs are indexed by
 (county, group) and walked lazily in rank order, so a channel stops reading packs once its
-capacity is full. Planning is about linear in packs + channels x capacity.
+capacity is full. Planning is about linear in packs + channels x capacity. Handed a
+:class:`Candidates` source instead of every pack (the store's, read a batch at a time), it
+reads only as many packs per channel as the free slots take.
 """
 
 from __future__ import annotations
@@ -49,15 +51,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from itertools import chain
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from media_matrix.config import Campaign, parse_quiet_hours
+from media_matrix.config import Campaign, active_campaigns, parse_quiet_hours
 from media_matrix.cron import cron_trigger, fire_times
-from media_matrix.models import GROUPS, SENT_STATUSES
+from media_matrix.models import CITY, GROUPS, SENT_STATUSES
 from media_matrix.timeutil import as_aware
 
-CITY = "市级"  # county value for city-level packs and channels
 PUBLIC = "public"  # audience group that matches every pack
 CANCELLED = "cancelled"  # the only booking status that frees capacity and allows a re-booking
 
@@ -68,7 +69,7 @@ __all__ = [
     "AlreadyBooked",
     "Assignment",
     "Booking",
-    "Demand",
+    "Candidates",
     "PlanChannel",
     "PlanPack",
     "Skip",
@@ -330,34 +331,6 @@ def slot_times(
 # Campaigns and matching
 
 
-def _month_day(text: str) -> tuple[int, int]:
-    month, day = text.split("-")
-    return int(month), int(day)
-
-
-def _campaign_on(campaign: Campaign, day: date) -> bool:
-    start, end = _month_day(campaign.start), _month_day(campaign.end)
-    today = (day.month, day.day)
-    if start <= end:
-        return start <= today <= end
-    return today >= start or today <= end  # wraps the new year: 12-20 .. 01-05
-
-
-def active_campaigns(
-    campaigns: Iterable[Campaign], moment: datetime | date, tz: tzinfo | str
-) -> list[Campaign]:
-    """Campaigns whose MM-DD range (both ends inclusive) covers ``moment``'s day in ``tz``.
-
-    A range whose end is before its start wraps the new year. A ``date`` is taken as-is.
-    """
-    day = (
-        _aware_utc(moment, "moment").astimezone(_zone(tz)).date()
-        if isinstance(moment, datetime)
-        else moment
-    )
-    return [campaign for campaign in campaigns if _campaign_on(campaign, day)]
-
-
 def campaign_matches(pack: PlanPack, campaign: Campaign) -> bool:
     """A pack belongs to a campaign when it shares one of its topics (if it lists topics) and
     one of its groups (if it lists groups). A campaign listing neither matches no pack."""
@@ -489,6 +462,21 @@ class _PackIndex:
         self.packs = sorted(packs, key=lambda p: (-p.published_at.timestamp(), p.id))
         self.all = _GroupIndex(self.packs, range(len(self.packs)))
         self._hot: dict[frozenset[str], tuple[set[int], _GroupIndex]] = {}
+        self._wanted: dict[tuple[Demand, bool], _GroupIndex] = {}
+
+    def _demand_index(self, demand: Demand, linked: bool) -> _GroupIndex:
+        """The packs linked to a county's orders (``linked``), or those sharing an ordered
+        topic and not linked."""
+        key = (demand, linked)
+        if key not in self._wanted:
+            ranks = [
+                rank
+                for rank, pack in enumerate(self.packs)
+                if (pack.id in demand.pack_ids) == linked
+                and (linked or not demand.topics.isdisjoint(pack.topics))
+            ]
+            self._wanted[key] = _GroupIndex(self.packs, ranks)
+        return self._wanted[key]
 
     def _campaign_index(self, campaigns: Sequence[Campaign]) -> tuple[set[int], _GroupIndex]:
         key = frozenset(c.name for c in campaigns)
@@ -501,18 +489,53 @@ class _PackIndex:
             self._hot[key] = (set(ranks), _GroupIndex(self.packs, ranks))
         return self._hot[key]
 
-    def candidates(self, channel: PlanChannel, campaigns: Sequence[Campaign]) -> Iterator[int]:
-        """Ranks of matching packs: campaign packs first, then the rest, each freshest first.
+    def candidates(
+        self,
+        channel: PlanChannel,
+        campaigns: Sequence[Campaign],
+        demand: Demand | None = None,
+    ) -> Iterator[PlanPack]:
+        """Matching packs: those answering ``demand`` first (linked, then topical), then
+        campaign packs, then the rest, each freshest first.
 
-        May repeat a rank (a pack in several of the channel's groups); callers skip used ones.
+        May repeat a pack (one in several of the channel's groups); callers skip used ones.
         """
+        if demand is not None and (demand.pack_ids or demand.topics):
+            first = (
+                self.packs[rank]
+                for linked in (True, False)
+                for rank in self._demand_index(demand, linked).stream(channel)
+            )
+            return chain(first, self.candidates(channel, campaigns))
         if not campaigns:
-            return self.all.stream(channel)
-        hot, hot_index = self._campaign_index(campaigns)
-        if not hot:
-            return self.all.stream(channel)
-        rest = (r for r in self.all.stream(channel) if r not in hot)
-        return chain(hot_index.stream(channel), rest)
+            ranks = self.all.stream(channel)
+        else:
+            hot, hot_index = self._campaign_index(campaigns)
+            if not hot:
+                ranks = self.all.stream(channel)
+            else:
+                rest = (r for r in self.all.stream(channel) if r not in hot)
+                ranks = chain(hot_index.stream(channel), rest)
+        return (self.packs[r] for r in ranks)
+
+
+@runtime_checkable
+class Candidates(Protocol):
+    """Where :func:`plan` reads packs from when it is not handed them all: a caller (the
+    store, lazily) yields, per channel, the approved non-urgent packs that match it
+    (:func:`matches`) in rank order: those of ``campaigns`` (:func:`campaign_matches` any)
+    first, then the rest, each freshest ``published_at`` first, ties by id. It may leave out
+    packs already booked on the channel, and may repeat a pack."""
+
+    def candidates(
+        self,
+        channel: PlanChannel,
+        campaigns: Sequence[Campaign],
+        demand: Demand | None = None,
+    ) -> Iterator[PlanPack]:
+        """... and, given the channel county's ``demand``, the packs answering it before all
+        others: those linked to an order first, then those sharing an ordered topic."""
+        ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,7 +543,7 @@ class _PackIndex:
 
 
 def plan(
-    packs: Sequence[PlanPack],
+    packs: Sequence[PlanPack] | Candidates,
     channels: Sequence[PlanChannel | _ChannelLike],
     bookings: Iterable[Booking],
     *,
@@ -533,7 +556,10 @@ def plan(
     """Fill the free capacity of every enabled channel's slots in ``[now, now + days)``.
 
     ``packs`` are the approved packs (the caller filters by status); urgent ones are skipped
-    here (use :func:`plan_urgent`). For each channel, slots are filled in time order, each with
+    here (use :func:`plan_urgent`). Instead of every pack, a :class:`Candidates` source may be
+    given: it is read only as far as the free slots take, so ``bookings`` then need only be
+    those counting on the planned days and slots (the source leaves out the packs booked on a
+    channel at other times). For each channel, slots are filled in time order, each with
     the best-ranked matching packs not yet booked on that channel: packs whose topics match a
     campaign active on the slot's day (in ``tz``) first, then fresher ``published_at`` first.
     ``per_slot`` and ``daily_quota`` hold, counting existing bookings; a pack gets at most one
@@ -549,7 +575,9 @@ def plan(
     now = _aware_utc(now, "now")
     zone = _zone(tz)
     end = now + timedelta(days=days)
-    index = _PackIndex([p for p in packs if not p.urgent])
+    index = (
+        packs if isinstance(packs, Candidates) else _PackIndex([p for p in packs if not p.urgent])
+    )
     loads = _index_bookings(bookings, zone)
     campaigns = list(campaigns)
 
@@ -566,8 +594,8 @@ def plan(
             slot_cache[key] = [s.astimezone(UTC) for s in slot_times(channel, now, end, zone)]
         load = loads.get(channel.name) or _Load()
         taken = set(load.packs)
-        streams: dict[frozenset[str], Iterator[int]] = {}
-        wanted = _demanded(index, (demand or {}).get(channel.county))
+        streams: dict[frozenset[str], Iterator[PlanPack]] = {}
+        wanted = (demand or {}).get(channel.county) if channel.county != CITY else None
         exhausted = False
 
         for slot in slot_cache[key]:
@@ -580,54 +608,25 @@ def plan(
             active = campaigns_by_day[day]
             stream_key = frozenset(c.name for c in active)
             if stream_key not in streams:
-                streams[stream_key] = _demand_first(index, channel, active, wanted)
+                streams[stream_key] = index.candidates(channel, active, wanted)
             stream = streams[stream_key]
             while room > 0:
-                rank = next((r for r in stream if index.packs[r].id not in taken), None)
-                if rank is None:  # every matching pack is on this channel already
+                pack = next((p for p in stream if p.id not in taken), None)
+                if pack is None:  # every matching pack is on this channel already
                     exhausted = True
                     break
-                pack = index.packs[rank]
                 taken.add(pack.id)
                 load.per_slot[slot] += 1
                 load.per_day[day] += 1
                 room -= 1
                 why = _reason(pack, channel, active)
-                if any(rank in ranks for ranks, _ in wanted):
+                if wanted is not None and answers_demand(pack, wanted):
                     why += "; 群众点单: 答复本县居民点单"
                 out.append(Assignment(pack.id, channel.name, slot, why))
             if exhausted:
                 break
     out.sort(key=lambda a: (a.slot_at, a.channel))
     return out
-
-
-_Tier = tuple[set[int], _GroupIndex]
-
-
-def _demanded(index: _PackIndex, demand: Demand | None) -> list[_Tier]:
-    """Ranks of the packs answering a county's orders and their indexes: the packs editors
-    linked first, then those sharing an ordered topic (empty: no demand)."""
-    if demand is None:
-        return []
-    linked = [r for r, pack in enumerate(index.packs) if pack.id in demand.pack_ids]
-    topical = [
-        r
-        for r, pack in enumerate(index.packs)
-        if pack.id not in demand.pack_ids and answers_demand(pack, demand)
-    ]
-    return [(set(ranks), _GroupIndex(index.packs, ranks)) for ranks in (linked, topical) if ranks]
-
-
-def _demand_first(
-    index: _PackIndex, channel: PlanChannel, campaigns: Sequence[Campaign], tiers: list[_Tier]
-) -> Iterator[int]:
-    """The channel's candidates with the packs answering its county's orders first."""
-    if not tiers:
-        return index.candidates(channel, campaigns)
-    wanted = set().union(*(ranks for ranks, _ in tiers))
-    rest = (r for r in index.candidates(channel, campaigns) if r not in wanted)
-    return chain(*(tier.stream(channel) for _, tier in tiers), rest)
 
 
 def plan_urgent_detailed(

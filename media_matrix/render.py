@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from media_matrix.adapters.base import Message, OutgoingItem
 from media_matrix.config import parse_quiet_hours
+from media_matrix.messages import Message, OutgoingItem
 from media_matrix.models import GROUPS, TOPICS
 from media_matrix.qr import qr_code
 from media_matrix.timeutil import as_aware
@@ -289,6 +289,7 @@ def render_message(
             **base,
             "item": item,
             "pack": item.pack,
+            "urgent": bool(item.pack.urgent),  # a warning: templates say 【预警】, not 【科普】
             "index": index,
             "scheduled_at": _to_datetime(item.scheduled_at) or now,
             **_link_context(item),
@@ -308,6 +309,7 @@ def render_message(
         "packs": [i.pack for i in items],
         "item": first,
         "pack": first.pack,
+        "urgent": any(i.pack.urgent for i in items),
         "index": 0,
         "scheduled_at": start.astimezone(tz),
         **_link_context(first),

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from media_matrix.config import Settings
-from media_matrix.models import GROUPS, Item, Tag
-from media_matrix.review import subject
+from media_matrix.models import GROUPS, Item, Tag, pack_subject
 from media_matrix.store import Store
 from media_matrix.tagging import Tagger, tagger_for
 from media_matrix.timeutil import now_iso
@@ -54,8 +53,16 @@ class RetagReport:
     changed_packs: int
 
 
-def retag_all(settings: Settings, store: Store, ids: list[int] | None = None) -> RetagReport:
-    """Re-apply the current rules to every pack (or the given ones), keeping editor tags."""
+def retag_all(
+    settings: Settings,
+    store: Store,
+    ids: list[int] | None = None,
+    *,
+    by: str | None = None,
+    note: str | None = None,
+) -> RetagReport:
+    """Re-apply the current rules to every pack (or the given ones), keeping editor tags;
+    audited when someone (``by``) asked for it."""
     tagger = tagger_for(settings)
     rows = store.packs_for_tagging(ids)
     at = now_iso()
@@ -65,6 +72,11 @@ def retag_all(settings: Settings, store: Store, ids: list[int] | None = None) ->
             changes = store.replace_rule_tags(row["id"], _tags_of_row(tagger, row), at=at)
             changed_tags += changes
             changed_packs += bool(changes)
+        if by is not None:
+            said = f"{len(rows)} 个内容包, {changed_tags} 个标签变化" + (
+                f"; {note}" if note else ""
+            )
+            store.audit(by, "retag_all", "packs", said)
     return RetagReport(packs=len(rows), changed_tags=changed_tags, changed_packs=changed_packs)
 
 
@@ -78,6 +90,7 @@ def edit_tags(
     add_topics: Sequence[str] = (),
     remove_topics: Sequence[str] = (),
     by: str,
+    note: str | None = None,
 ) -> list[str]:
     """An editor's tag changes; returns one line per change, each also written to the audit.
 
@@ -103,6 +116,6 @@ def edit_tags(
         for kind, tag, removed in changes:
             store.set_editor_tag(pack_id, kind, tag, removed=removed, who=by, at=at)
             action = f"{'remove' if removed else 'add'}_{kind}"
-            store.audit(by, action, subject(pack_id), tag)
+            store.audit(by, action, pack_subject(pack_id), f"{tag}; {note}" if note else tag)
             done.append(f"{action} {tag}")
     return done

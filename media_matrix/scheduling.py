@@ -26,24 +26,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from itertools import chain
 from typing import Any
 
 from media_matrix import planner, review
 from media_matrix.config import ConfigError, Settings
-from media_matrix.ingest import feed_overview
-from media_matrix.instance import LOCK_NAME, describe_lock
-from media_matrix.models import DELIVERY_STATUS_LABELS, GROUPS, PACK_STATUS_LABELS, PackStatus
+from media_matrix.models import (
+    DELIVERY_STATUS_LABELS,
+    GROUPS,
+    PACK_STATUS_LABELS,
+    PackStatus,
+    pack_subject,
+)
 from media_matrix.planner import Assignment, Booking, PlanChannel, PlanPack
-from media_matrix.review import subject
 from media_matrix.store import NotFound, Store, StoreError
 from media_matrix.store.deliveries import AlreadyQueued
 from media_matrix.timeutil import from_iso, local_text, parse_local, to_iso, utcnow
 
 HORIZON_DAYS = 30  # how far `queue ID --channel` looks for a free slot
-LIVE = ("queued", "sending", "submitted", "delivered", "failed", "dead", "unknown")
 
 
 class SchedulingError(StoreError):
@@ -150,6 +153,100 @@ def _bookings(rows: Iterable[dict[str, Any]]) -> list[Booking]:
     return [Booking.from_delivery(r) for r in rows]
 
 
+def _counting_rows(
+    store: Store,
+    chans: Sequence[Any],
+    now: datetime,
+    end: datetime,
+    tz: tzinfo,
+    pack_ids: Iterable[int] = (),
+) -> list[dict[str, Any]]:
+    """The live bookings the planner needs for ``[now, end)`` on ``chans``: those in its slots
+    (per-slot room), on a channel with a daily quota those counting on its local days, and
+    every live booking of ``pack_ids`` (so a pack planned from memory is never booked twice
+    on a channel)."""
+    first = datetime.combine(now.astimezone(tz).date(), time.min, tz)
+    last = datetime.combine(end.astimezone(tz).date() + timedelta(days=1), time.min, tz)
+    quota = [c.name for c in chans if c.daily_quota is not None]
+    rows = store.bookings_counting_in(quota, to_iso(first), to_iso(last))  # type: ignore[arg-type]
+    rows += store.bookings_counting_in(
+        [c.name for c in chans if c.daily_quota is None],
+        to_iso(now),  # type: ignore[arg-type]
+        to_iso(end),  # type: ignore[arg-type]
+        slots_only=True,
+    )
+    names = [c.name for c in chans]
+    wanted = sorted(set(pack_ids))
+    if wanted and names:
+        seen = {r["id"] for r in rows}
+        more = store.list_bookings(channels=names, pack_ids=wanted)
+        rows += [r for r in more if r["id"] not in seen]
+    return rows
+
+
+class _StoreCandidates:
+    """planner.Candidates read from the store a batch at a time: each channel's stream reads
+    only as many approved packs as its free slots take, the packs already on it left out."""
+
+    FIRST, MOST = 16, 512  # batch sizes: the first read, then doubling up to this
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def candidates(
+        self,
+        channel: PlanChannel,
+        campaigns: Sequence[Any],
+        demand: planner.Demand | None = None,
+    ) -> Iterator[PlanPack]:
+        tags = [(tuple(c.topics), tuple(c.groups)) for c in campaigns]
+        if not any(topics or groups for topics, groups in tags):
+            regular = self._read(channel, tags, None)
+        else:
+            regular = chain(self._read(channel, tags, True), self._read(channel, tags, False))
+        if demand is None:
+            return regular
+        # 群众点单 first: the packs editors linked to the county's orders, then those sharing an
+        # ordered topic (read as a campaign of those topics); repeats are skipped by the planner
+        linked = self._read(channel, [], None, ids=sorted(demand.pack_ids))
+        asked = [(tuple(sorted(demand.topics)), ())]
+        topical = self._read(channel, asked, True) if demand.topics else iter(())
+        return chain(linked if demand.pack_ids else iter(()), topical, regular)
+
+    def _read(
+        self,
+        channel: PlanChannel,
+        tags: list[Any],
+        in_campaign: bool | None,
+        ids: Sequence[int] | None = None,
+    ) -> Iterator[PlanPack]:
+        counties = None if channel.county == planner.CITY else [channel.county, planner.CITY]
+        groups = None if planner.PUBLIC in channel.audience else list(channel.audience)
+        after, size = None, self.FIRST
+        while True:
+            rows = self.store.plan_candidates(
+                channel.name,
+                counties=counties,
+                groups=groups,
+                campaigns=tags,
+                in_campaign=in_campaign,
+                after=after,
+                limit=size,
+                ids=ids,
+            )
+            for row in rows:
+                yield PlanPack(
+                    id=row["id"],
+                    groups=tuple(row["groups"]),
+                    topics=tuple(row["topics"]),
+                    county=row["county"] or planner.CITY,
+                    published_at=row["rank_at"],
+                )
+            if len(rows) < size:
+                return
+            after, size = (rows[-1]["rank_at"], rows[-1]["id"]), min(size * 2, self.MOST)
+
+
 def _local(at: str | datetime | None, tz: tzinfo) -> str:
     return local_text(at, tz)
 
@@ -180,6 +277,7 @@ def queue_pack(
     resend: bool = False,
     force: bool = False,
     now: datetime | None = None,
+    note: str | None = None,
 ) -> QueuedDelivery:
     """Queue an approved pack on a channel at its next free slot, or at ``at``."""
     chan = config_channel(settings, channel)
@@ -259,10 +357,12 @@ def queue_pack(
             queued_by=by,
             resend=resend,
         )
-        note = f"渠道 {chan.name}; 时间 {_local(when, tz)}; 投递 {delivery_id}"
+        said = f"渠道 {chan.name}; 时间 {_local(when, tz)}; 投递 {delivery_id}"
         if warnings:
-            note += "; 提示: " + "; ".join(warnings)
-        store.audit(by, "resend" if resend else "queue", subject(pack.id), note)
+            said += "; 提示: " + "; ".join(warnings)
+        if note:
+            said += f"; {note}"
+        store.audit(by, "resend" if resend else "queue", pack_subject(pack.id), said)
     return QueuedDelivery(
         delivery_id=delivery_id,
         pack_id=pack.id,
@@ -314,6 +414,7 @@ def _fill(
     pack_ids: Sequence[int] | None = None,
     slot_exprs: tuple[str, ...] | None = None,
     dry_run: bool = False,
+    note: str | None = None,
 ) -> AutoReport:
     try:
         return _fill_in_transaction(
@@ -329,6 +430,7 @@ def _fill(
             pack_ids=pack_ids,
             slot_exprs=slot_exprs,
             dry_run=dry_run,
+            note=note,
         )
     except _DryRun as done:
         return done.report
@@ -356,6 +458,7 @@ def _fill_in_transaction(
     pack_ids: Sequence[int] | None,
     slot_exprs: tuple[str, ...] | None,
     dry_run: bool,
+    note: str | None = None,
 ) -> AutoReport:
     tz = settings.tz
     report = AutoReport(now=to_iso(now), days=days)  # type: ignore[arg-type]
@@ -367,17 +470,23 @@ def _fill_in_transaction(
         plan_chans = [
             dataclasses.replace(c, slots=slot_exprs, quiet_hours=None) for c in plan_chans
         ]
-    names = [c.name for c in chans]
-    # Packs are read before the write transaction (the longest read; it must not hold the
-    # database's write lock); the packs assigned are re-checked inside it, so a pack rejected
-    # meanwhile is never queued.
-    if pack_ids is not None:
-        listed = store.list_packs(status=PackStatus.APPROVED, ids=list(pack_ids))
-    else:
-        listed = store.list_packs(status=PackStatus.APPROVED)
-    packs = [PlanPack.from_pack(p) for p in listed]
+    end = now + timedelta(days=days)
+    # Only what the window needs is read: the urgent packs (or the ones asked for) in full,
+    # the rest from the store as the planner takes them (_StoreCandidates), and the bookings
+    # counting on the window's days. The packs assigned are re-checked before writing, so a
+    # pack rejected meanwhile is never queued.
     with store.transaction():
-        bookings = _bookings(store.list_bookings(channels=names))
+        if pack_ids is not None:
+            listed = store.list_packs(status=PackStatus.APPROVED, ids=list(pack_ids))
+        elif urgent:
+            listed = store.list_packs(
+                status=PackStatus.APPROVED, ids=store.urgent_approved_pack_ids()
+            )
+        else:
+            listed = []
+        packs = [PlanPack.from_pack(p) for p in listed]
+        rows = _counting_rows(store, plan_chans, now, end, tz, (p.id for p in packs))
+        bookings = _bookings(rows)
         assignments: list[Assignment] = []
         if urgent:
             for pack in (p for p in packs if p.urgent):
@@ -391,7 +500,7 @@ def _fill_in_transaction(
                 ]
         if slots:
             assignments += planner.plan(
-                packs,
+                packs if pack_ids is not None else _StoreCandidates(store),
                 plan_chans,
                 bookings,
                 now=now,
@@ -444,7 +553,8 @@ def _fill_in_transaction(
                 by,
                 "queue_auto",
                 "plan",
-                f"自动排期 {len(report.queued)} 条 ({spread}); 起点 {_local(now, tz)}; {days:g} 天",
+                f"自动排期 {len(report.queued)} 条 ({spread}); 起点 {_local(now, tz)}; {days:g} 天"
+                + (f"; {note}" if note else ""),
             )
         if dry_run:
             report.dry_run = True
@@ -463,6 +573,7 @@ def queue_auto(
     by: str = "planner",
     audit: bool = True,
     dry_run: bool = False,
+    note: str | None = None,
 ) -> AutoReport:
     """Queue urgent approved packs to every matching channel now, then let the planner fill the
     slots of ``[now, now + days)`` on every enabled channel (or only ``channels``).
@@ -481,6 +592,7 @@ def queue_auto(
         by=by,
         audit=audit,
         dry_run=dry_run,
+        note=note,
     )
 
 
@@ -583,8 +695,11 @@ def flag_urgent(
 # -- take one back ------------------------------------------------------------------------------
 
 
-def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) -> dict[str, Any]:
-    """Cancel a delivery that has not started; returns it as it was before."""
+def unqueue(
+    store: Store, delivery_id: int, by: str, note: str | None = None, *, tz: tzinfo = UTC
+) -> dict[str, Any]:
+    """Cancel a delivery that has not started; returns it as it was before. ``tz``: the zone
+    the audit note's time is written in (the config's)."""
     delivery = store.get_delivery(int(delivery_id))
     if not store.cancel_queued(delivery["id"]):
         now = store.get_delivery(delivery["id"])
@@ -601,13 +716,87 @@ def unqueue(store: Store, delivery_id: int, by: str, note: str | None = None) ->
         )
     text = (
         f"撤回投递 {delivery['id']}: 渠道 {delivery['channel']}, "
-        f"原定 {delivery['slot_at'] or delivery['scheduled_at']}"
+        f"原定 {_local(delivery['slot_at'] or delivery['scheduled_at'], tz)}"
     )
-    store.audit(by, "unqueue", subject(delivery["pack_id"]), f"{text}; {note}" if note else text)
+    store.audit(
+        by, "unqueue", pack_subject(delivery["pack_id"]), f"{text}; {note}" if note else text
+    )
     return delivery
 
 
 # -- views --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Proposed:
+    """What the planner would add now, with the bookings it counted and the packs' titles."""
+
+    assignments: list[Assignment]
+    titles: dict[int, str]
+    booking_rows: list[dict[str, Any]]
+
+
+def _propose(
+    settings: Settings, store: Store, chans: Sequence[Any], now: datetime, days: float
+) -> _Proposed:
+    """Urgent packs to every matching channel, then the planner over the slots of
+    ``[now, now + days)``: what ``queue --auto`` would add (nothing is written)."""
+    tz = settings.tz
+    urgent = store.list_packs(status=PackStatus.APPROVED, ids=store.urgent_approved_pack_ids())
+    booking_rows = _counting_rows(
+        store, chans, now, now + timedelta(days=days), tz, (p.id for p in urgent)
+    )
+    plan_chans = [PlanChannel.from_config(c) for c in chans]
+    proposals: list[Assignment] = []
+    pending = _bookings(booking_rows)
+    for pack in (PlanPack.from_pack(p) for p in urgent):
+        got = planner.plan_urgent(pack, plan_chans, pending, now=now, tz=tz)
+        proposals += got
+        pending += [Booking(a.pack_id, a.channel, a.slot_at) for a in got]
+    proposals += planner.plan(
+        _StoreCandidates(store),
+        plan_chans,
+        pending,
+        now=now,
+        days=days,
+        tz=tz,
+        campaigns=settings.campaigns,
+        demand=order_demand(store),
+    )
+    titles = {p.id: p.title for p in urgent}
+    titles.update(store.pack_titles(sorted({a.pack_id for a in proposals} - set(titles))))
+    return _Proposed(proposals, titles, booking_rows)
+
+
+def plan_proposals(
+    settings: Settings,
+    store: Store,
+    days: float = 3,
+    channels: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Only the proposals of :func:`plan_view` (on ``channels``, default all), in time and
+    channel order: for the console, which shows them apart from the calendar."""
+    now = _aware(now)
+    tz = settings.tz
+    chans = [config_channel(settings, n) for n in channels] if channels is not None else None
+    found = _propose(settings, store, chans if chans is not None else settings.channels, now, days)
+    rows = [
+        {
+            "kind": "proposal",
+            "delivery_id": None,
+            "pack_id": a.pack_id,
+            "channel": a.channel,
+            "title": found.titles.get(a.pack_id, ""),
+            "status": "proposal",
+            "urgent": a.urgent,
+            "reason": a.reason,
+            "at": a.slot_at.astimezone(tz).isoformat(timespec="seconds"),
+        }
+        for a in found.assignments
+    ]
+    rows.sort(key=lambda r: (r["at"], r["channel"]))
+    return rows
 
 
 def plan_view(
@@ -623,39 +812,19 @@ def plan_view(
     tz = settings.tz
     end = now + timedelta(days=days)
     chans = [config_channel(settings, channel)] if channel else list(settings.channels)
-    names = [c.name for c in chans]
-    approved = store.list_packs(status=PackStatus.APPROVED)
-    titles = {p.id: p.title for p in approved}
-    packs = [PlanPack.from_pack(p) for p in approved]
-    booking_rows = store.list_bookings(channels=names)
-    bookings = _bookings(booking_rows)
     plan_chans = [PlanChannel.from_config(c) for c in chans]
-
-    proposals: list[Assignment] = []
-    pending = list(bookings)
-    for pack in (p for p in packs if p.urgent):
-        got = planner.plan_urgent(pack, plan_chans, pending, now=now, tz=tz)
-        proposals += got
-        pending += [Booking(a.pack_id, a.channel, a.slot_at) for a in got]
-    proposals += planner.plan(
-        packs,
-        plan_chans,
-        pending,
-        now=now,
-        days=days,
-        tz=tz,
-        campaigns=settings.campaigns,
-        demand=order_demand(store),
-    )
-
-    detail = {
-        d["id"]: d
-        for d in store.list_deliveries(status=list(LIVE), since=to_iso(now))
-        if d["channel"] in names
-    }
+    found = _propose(settings, store, chans, now, days)
+    proposals, titles, booking_rows = found.assignments, found.titles, found.booking_rows
+    by_channel: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in booking_rows:
+        by_channel[row["channel"]].append(row)
     out_channels = []
+    slot_cache: dict[tuple[Any, ...], list[datetime]] = {}
     for chan, plan_chan in zip(chans, plan_chans, strict=True):
-        slot_list = planner.slot_times(plan_chan, now, end, tz)
+        key = (plan_chan.slots, plan_chan.quiet_hours)
+        if key not in slot_cache:  # channels often share their slots
+            slot_cache[key] = planner.slot_times(plan_chan, now, end, tz)
+        slot_list = slot_cache[key]
         slots: dict[datetime, dict[str, Any]] = {
             s.astimezone(UTC): {
                 "at": s.astimezone(tz).isoformat(timespec="seconds"),
@@ -665,18 +834,15 @@ def plan_view(
             for s in slot_list
         }
         other: list[dict[str, Any]] = []
-        for row in booking_rows:
-            if row["channel"] != chan.name:
-                continue
+        for row in by_channel[chan.name]:
             at = from_iso(row["slot_at"] or row["scheduled_at"])
             if at is None or not (now <= at < end):
                 continue
-            full = detail.get(row["id"], {})
             item = {
                 "kind": "booked",
                 "delivery_id": row["id"],
                 "pack_id": row["pack_id"],
-                "title": full.get("pack_title") or titles.get(row["pack_id"], ""),
+                "title": row.get("pack_title") or titles.get(row["pack_id"], ""),
                 "status": row["status"],
                 "urgent": bool(row["urgent"]),
                 "at": at.astimezone(tz).isoformat(timespec="seconds"),
@@ -722,79 +888,6 @@ def plan_view(
     }
 
 
-def status_view(settings: Settings, store: Store, now: datetime | None = None) -> dict[str, Any]:
-    """Feeds' health, queue depth per channel, the next slots, the last errors, the daemon."""
-
-    now = _aware(now)
-    tz = settings.tz
-    feeds = [
-        {**row, "item_errors": len(row["item_errors"])} for row in feed_overview(settings, store)
-    ]
-    counts = store.delivery_counts()
-    next_queued = store.next_queued()
-    channels = []
-    for chan in settings.channels:
-        by_status = counts.get(chan.name, {})
-        upcoming = planner.slot_times(
-            PlanChannel.from_config(chan), now, now + timedelta(days=8), tz
-        )[:3]
-        channels.append(
-            {
-                "name": chan.name,
-                "type": chan.type,
-                "county": chan.county,
-                "enabled": chan.enabled,
-                "queued": by_status.get("queued", 0),
-                "in_flight": by_status.get("sending", 0) + by_status.get("submitted", 0),
-                "failed": by_status.get("failed", 0),
-                "dead": by_status.get("dead", 0),
-                "unknown": by_status.get("unknown", 0),
-                "delivered": by_status.get("delivered", 0),
-                "next_queued_at": next_queued.get(chan.name),
-                "next_slots": [s.astimezone(tz).isoformat(timespec="seconds") for s in upcoming],
-            }
-        )
-    errors = [
-        {
-            "kind": "feed",
-            "subject": f["name"],
-            "error": f["last_error"],
-            "at": f["last_fetch_at"],
-        }
-        for f in feeds
-        if f["last_error"]
-    ]
-    errors += [
-        {
-            "kind": "feed_item",
-            "subject": f"{e['feed']}: {e['subject']}",
-            "error": e["error"],
-            "at": e["at"],
-        }
-        for e in store.item_errors()
-    ]
-    errors += [
-        {
-            "kind": "delivery",
-            "subject": f"投递 {d['id']} ({d['channel']}, 内容包 {d['pack_id']})",
-            "error": d["last_error"],
-            "at": d["updated_at"],
-            "status": d["status"],
-        }
-        for d in store.recent_delivery_errors(10)
-    ]
-    errors.sort(key=lambda e: e["at"] or "", reverse=True)
-    return {
-        "now": now.astimezone(tz).isoformat(timespec="seconds"),
-        "timezone": settings.timezone,
-        "daemon": describe_lock(settings, store.get_lock(LOCK_NAME)),
-        "packs": store.count_packs_by_status(),
-        "feeds": feeds,
-        "channels": channels,
-        "errors": errors[:20],
-    }
-
-
 __all__ = [
     "AlreadyQueued",
     "AutoReport",
@@ -809,10 +902,10 @@ __all__ = [
     "fill_now",
     "fill_slot",
     "parse_when",
+    "plan_proposals",
     "plan_view",
     "queue_auto",
     "queue_pack",
     "queue_urgent",
-    "status_view",
     "unqueue",
 ]

@@ -22,7 +22,7 @@ How a pack is scored
   子女 five times is not also for youth.
 * A source category (a 科普中国 column label, a pack.yaml topic) equal to a rule's id, label or one
   of its ``categories`` passes that rule outright, as do hints from a local pack's pack.yaml;
-  such a tag scores ``threshold + max(keyword score, 0)``.
+  such a tag scores ``threshold + max(keyword score, 0)``, and its reason spells that sum out.
 * Several groups and topics may pass (multi-label). When no key group passes, the group is
   ``public``.
 
@@ -274,7 +274,15 @@ class Tagger:
             pieces = [_HEADS[i] + "、".join(words) for i, words in enumerate(slots) if words]
         if forced:
             pieces.extend(dict.fromkeys(forced))
-        if evidence:
+        if evidence and forced:
+            # passed outright: the tag's score is the threshold plus the keyword score, and the
+            # reason says so, so the number beside it adds up
+            keywords = max(score, 0.0)
+            pieces.append(
+                f"关键词得分 {keywords:.1f} + 阈值 {rule.threshold:.1f} (标注直接通过)"
+                f" = {rule.threshold + keywords:.1f}"
+            )
+        elif evidence:
             pieces.append(f"得分 {score:.1f}/阈值 {rule.threshold:.1f}")
         return "; ".join(pieces)
 

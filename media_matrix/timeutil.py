@@ -61,7 +61,12 @@ def as_aware(value: datetime | str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def local_text(at: datetime | str | None, tz: tzinfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+# How people see a time (CLI tables, audit notes, reports): minutes, in the config time zone.
+# ``--json`` and the store keep ISO-8601 with the offset.
+LOCAL_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def local_text(at: datetime | str | None, tz: tzinfo, fmt: str = LOCAL_FORMAT) -> str:
     """A stored time as people read it: in the config time zone; "-" when absent."""
     value = as_aware(at)
     return value.astimezone(tz).strftime(fmt) if value else "-"

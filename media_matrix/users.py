@@ -99,25 +99,29 @@ def add_user(
     county: str | None = None,
     display_name: str = "",
     by: str,
+    note: str | None = None,
 ) -> dict[str, Any]:
     _check_new(settings, name, role, county)
     digest = _hasher.hash(check_password_text(password))
     store.add_user(name, role, digest, county=county, display_name=display_name.strip()[:100])
-    store.audit(
-        by, "user_add", f"user:{name}", f"角色 {role}" + (f"; 区县 {county}" if county else "")
-    )
+    said = f"角色 {role}" + (f"; 区县 {county}" if county else "") + (f"; {note}" if note else "")
+    store.audit(by, "user_add", f"user:{name}", said)
     return store.get_user(name)
 
 
-def set_password(store: Store, name: str, password: str, *, by: str) -> None:
+def set_password(
+    store: Store, name: str, password: str, *, by: str, note: str | None = None
+) -> None:
     store.get_user(name)
     store.set_password_hash(name, _hasher.hash(check_password_text(password)))
-    store.audit(by, "user_passwd", f"user:{name}", None)
+    store.audit(by, "user_passwd", f"user:{name}", note)
 
 
-def disable_user(store: Store, name: str, *, by: str, disabled: bool = True) -> None:
+def disable_user(
+    store: Store, name: str, *, by: str, disabled: bool = True, note: str | None = None
+) -> None:
     store.set_user_disabled(name, disabled)
-    store.audit(by, "user_disable" if disabled else "user_enable", f"user:{name}", None)
+    store.audit(by, "user_disable" if disabled else "user_enable", f"user:{name}", note)
 
 
 @dataclass

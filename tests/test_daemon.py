@@ -366,20 +366,3 @@ def test_sigint_stops_cleanly(tmp_path):
     for e in daemon.events:
         by_event[e["event"]] += 1
     assert by_event["daemon_started"] == 1
-
-
-def test_missing_modules_are_logged_once_and_tolerated(tmp_path):
-    import io
-
-    from media_matrix.config import load_settings
-    from media_matrix.daemon import Daemon as Wiring
-    from media_matrix.daemon import JsonLog
-
-    stream = io.StringIO()
-    wiring = Wiring(load_settings(write_config(tmp_path)), log=JsonLog(stream))
-    assert wiring._module("no_such_module", "dispatch_due") is None
-    assert wiring._module("no_such_module", "dispatch_due") is None
-    assert wiring._module("planner", "no_such_function") is None
-    assert callable(wiring._module("planner", "plan"))
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [e["event"] for e in lines] == ["no_such_module_unavailable", "planner_unavailable"]

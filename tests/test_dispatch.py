@@ -23,7 +23,7 @@ import pytest
 import requests
 import yaml
 
-from media_matrix import scheduling, stats
+from media_matrix import scheduling
 from media_matrix.config import Settings, load_settings
 from media_matrix.dispatch import (
     dispatch_due,
@@ -35,6 +35,7 @@ from media_matrix.dispatch import (
     reusable_state,
     sweep,
 )
+from media_matrix.flow import pull_stats
 from media_matrix.models import Item, PackStatus
 from media_matrix.sandbox import (
     Faults,
@@ -1131,7 +1132,7 @@ def test_the_estimate_is_written_when_a_delivery_becomes_delivered(project, sand
     polled = sweep(settings, store, wait=5)
     assert polled.delivered == 1 and polled.estimated == 1
     assert [m["impressions"] for m in store.metrics_of(wx)] == [52000]
-    pulled = stats.pull(settings, store, days=1)
+    pulled = pull_stats(settings, store, days=1)
     assert pulled["estimated_rows"] == 0  # pull refreshes measured figures only
     store.close()
 

@@ -482,3 +482,58 @@ def test_html_article_shown_differently_on_the_list_is_re_read(tmp_path, feed_se
     third, store = ingest(config)
     assert third.feeds[0].unchanged == 1 and len(feed_server.hits("/a/1.html")) == hits + 1
     store.close()
+
+
+def _list_page(entries: list[int], next_href: str | None) -> bytes:
+    items = "".join(f'<li><a href="/a/{n}.html">第{n}篇 科普</a></li>' for n in entries)
+    nav = f'<div class="pager"><a href="{next_href}">下一页</a></div>' if next_href else ""
+    return f'<html><body><ul class="news">{items}</ul>{nav}</body></html>'.encode()
+
+
+def test_html_list_pages_follow_next_page_on_the_same_site_with_a_cap(tmp_path, feed_server):
+    """Older entries come from the next pages: same site only, at most max_pages pages, never a
+    page twice, and a re-poll stops at the first page with nothing new."""
+    feed_server.add("/list/1.html", body=_list_page([1, 2], "/list/2.html"))
+    feed_server.add("/list/2.html", body=_list_page([3, 4], "2.html#again"))  # itself: a loop
+    feed_server.add("/loop/1.html", body=_list_page([7], "/loop/2.html"))
+    feed_server.add("/loop/2.html", body=_list_page([8], "/loop/1.html"))
+    feed_server.add("/far/1.html", body=_list_page([9], "http://localhost:1/list/3.html"))
+    feed_server.add("/deep/1.html", body=_list_page([10], "/deep/2.html"))
+    feed_server.add("/deep/2.html", body=_list_page([11], "/deep/3.html"))
+    feed_server.add("/deep/3.html", body=_list_page([12], None))
+    for n in range(1, 13):
+        body = f"<html><body><div class='article'><p>第{n}篇正文 节水</p></div></body></html>"
+        feed_server.add(f"/a/{n}.html", body=body.encode())
+    selectors = {"item": "ul.news li", "body": "div.article", "next_page": "div.pager a"}
+
+    def feed(name: str, path: str, **extra: object) -> dict:
+        return {
+            "name": name,
+            "kind": "html",
+            "url": feed_server.url(path),
+            "selectors": {**selectors, **extra},
+        }
+
+    config = make_config(
+        tmp_path,
+        [
+            feed("paged", "/list/1.html"),
+            feed("loop", "/loop/1.html"),
+            feed("far", "/far/1.html"),
+            feed("deep", "/deep/1.html", max_pages=2),
+        ],
+    )
+    report, store = ingest(config)
+    new = {f.feed: f.new for f in report.feeds}
+    assert new == {"paged": 4, "loop": 2, "far": 1, "deep": 2}, report.feeds
+    assert len(feed_server.hits("/list/2.html")) == 1  # "2.html#again" is the same page
+    assert len(feed_server.hits("/loop/1.html")) == 1  # the loop back is not followed
+    assert feed_server.hits("/deep/3.html") == []  # beyond max_pages
+    titles = {p.title for p in store.list_packs()}
+    assert {"第3篇 科普", "第4篇 科普", "第11篇 科普"} <= titles
+    store.close()
+    # unchanged list: its first page holds nothing new, so the older pages are not fetched
+    again, store = ingest(config, feeds=["paged"])
+    assert again.feeds[0].new == 0
+    assert len(feed_server.hits("/list/2.html")) == 1
+    store.close()

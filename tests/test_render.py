@@ -136,3 +136,34 @@ def test_filters():
     assert md_escape("*a* [b](c) <font>") == r"\*a\* \[b\](c) \<font\>"
     with pytest.raises(ValueError):
         render_message(WECHAT, [], TEMPLATES_DIR)
+
+
+def _all_text(message) -> str:  # type: ignore[no-untyped-def]
+    parts = [*message.parts.items(), *(kv for p in message.item_parts for kv in p.items())]
+    return "\n".join(
+        json.dumps(json.loads(v), ensure_ascii=False) if name.endswith(".json") else v
+        for name, v in parts
+        if isinstance(v, str)
+    )
+
+
+def test_an_urgent_pack_reads_as_a_warning_in_every_channel_type():
+    """Templates get ``urgent``: a warning's ticker, titles and manuscripts say 【预警】, never
+    【科普】; an ordinary pack never says 【预警】."""
+    from media_matrix.config import PosterChannel
+
+    poster = PosterChannel(name="p", type="poster", path=Path("/tmp/p"))
+    channels = {"wechat_mp": WECHAT, "wecom_robot": WECOM, "webhook": WEBHOOK, "outbox": OUTBOX}
+    channels["poster"] = poster
+    assert set(channels) == set(TEMPLATES)  # every shipped channel type is checked
+    for kind, channel in channels.items():
+        warning = make_pack(1, title="寒潮大风预警", urgent=True)
+        text = _all_text(render_message(channel, [make_item(1, warning)], TEMPLATES_DIR))
+        assert "【预警】" in text, kind
+        assert "【科普】" not in text, kind
+        ordinary = render_message(channel, [make_item(2, make_pack(2))], TEMPLATES_DIR)
+        assert "【预警】" not in _all_text(ordinary), kind
+    ticker = render_message(OUTBOX, [make_item(1, make_pack(1, urgent=True))], TEMPLATES_DIR)
+    assert ticker.parts["ticker.txt"].startswith("【预警】")
+    manuscript = render_message(WEBHOOK, [make_item(1, make_pack(1, urgent=True))], TEMPLATES_DIR)
+    assert json.loads(manuscript.parts["manuscript.json"])["urgent"] is True

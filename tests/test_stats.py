@@ -25,6 +25,7 @@ import yaml
 from media_matrix import stats
 from media_matrix.adapters.wechat_mp import WechatMpAdapter
 from media_matrix.config import load_settings
+from media_matrix.flow import pull_stats
 from media_matrix.models import Item, PackStatus, Tag
 from media_matrix.render import DEFAULT_COVER
 from media_matrix.sandbox import SandboxServers, WechatSandbox
@@ -640,13 +641,13 @@ def test_pull_reads_datacube_over_http_up_to_yesterday(tmp_path, endpoint):
 
         # nothing is over yet: the pull asks for nothing later than yesterday
         now = datetime.fromtimestamp(wechat.now(), UTC)
-        first = stats.pull(settings, store, days=3, now=now, endpoint=endpoint)
+        first = pull_stats(settings, store, days=3, now=now, endpoint=endpoint)
         assert first["errors"] == [] and first["end_date"] == str(day - timedelta(days=1))
         assert first["measured_rows"] == 0
 
         wechat.advance(3 * 86400)  # three days later (tokens expired meanwhile)
         now = datetime.fromtimestamp(wechat.now(), UTC)
-        result = stats.pull(settings, store, days=7, now=now, endpoint=endpoint)
+        result = pull_stats(settings, store, days=7, now=now, endpoint=endpoint)
         assert result["errors"] == [], result
         assert result["end_date"] == str(day + timedelta(days=2))
         assert result["unmatched"] == 0
@@ -662,7 +663,7 @@ def test_pull_reads_datacube_over_http_up_to_yesterday(tmp_path, endpoint):
             estimated = [r for r in store.metrics_of(delivery_id) if r["source"] == "estimated"]
             assert estimated and estimated[0]["impressions"] == 50000
         # again: the same rows, not more
-        again = stats.pull(settings, store, days=7, now=now, endpoint=endpoint)
+        again = pull_stats(settings, store, days=7, now=now, endpoint=endpoint)
         assert again["measured_rows"] == result["measured_rows"] == 6
         total = len(store.metrics_of(a)) + len(store.metrics_of(b))
         assert total == 8
@@ -752,3 +753,47 @@ def test_progress_on_stderr_when_asked(populated):
     assert out.stdout.startswith("county,group,")
     quiet = run_cli(config, *args)  # not a terminal: no progress unless asked
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == out.stdout
+
+
+def test_group_and_topic_rows_follow_every_tag_change(project: tuple[Path, Any, Store]) -> None:
+    """The per-pack tag lists the aggregation groups by (kept by triggers) follow rule
+    re-tagging, an editor's removal and an editor's addition, and a pack without tags."""
+    _, settings, store = project
+    tagged = add_pack(store, 1, ["youth", "farmers"], ["water"])
+    bare = add_pack(store, 2, [], [])
+    for pack_id in (tagged, bare):
+        add_delivery(store, pack_id, CHANNELS[0], "2024-05-10T02:00:00+00:00", "delivered")
+    query = stats.Query(date(2024, 5, 1), date(2024, 5, 31), ("group", "topic"))
+
+    def rows() -> set[tuple[Any, Any]]:
+        return {(r["group"], r["topic"]) for r in stats.RowStream(settings, store, query)}
+
+    assert rows() == {("farmers", "water"), ("youth", "water"), (None, None)}
+    store.replace_rule_tags(tagged, [Tag("group", "seniors", 1.0, "t")], at=AT)  # rules again
+    assert rows() == {("seniors", None), (None, None)}
+    store.set_editor_tag(tagged, "group", "seniors", removed=True, who="ed", at=AT)
+    store.set_editor_tag(tagged, "topic", "health", removed=False, who="ed", at=AT)
+    store.set_editor_tag(bare, "group", "workers", removed=False, who="ed", at=AT)
+    assert rows() == {(None, "health"), ("workers", None)}
+
+
+def test_figures_follow_metric_rows_added_and_replaced(project: tuple[Path, Any, Store]) -> None:
+    """A delivery's figures (kept per delivery by triggers on metrics) follow new rows and
+    rows replaced by a later fetch: estimate first, then measured reads that grow."""
+    _, settings, store = project
+    pack = add_pack(store, 1, ["youth"], ["water"])
+    delivery = add_delivery(store, pack, CHANNELS[0], "2024-05-10T02:00:00+00:00", "delivered")
+    query = stats.Query(date(2024, 5, 1), date(2024, 5, 31), ())
+
+    def total() -> tuple[int, str]:
+        report = stats.build_report(settings, store, query)
+        return report.total["volume"], report.total["volume_source"]
+
+    at = "2024-05-11T00:00:00+00:00"
+    store.upsert_metrics([(delivery, "2024-05-10", 0, 0, 900, "estimated", at)])
+    assert total() == (900, "estimated")
+    store.upsert_metrics([(delivery, "2024-05-10", 40, 2, 0, "measured", at)])
+    store.upsert_metrics([(delivery, "2024-05-11", 10, 0, 0, "measured", at)])
+    assert total() == (50, "measured")
+    store.upsert_metrics([(delivery, "2024-05-11", 25, 1, 0, "measured", at)])  # re-fetched
+    assert total() == (65, "measured")

@@ -69,7 +69,7 @@ def test_failed_migration_rolls_back_and_keeps_data(tmp_path):
     with pytest.raises(sqlite3.OperationalError):
         broken.migrate()
     assert "broken_001" not in broken.schema_version()
-    assert "a" not in {c.name for c in broken.db["packs"].columns}
+    assert "a" not in broken.columns("packs")
     assert len(broken.list_packs()) == 1
     broken.close()
 

@@ -394,3 +394,26 @@ def test_text_edit_is_sent_and_survives_a_re_poll(console, app):
     assert "编辑改过的标题" in preview  # rendered as dispatch would send it
     run_ingest(console.settings, store, feeds=["kepu-china"])
     assert store.get_pack(sample.id).title == "编辑改过的标题"
+
+
+def test_audit_page_reads_in_chinese_with_the_shared_label_table(console, app):
+    """The console shows audit actions through models.AUDIT_ACTION_LABELS, like the CLI."""
+    did = delivery(console.store, "city-wechat", cancelled=True)
+    client = app.test_client()
+    login(client, "admin")
+    page = client.get("/audit").get_data(as_text=True)
+    row = next(line for line in page.splitlines() if f"delivery:{did}" in line)
+    assert "取消投递" in row and "原状态 排队中" in row, row
+    assert "delivery.cancel" not in row and "from queued" not in row, row
+
+
+def test_delivery_errors_read_in_chinese_in_the_console(console, app):
+    did = delivery(console.store, "city-wechat", cancelled=True)
+    raw = "wechat: HTTP 503 Service Unavailable from https://api.example/cgi-bin/draft/add"
+    console.store.execute("UPDATE deliveries SET last_error = ? WHERE id = ?", (raw, did))
+    client = app.test_client()
+    login(client, "admin")
+    listing = client.get("/deliveries").get_data(as_text=True)
+    assert "HTTP 503 服务暂不可用" in listing
+    detail = client.get(f"/deliveries/{did}").get_data(as_text=True)
+    assert "HTTP 503 服务暂不可用" in detail and "Service Unavailable" in detail  # detail kept

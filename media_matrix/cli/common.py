@@ -12,15 +12,18 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from media_matrix.config import ConfigError, Settings, load_settings
+from media_matrix.errors import ConfigError, NotFound, StoreError
 from media_matrix.redact import RedactingFilter, redact, redact_known, redact_record
-from media_matrix.store import NotFound, Store, StoreError, open_store
+
+if TYPE_CHECKING:  # loaded on first use: `--help` reads no config and opens no database
+    from rich.console import Console
+
+    from media_matrix.config import Settings
+    from media_matrix.store import Store
 
 
 class RuntimeFailure(click.ClickException):
@@ -46,12 +49,16 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from media_matrix.config import load_settings
+
             self._settings = load_settings(self.config_path)
         return self._settings
 
     @property
     def store(self) -> Store:
         if self._store is None:
+            from media_matrix.store import open_store
+
             self._store = open_store(self.settings.database)
         return self._store
 
@@ -125,6 +132,8 @@ def echo_table(
     *,
     title: str | None = None,
 ) -> None:
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -139,12 +148,14 @@ _console: Console | None = None
 def console() -> Console:
     global _console
     if _console is None:
+        from rich.console import Console
+
         _console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
     return _console
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="JSON output (UTF-8)")(func)
+    return click.option("--json", "as_json", is_flag=True, help="输出 JSON (UTF-8)")(func)
 
 
 USER_ENV = "MEDIA_MATRIX_USER"
@@ -163,8 +174,12 @@ def by_option(func):  # type: ignore[no-untyped-def]
         "--by",
         default=None,
         metavar="NAME",
-        help=f"who does this (default: ${USER_ENV}, else the login name)",
+        help=f"操作人, 记入操作日志 (默认: ${USER_ENV}, 否则为登录名)",
     )(func)
+
+
+def note_option(func):  # type: ignore[no-untyped-def]
+    return click.option("--note", default=None, metavar="TEXT", help="备注, 记入操作日志")(func)
 
 
 # -- bounded argument types -----------------------------------------------------------------
@@ -292,3 +307,186 @@ class MomentType(click.ParamType):
 
 MOMENT = MomentType()
 MOMENT_OR_NOW = MomentType(allow_now=True)
+
+
+# -- ids from a vocabulary --------------------------------------------------------------------
+# Every option that takes an id from a known set (group, topic, status, channel, feed, county,
+# statistics dimension, role) uses one VocabType: the id or its Chinese label (what the tables
+# show) is accepted, anything else exits 2 listing the valid ids with their labels.
+# tests/test_cli_editor.py walks every command to hold this.
+
+Vocabulary = Callable[[AppContext | None], dict[str, str]]
+
+
+def _plain(label: str) -> str:
+    """A label without its parenthesised note: 失败(将重试) -> 失败."""
+    return re.split(r"[(（]", label, maxsplit=1)[0].strip()
+
+
+class VocabType(click.ParamType):
+    """An id from a vocabulary (id -> Chinese label), given as the id or as its label.
+
+    ``comma``: a comma-separated list of such ids (``stats export --by county,group``)."""
+
+    def __init__(self, what: str, items: Vocabulary, *, name: str = "id", comma: bool = False):
+        self.what = what
+        self.items = items
+        self.name = name
+        self.comma = comma
+
+    def vocabulary(self, ctx: click.Context | None) -> dict[str, str]:
+        app = ctx.find_object(AppContext) if ctx is not None else None
+        return self.items(app)
+
+    def resolve(self, text: str, vocab: dict[str, str]) -> str | None:
+        """The id ``text`` names (an id, a label, or a label without its note), else None."""
+        text = text.strip()
+        if text in vocab:
+            return text
+        for key, label in vocab.items():
+            if text and text in (label, _plain(label)):
+                return key
+        folded = {key.casefold(): key for key in vocab}
+        return folded.get(text.casefold())
+
+    def choices_text(self, vocab: dict[str, str]) -> str:
+        return ", ".join(
+            key if label == key else f"{key} ({label})" for key, label in vocab.items()
+        )
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        vocab = self.vocabulary(ctx)
+        parts = str(value).split(",") if self.comma else [str(value)]
+        found = []
+        for part in parts:
+            key = self.resolve(part, vocab)
+            if key is None:
+                self.fail(
+                    f"未知{self.what} {part.strip()!r}; 可选: {self.choices_text(vocab)} "
+                    f"(unknown {self.name})",
+                    param,
+                    ctx,
+                )
+            found.append(key)
+        return ",".join(found) if self.comma else found[0]
+
+    def get_metavar(self, param: click.Parameter, *args: Any, **kwargs: Any) -> str:
+        return self.name.upper()
+
+
+def _settings_of(app: AppContext | None) -> Settings:
+    if app is None:
+        raise click.UsageError("需要配置 (no configuration)")
+    return app.settings
+
+
+def _groups(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.models import GROUPS
+
+    return dict(GROUPS)
+
+
+def _topics(app: AppContext | None) -> dict[str, str]:
+    """The topics of the effective tagging rules (config may add some), labelled."""
+    from media_matrix.models import TOPICS
+
+    ids = list(app.settings.topics) if app is not None else list(TOPICS)
+    return {t: TOPICS.get(t, t) for t in ids}
+
+
+def _pack_statuses(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.models import PACK_STATUS_LABELS
+
+    return dict(PACK_STATUS_LABELS)
+
+
+def _delivery_statuses(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.models import DELIVERY_STATUS_LABELS
+
+    return dict(DELIVERY_STATUS_LABELS)
+
+
+def _channels(app: AppContext | None) -> dict[str, str]:
+    return {c.name: c.title or c.name for c in _settings_of(app).channels}
+
+
+def _feeds(app: AppContext | None) -> dict[str, str]:
+    return {f.name: f.name for f in _settings_of(app).feeds}
+
+
+def _counties(app: AppContext | None) -> dict[str, str]:
+    settings = _settings_of(app)
+    names = ["市级", *settings.counties, *(c.county for c in settings.channels)]
+    return {name: name for name in dict.fromkeys(names)}
+
+
+def _request_statuses(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.models import REQUEST_STATUS_LABELS
+
+    return dict(REQUEST_STATUS_LABELS)
+
+
+def _stats_dims(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.stats.core import DIM_LABELS, DIMENSIONS
+
+    return {d: DIM_LABELS.get(d, d) for d in DIMENSIONS}
+
+
+def _roles(app: AppContext | None) -> dict[str, str]:
+    from media_matrix.users import ROLE_LABELS, ROLES
+
+    return {r: ROLE_LABELS.get(r, r) for r in ROLES}
+
+
+GROUP = VocabType("人群", _groups, name="group")
+TOPIC = VocabType("主题", _topics, name="topic")
+PACK_STATUS = VocabType("内容包状态", _pack_statuses, name="status")
+DELIVERY_STATUS = VocabType("投递状态", _delivery_statuses, name="status")
+CHANNEL = VocabType("渠道", _channels, name="channel")
+FEED = VocabType("订阅源", _feeds, name="feed")
+COUNTY = VocabType("区县", _counties, name="county")
+STATS_DIMS = VocabType("统计维度", _stats_dims, name="dims", comma=True)
+ROLE = VocabType("角色", _roles, name="role")
+REQUEST_STATUS = VocabType("点单状态", _request_statuses, name="status")
+
+
+def local_time(app: AppContext, at: Any) -> str:
+    """A stored time as the tables show it: local time in the config zone (timeutil decides
+    the format); ``--json`` keeps the stored ISO-8601 with its offset."""
+    from media_matrix.timeutil import local_text
+
+    return local_text(at, app.settings.tz)
+
+
+class OutputPathType(click.ParamType):
+    """Where a command writes (every ``-o``): the folder it goes in must exist already. A typo
+    in a path must not silently create a tree of folders; at most the folder named by ``-o
+    DIR`` itself is made. A missing folder is a runtime failure (exit 1) naming it."""
+
+    name = "path"
+
+    def __init__(self, *, folder: bool = False, allow_dash: bool = False) -> None:
+        self.folder = folder
+        self.allow_dash = allow_dash
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if self.allow_dash and text == "-":
+            return text
+        from pathlib import Path
+
+        path = Path(text).expanduser()
+        parent = path.parent
+        if not parent.is_dir():
+            raise RuntimeFailure(
+                f"输出文件夹不存在: {parent} (folder does not exist); 请先创建, 未写入任何文件"
+            )
+        if self.folder and path.exists() and not path.is_dir():
+            raise RuntimeFailure(f"{path} 不是文件夹 (not a folder); 未写入任何文件")
+        if not self.folder and path.is_dir():
+            raise RuntimeFailure(f"{path} 是文件夹, 请给出文件名 (is a folder); 未写入任何文件")
+        return str(path)
+
+
+OUTPUT_FILE = OutputPathType(allow_dash=True)
+OUTPUT_DIR = OutputPathType(folder=True)

@@ -10,22 +10,29 @@ import click
 
 from media_matrix import dispatch as engine
 from media_matrix.cli.common import (
+    CHANNEL,
+    DELIVERY_STATUS,
     ID,
     LIMIT,
     AppContext,
     BoundedFloat,
     RuntimeFailure,
+    by_option,
+    default_user,
     echo_json,
     echo_table,
     json_option,
+    local_time,
+    note_option,
     pass_app,
     redacted_stderr_logging,
 )
+from media_matrix.errortext import error_phrase
+from media_matrix.flow import run_round
 from media_matrix.models import (
     ATTEMPT_KIND_LABELS,
     ATTEMPT_OUTCOME_LABELS,
     DELIVERY_STATUS_LABELS,
-    DeliveryStatus,
 )
 from media_matrix.redact import redact
 from media_matrix.sandbox.embedded import embedded_sandbox
@@ -42,14 +49,16 @@ def _label(status: str) -> str:
 
 
 @click.command("dispatch")
-@click.option("--once", is_flag=True, help="sweep, send what is due, poll, then exit")
-@click.option("--channel", "channel_names", multiple=True, help="only this channel (repeatable)")
+@click.option("--once", is_flag=True, help="清理、发送到期的投递、查询发布状态, 然后退出")
+@click.option(
+    "--channel", "channel_names", type=CHANNEL, multiple=True, help="只投递此渠道 (可重复)"
+)
 @click.option(
     "--interval",
     type=BoundedFloat(0.1, 3600),
     default=5.0,
     show_default=True,
-    help="seconds between rounds without --once",
+    help="不带 --once 时每轮间隔秒数",
 )
 @click.option(
     "--wait",
@@ -57,7 +66,7 @@ def _label(status: str) -> str:
     type=BoundedFloat(0, 86400),
     default=0.0,
     show_default=True,
-    help="with --once: keep polling submitted (WeChat publishing) up to this many seconds",
+    help="与 --once 同用: 最多再等这么多秒查询发布中的微信文章",
 )
 @json_option
 @pass_app
@@ -69,7 +78,7 @@ def dispatch_command(
     wait_s: float,
     as_json: bool,
 ) -> None:
-    """Send due deliveries (投递到期的分发任务). Without --once: loop until Ctrl-C."""
+    """投递到期的分发任务; 不带 --once 时循环运行, 直到 Ctrl-C。"""
     settings = app.settings
     names = list(channel_names) or None
     if names:
@@ -79,7 +88,7 @@ def dispatch_command(
     store = app.store
     if once:
         with embedded_sandbox(settings) as (settings, _servers):
-            result = engine.run_round(settings, store, channels=names, wait=wait_s)
+            result = run_round(settings, store, channels=names, wait=wait_s)
         if as_json:
             echo_json(result.to_dict())
         else:
@@ -105,8 +114,8 @@ def dispatch_command(
         with embedded_sandbox(settings) as (settings, _servers):
             while True:
                 try:
-                    swept = engine.sweep(settings, store, channels=names)
-                    report = engine.dispatch_due(settings, store, channels=names)
+                    result = run_round(settings, store, channels=names, poll=False)
+                    swept, report = result.sweep, result.dispatch
                 except (sqlite3.Error, OSError) as exc:  # e.g. database locked: next round
                     click.echo(f"本轮出错, 稍后重试 (round failed, will retry): {exc}", err=True)
                     time.sleep(interval)
@@ -149,8 +158,9 @@ def _print_round(
         )
     for name, reason in {**swept.paused, **report.paused}.items():
         click.echo(f"[{stamp}] ⚠ 渠道 {name} 本轮暂停: {reason}", err=True)
-    for line in report.errors[:5]:
-        click.echo(f"[{stamp}] 错误: {line}", err=True)
+    for line in report.errors[:5]:  # "channel [ids]: raw detail" (the raw detail is logged)
+        where, _, detail = line.partition(": ")
+        click.echo(f"[{stamp}] 错误: {where}: {error_phrase(detail)}", err=True)
 
 
 # -- deliveries ---------------------------------------------------------------------------------
@@ -169,6 +179,7 @@ def _row(d: dict[str, Any]) -> dict[str, Any]:
         "remote_id": d.get("remote_id"),
         "url": d.get("url"),
         "last_error": d.get("last_error"),
+        "error_text": error_phrase(d.get("last_error")),
         "edition": d.get("edition"),
         "uid": d.get("uid"),
         "delivered_at": d.get("delivered_at"),
@@ -177,15 +188,15 @@ def _row(d: dict[str, Any]) -> dict[str, Any]:
 
 
 @click.group("deliveries", invoke_without_command=True)
-@click.option("--status", type=click.Choice([s.value for s in DeliveryStatus]), default=None)
-@click.option("--channel", default=None, help="channel name")
+@click.option("--status", type=DELIVERY_STATUS, default=None, help="只列此状态 (id 或中文名)")
+@click.option("--channel", type=CHANNEL, default=None, help="只列此渠道 (名称或标题)")
 @click.option("--limit", type=LIMIT, default=None)
 @json_option
 @click.pass_context
 def deliveries_group(
     ctx: click.Context, status: str | None, channel: str | None, limit: int | None, as_json: bool
 ) -> None:
-    """投递记录 (deliveries): list, or show / retry / cancel one."""
+    """投递记录: 列出, 或查看 (show) / 重新投递 (retry) / 取消 (cancel) 一条。"""
     if ctx.invoked_subcommand is not None:
         return
     app: AppContext = ctx.find_object(AppContext)
@@ -201,11 +212,11 @@ def deliveries_group(
                 f"{r['pack_id']} {r['pack_title'] or ''}".strip(),
                 app.settings.channel_title(r["channel"]),
                 _label(r["status"]),
-                r["scheduled_at"],
+                local_time(app, r["scheduled_at"]),
                 r["attempts"],
                 r["remote_id"] or "",
                 r["url"] or "",
-                redact(r["last_error"] or "")[:80],
+                r["error_text"],
             )
             for r in rows
         ],
@@ -218,7 +229,7 @@ def deliveries_group(
 @json_option
 @pass_app
 def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
-    """One delivery with its whole attempt log."""
+    """查看一条投递及其全部尝试记录。"""
     delivery = app.store.get_delivery(delivery_id)
     attempts = app.store.attempts_of(delivery_id)
     if as_json:
@@ -237,34 +248,37 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
     r = _row(delivery)
     click.echo(f"投递 {r['id']}  ({r['uid']})")
     click.echo(f"  内容包: {r['pack_id']} {r['pack_title'] or ''}")
-    click.echo(f"  渠道:   {r['channel']}   版次: {r['edition']}")
+    click.echo(f"  渠道:   {app.settings.channel_title(r['channel'])}   版次: {r['edition']}")
     click.echo(f"  状态:   {_label(r['status'])}   计入重试的尝试: {r['attempts']}")
-    click.echo(f"  计划:   {r['scheduled_at']}")
+    click.echo(f"  计划:   {local_time(app, r['scheduled_at'])}")
     if r["next_attempt_at"]:
-        click.echo(f"  下次尝试: {r['next_attempt_at']}")
+        click.echo(f"  下次尝试: {local_time(app, r['next_attempt_at'])}")
     if delivery.get("lease_owner"):
-        click.echo(f"  租约:   {delivery['lease_owner']} 至 {delivery['lease_until']}")
+        click.echo(
+            f"  租约:   {delivery['lease_owner']} 至 {local_time(app, delivery['lease_until'])}"
+        )
     if r["remote_id"]:
         click.echo(f"  远端ID: {r['remote_id']}")
     if r["url"]:
         click.echo(f"  链接:   {r['url']}")
     if r["delivered_at"]:
-        click.echo(f"  送达:   {r['delivered_at']}")
+        click.echo(f"  送达:   {local_time(app, r['delivered_at'])}")
     if r["last_error"]:
-        click.echo(f"  最近错误: {redact(r['last_error'])}")
+        click.echo(f"  最近错误: {r['error_text']}")
+        click.echo(f"  错误详情: {redact(r['last_error'])}")
     echo_table(
         ["#", "类型", "开始", "结束", "结果", "HTTP", "远端ID", "错误", "下次尝试", "响应摘录"],
         [
             (
                 a["n"],
                 KIND_LABELS.get(a.get("kind") or "", a.get("kind")),
-                a["started_at"],
-                a["finished_at"] or "(未结束)",
+                local_time(app, a["started_at"]),
+                local_time(app, a["finished_at"]) if a["finished_at"] else "(未结束)",
                 OUTCOME_LABELS.get(a["outcome"] or "", a["outcome"] or ""),
                 a["http_status"] or "",
                 a["remote_id"] or "",
-                redact(a["error"] or ""),
-                a.get("retry_at") or "",
+                error_phrase(a["error"] or a["http_status"]),
+                local_time(app, a["retry_at"]) if a.get("retry_at") else "",
                 redact(a["excerpt"] or "")[:120],
             )
             for a in attempts
@@ -275,11 +289,15 @@ def show_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
 
 @deliveries_group.command("retry")
 @click.argument("delivery_id", type=ID)
+@by_option
+@note_option
 @json_option
 @pass_app
-def retry_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
-    """Re-queue a dead, unknown, failed or cancelled delivery (重新排队, 立即到期)."""
-    delivery = app.store.retry_delivery(delivery_id, who="cli")
+def retry_delivery(
+    app: AppContext, delivery_id: int, by: str | None, note: str | None, as_json: bool
+) -> None:
+    """重新投递: 已放弃、状态不明、失败或已取消的投递重新排队, 立即到期。"""
+    delivery = app.store.retry_delivery(delivery_id, who=by or default_user(), note=note)
     if as_json:
         echo_json(_row(delivery))
         return
@@ -288,11 +306,15 @@ def retry_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
 
 @deliveries_group.command("cancel")
 @click.argument("delivery_id", type=ID)
+@by_option
+@note_option
 @json_option
 @pass_app
-def cancel_delivery(app: AppContext, delivery_id: int, as_json: bool) -> None:
-    """Cancel a delivery that has not gone out (不可取消已送达、发送中或发布中的投递)."""
-    delivery = app.store.cancel_delivery(delivery_id, who="cli")
+def cancel_delivery(
+    app: AppContext, delivery_id: int, by: str | None, note: str | None, as_json: bool
+) -> None:
+    """取消尚未发出的投递 (不可取消已送达、发送中或发布中的投递)。"""
+    delivery = app.store.cancel_delivery(delivery_id, who=by or default_user(), note=note)
     if as_json:
         echo_json(_row(delivery))
         return

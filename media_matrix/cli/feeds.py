@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from media_matrix.cli.common import AppContext, echo_json, echo_table, json_option, pass_app
+from media_matrix.cli.common import (
+    AppContext,
+    echo_json,
+    echo_table,
+    json_option,
+    local_time,
+    pass_app,
+)
 from media_matrix.cli.packs import shown
 from media_matrix.ingest import feed_overview
 from media_matrix.redact import redact
@@ -19,24 +26,36 @@ def feeds_group() -> None:
 @json_option
 @pass_app
 def list_feeds(app: AppContext, as_json: bool) -> None:
-    """List feeds with their last fetch, failures, next fetch and item errors."""
+    """列出订阅源: 上次抓取、连续失败、下次抓取、条目数和有问题的条目。"""
     rows = feed_overview(app.settings, app.store)
     if as_json:
         echo_json(rows)
         return
     echo_table(
-        ["名称", "类型", "启用", "信任", "上次抓取", "连续失败", "下次抓取", "条目", "最近错误"],
+        [
+            "名称",
+            "类型",
+            "启用",
+            "信任",
+            "上次抓取",
+            "连续失败",
+            "下次抓取",
+            "上次条目",
+            "内容包",
+            "最近错误",
+        ],
         [
             (
                 r["name"],
                 r["kind"],
                 "是" if r["enabled"] else "否",
                 r["trust"],
-                r["last_fetch_at"] or "-",
+                local_time(app, r["last_fetch_at"]),
                 r["failures"],
-                r["next_fetch_at"] or "-",
-                r["items_seen"],
-                shown(redact(r["last_error"] or "")),
+                local_time(app, r["next_fetch_at"]),
+                r["items_last_fetch"],
+                r["packs"],
+                r["error_text"],
             )
             for r in rows
         ],

@@ -9,21 +9,21 @@ from media_matrix.cli.common import AppContext, RuntimeFailure, pass_app
 
 def register(cli: click.Group) -> None:
     @cli.command("public")
-    @click.option("--host", default=None, help="address to listen on (default: public.host)")
+    @click.option("--host", default=None, help="监听地址 (默认: public.host)")
     @click.option(
-        "--port", type=click.IntRange(0, 65535), default=None, help="(default: public.port)"
+        "--port", type=click.IntRange(0, 65535), default=None, help="端口 (默认: public.port)"
     )
     @click.option(
         "--static-redirect",
         default=None,
         hidden=True,
-        help="benchmark baseline: answer every request with this 302, record nothing",
+        help="基准测试用: 每个请求都以此地址 302 跳转, 不记录",
     )
     @pass_app
     def public(app: AppContext, host: str | None, port: int | None, static_redirect: str | None):
-        """Serve /s/{code} (tracked links), /o/{token} (officer pages) and /healthz until SIGTERM.
+        """对外服务: /s/{code} (跟踪链接)、/o/{token} (信息员页面) 和 /healthz, 直到 SIGTERM。
 
-        Hits are written in batches and on shutdown; no client address is stored."""
+        点击分批写入, 退出时写完; 不保存任何访客地址。"""
         from media_matrix.public import serve
 
         settings = app.settings

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from media_matrix.cli.common import (
+    COUNTY,
     ID,
     LIMIT,
+    REQUEST_STATUS,
     AppContext,
     UsageFailure,
     by_option,
@@ -16,6 +18,7 @@ from media_matrix.cli.common import (
     echo_json,
     echo_table,
     json_option,
+    note_option,
     pass_app,
 )
 from media_matrix.models import GROUPS, TOPICS
@@ -57,14 +60,8 @@ def register(cli: click.Group) -> None:
         """群众点单: 群众点单、基层接单、上级支持。"""
 
     @requests_group.command("list")
-    @click.option("--county", default=None, help="只看这个区县的点单")
-    @click.option(
-        "--status",
-        type=click.Choice(list(STATUS_LABELS)),
-        default=None,
-        help="只看这个状态 (open 待接单 / accepted 已接单 / declined 未采纳 / "
-        "escalated 已提交市级 / fulfilled 已答复)",
-    )
+    @click.option("--county", type=COUNTY, default=None, help="只看这个区县的点单")
+    @click.option("--status", type=REQUEST_STATUS, default=None, help="只看这个状态 (id 或中文名)")
     @click.option("--limit", type=LIMIT, default=500, show_default=True, help="最多显示多少条")
     @json_option
     @pass_app
@@ -87,7 +84,7 @@ def register(cli: click.Group) -> None:
             [
                 (
                     r["id"],
-                    local_text(r["created_at"], tz, "%m-%d %H:%M"),
+                    local_text(r["created_at"], tz),
                     r["county"],
                     r["township"],
                     r["text"][:40],
@@ -105,15 +102,16 @@ def register(cli: click.Group) -> None:
     @requests_group.command("import")
     @click.argument("csv_path", metavar="FILE.CSV", type=click.Path(dir_okay=False))
     @by_option
+    @note_option
     @pass_app
-    def import_command(app: AppContext, csv_path: str, by: str | None) -> None:
+    def import_command(app: AppContext, csv_path: str, by: str | None, note: str | None) -> None:
         """导入纸质点单 CSV。
 
         表头: county/区县, township/乡镇, text/内容, group/人群, contact/联系方式。
         任何一行有错则整份不导入, 错误按行号列出; 已导入过的行不会重复导入。"""
         try:
             added, seen = import_sheet(
-                app.settings, app.store, Path(csv_path), by=by or default_user()
+                app.settings, app.store, Path(csv_path), by=by or default_user(), note=note
             )
         except OrderError as exc:
             for problem in exc.problems:

@@ -15,22 +15,12 @@ from media_matrix.cli.common import (
     echo_json,
     echo_table,
     json_option,
+    note_option,
     pass_app,
 )
 from media_matrix.cli.packs import packs_group
-from media_matrix.models import PACK_STATUS_LABELS
+from media_matrix.models import PACK_STATUS_LABELS, audit_action_label, audit_note_text
 from media_matrix.timeutil import local_text
-
-ACTION_LABELS = {
-    "approve": "通过",
-    "reject": "驳回",
-    "urgent_on": "标记紧急",
-    "urgent_off": "取消紧急",
-    "queue": "排期",
-    "resend": "重发",
-    "unqueue": "撤回投递",
-    "queue_auto": "自动排期",
-}
 
 
 def _local(at: str | None, app: AppContext) -> str:
@@ -54,13 +44,13 @@ def _print_result(result: review.ReviewResult, verb: str) -> None:
 @packs_group.command("approve")
 @click.argument("pack_ids", nargs=-1, type=ID, required=True)
 @by_option
-@click.option("--note", default=None, help="note for the audit log")
+@note_option
 @json_option
 @pass_app
 def approve_command(
     app: AppContext, pack_ids: tuple[int, ...], by: str | None, note: str | None, as_json: bool
 ) -> None:
-    """Approve packs (new or rejected ones); all or nothing."""
+    """审核通过内容包 (待审或已驳回的); 全部成功或全部不变。"""
     try:
         result = review.approve(app.store, pack_ids, by or default_user(), note)
     except review.ReviewError as exc:
@@ -74,13 +64,13 @@ def approve_command(
 @packs_group.command("reject")
 @click.argument("pack_ids", nargs=-1, type=ID, required=True)
 @by_option
-@click.option("--note", default=None, help="why (kept in the audit log)")
+@note_option
 @json_option
 @pass_app
 def reject_command(
     app: AppContext, pack_ids: tuple[int, ...], by: str | None, note: str | None, as_json: bool
 ) -> None:
-    """Reject packs (new, or approved: their deliveries not yet started are withdrawn)."""
+    """驳回内容包 (待审或已通过的; 已通过的, 尚未开始的投递一并撤回)。"""
     try:
         result = review.reject(app.store, pack_ids, by or default_user(), note)
     except review.ReviewError as exc:
@@ -93,16 +83,16 @@ def reject_command(
 
 @packs_group.command("urgent")
 @click.argument("pack_id", type=ID)
-@click.option("--off", is_flag=True, help="clear the urgent flag")
+@click.option("--off", is_flag=True, help="取消紧急标记")
 @by_option
-@click.option("--note", default=None, help="note for the audit log")
+@note_option
 @json_option
 @pass_app
 def urgent_command(
     app: AppContext, pack_id: int, off: bool, by: str | None, note: str | None, as_json: bool
 ) -> None:
-    """Flag a pack urgent (disaster, weather, safety warnings): once approved, it goes to every
-    matching channel at once, skipping slots and quiet hours, within daily quotas."""
+    """标记紧急 (灾害、气象、安全预警): 审核通过后立即发往所有匹配渠道,
+    不等时段、不受免打扰时段限制, 但仍受每日配额约束。"""
     try:
         result = scheduling.flag_urgent(
             app.settings, app.store, pack_id, not off, by=by or default_user(), note=note
@@ -141,11 +131,11 @@ def urgent_command(
 
 @click.command("audit")
 @click.option("--limit", type=LIMIT, default=50, show_default=True)
-@click.option("--subject", default=None, help="only this subject, e.g. pack:12")
+@click.option("--subject", default=None, help="只看此对象, 例如 pack:12")
 @json_option
 @pass_app
 def audit_command(app: AppContext, limit: int, subject: str | None, as_json: bool) -> None:
-    """Editor and operator actions, newest first."""
+    """操作日志: 编辑和运维的操作, 最新的在前。"""
     rows = app.store.audit_log(limit=limit, subject=subject)
     if as_json:
         echo_json(rows)
@@ -156,9 +146,9 @@ def audit_command(app: AppContext, limit: int, subject: str | None, as_json: boo
             (
                 _local(r["at"], app),
                 r["who"],
-                ACTION_LABELS.get(r["action"], r["action"]),
+                audit_action_label(r["action"]),
                 r["subject"],
-                r["note"] or "",
+                audit_note_text(r["note"]),
             )
             for r in rows
         ],

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from media_matrix.cli.common import (
+    FEED,
     AppContext,
     RuntimeFailure,
     console,
@@ -18,11 +18,10 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.cli.packs import shown
-from media_matrix.flow import run_once
+from media_matrix.errortext import error_phrase
 from media_matrix.ingest import FeedReport, IngestReport, run_ingest
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
 from media_matrix.redact import redact
-from media_matrix.sandbox.embedded import embedded_sandbox
 
 PROGRESS_THRESHOLD = 5  # show a progress bar from this many feeds on
 
@@ -30,19 +29,19 @@ PROGRESS_THRESHOLD = 5  # show a progress bar from this many feeds on
 @click.command("init")
 @pass_app
 def init_command(app: AppContext) -> None:
-    """Create or upgrade the database."""
+    """创建或升级数据库。"""
     applied = app.store.migrate()
     click.echo(f"数据库: {app.settings.database}")
     click.echo(f"已应用迁移: {', '.join(applied) or '无 (已是最新)'}")
 
 
 @click.command("ingest")
-@click.option("--feed", "feed_names", multiple=True, help="only this feed (repeatable)")
-@click.option("--due", is_flag=True, help="only feeds whose next fetch time has come")
+@click.option("--feed", "feed_names", type=FEED, multiple=True, help="只导入此订阅源 (可重复)")
+@click.option("--due", is_flag=True, help="只抓取已到下次抓取时间的订阅源")
 @json_option
 @pass_app
 def ingest_command(app: AppContext, feed_names: tuple[str, ...], due: bool, as_json: bool) -> None:
-    """Fetch, parse, clean, dedupe and store packs from the configured feeds."""
+    """从配置的订阅源抓取、解析、清洗、去重并保存内容包; 任一订阅源失败则退出码为 1。"""
     settings = app.settings
     names = list(feed_names) or None
     total = len(names or [f for f in settings.feeds if f.enabled])
@@ -52,21 +51,27 @@ def ingest_command(app: AppContext, feed_names: tuple[str, ...], due: bool, as_j
         echo_json([f.to_dict() for f in report.feeds])
     else:
         print_ingest_report(report)
-    if report.feeds and len(report.failed) == len(report.feeds):
-        raise RuntimeFailure("所有订阅源均导入失败 (every feed failed)")
+    if report.failed:  # any feed: a script must see a partial failure too
+        raise RuntimeFailure(
+            f"{len(report.failed)}/{len(report.feeds)} 个订阅源导入失败: "
+            + "; ".join(f"{f.feed} ({f.error_text})" for f in report.failed)
+        )
 
 
 @click.command("run")
-@click.option("--once", is_flag=True, help="run the whole flow once and exit")
+@click.option("--once", is_flag=True, help="整个流程运行一次后退出")
 @json_option
 @pass_app
 def run_command(app: AppContext, once: bool, as_json: bool) -> None:
-    """Run the main job: ingest, tag, review rules, plan and dispatch."""
+    """运行主流程: 导入、打标签、审核规则、排期和投递; 不带 --once 时为守护进程。"""
     if not once:
         from media_matrix.cli.schedule import start_daemon  # the daemon: until SIGTERM/SIGINT
 
         start_daemon(app)
         return
+    from media_matrix.flow import run_once  # the whole flow: only `run` loads it
+    from media_matrix.sandbox.embedded import embedded_sandbox
+
     total = len([f for f in app.settings.feeds if f.enabled])
     with embedded_sandbox(app.settings) as (settings, servers):
         if servers is not None and not as_json:
@@ -124,7 +129,7 @@ def print_delivery_log(deliveries: list[dict]) -> None:
                 DELIVERY_STATUS_LABELS.get(d["status"], d["status"]),
                 d["attempts"],
                 d["url"] or d["remote_id"] or "",
-                redact(d["last_error"] or ""),
+                error_phrase(d["last_error"]),
             )
             for d in deliveries
         ],
@@ -145,7 +150,7 @@ def print_ingest_report(report: IngestReport) -> None:
         if f.skipped:
             state = "未到时间"
         elif f.failed:
-            state = f"失败: {redact(f.error)}"
+            state = f"失败: {f.error_text}"
         elif f.not_modified:
             state = "未变化 (304)"
         else:
@@ -172,6 +177,8 @@ def _progress(total: int, label: str) -> Iterator[Callable[[FeedReport], None]]:
     if total < PROGRESS_THRESHOLD:
         yield lambda report: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     progress = Progress(
         TextColumn(label),
         BarColumn(),

@@ -31,24 +31,20 @@ def register(cli: click.Group) -> None:
         type=click.IntRange(0, 65533),
         default=DEFAULT_PORT,
         show_default=True,
-        help="first port: wechat on N, wecom on N+1, media centre on N+2 (0: any free ports)",
+        help="起始端口: 微信 N, 企业微信 N+1, 融媒体中心 N+2 (0: 任意空闲端口)",
     )
     @click.option("--host", default="127.0.0.1", show_default=True)
-    @click.option(
-        "--latency", type=BoundedFloat(0, 60), default=0.0, help="seconds added to every answer"
-    )
-    @click.option(
-        "--error-rate", type=click.FloatRange(0, 1), default=0.0, help="share of transient errors"
-    )
-    @click.option("--seed", type=BoundedInt(0, 2**32 - 1), default=0, help="seed of the error draw")
-    @click.option("--verbose", is_flag=True, help="log every request")
+    @click.option("--latency", type=BoundedFloat(0, 60), default=0.0, help="每个应答额外延迟的秒数")
+    @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, help="临时错误的比例")
+    @click.option("--seed", type=BoundedInt(0, 2**32 - 1), default=0, help="错误抽样的随机种子")
+    @click.option("--verbose", is_flag=True, help="记录每个请求")
     def sandbox(
         port: int, host: str, latency: float, error_rate: float, seed: int, verbose: bool
     ) -> None:
-        """Run the sandbox WeChat MP, WeCom robot and media-centre servers until Ctrl-C.
+        """运行沙箱服务 (微信公众号、企业微信机器人、融媒体中心), 直到 Ctrl-C。
 
-        WeChat app: appid wx-sandbox-appid, secret sandbox-secret. Media centre secret:
-        sandbox-secret. WeCom accepts any robot key.
+        微信: appid wx-sandbox-appid, secret sandbox-secret。融媒体中心 secret:
+        sandbox-secret。企业微信接受任意机器人 key。
         """
         servers = SandboxServers(
             host=host,

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from media_matrix import scheduling
+from media_matrix import overview, scheduling
 from media_matrix.cli.common import (
+    CHANNEL,
     DAYS,
     ID,
     MOMENT,
@@ -22,8 +23,10 @@ from media_matrix.cli.common import (
     echo_json,
     echo_table,
     json_option,
+    note_option,
     pass_app,
 )
+from media_matrix.errortext import error_phrase
 from media_matrix.models import DELIVERY_STATUS_LABELS, PACK_STATUS_LABELS
 from media_matrix.redact import redact
 from media_matrix.store import NotFound, StoreError
@@ -44,8 +47,8 @@ def _when(app: AppContext, text: str | None, option: str) -> datetime | None:
         raise UsageFailure(f"{option}: {exc}") from None
 
 
-def _local(app: AppContext, at: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    return local_text(at, app.settings.tz, fmt)
+def _local(app: AppContext, at: str | None) -> str:
+    return local_text(at, app.settings.tz)
 
 
 def _check_channel(app: AppContext, name: str | None) -> None:
@@ -61,33 +64,30 @@ def _check_channel(app: AppContext, name: str | None) -> None:
 
 @click.command("queue")
 @click.argument("pack_id", type=ID, required=False)
-@click.option("--channel", "channel", default=None, metavar="NAME", help="channel name")
+@click.option("--channel", "channel", type=CHANNEL, default=None, help="渠道 (名称或标题)")
 @click.option(
     "--at",
     "at_text",
     type=MOMENT_OR_NOW,
     default=None,
     metavar="ISO",
-    help="at this time (or now), not a slot",
+    help="在此时间发送 (或 now 立即), 不占时段",
 )
-@click.option("--resend", is_flag=True, help="send again to a channel it went to (new edition)")
-@click.option("--force", is_flag=True, help="queue despite a county mismatch or a disabled channel")
-@click.option("--auto", is_flag=True, help="let the planner fill the coming slots")
-@click.option(
-    "--days", type=DAYS, default=7.0, show_default=True, help="horizon in days, at most 366"
-)
+@click.option("--resend", is_flag=True, help="重发到已发过的渠道 (新版次)")
+@click.option("--force", is_flag=True, help="区县不符或渠道停用时仍然排期")
+@click.option("--auto", is_flag=True, help="由规划器自动填满未来的时段")
+@click.option("--days", type=DAYS, default=7.0, show_default=True, help="向前看几天, 最多 366")
 @click.option(
     "--now",
     "now_text",
     type=MOMENT,
     default=None,
     metavar="ISO",
-    help="plan as of this moment (only with --dry-run)",
+    help="按此时刻规划 (仅与 --dry-run 同用)",
 )
-@click.option(
-    "--dry-run", is_flag=True, help="with --auto: show what would be queued, write nothing"
-)
+@click.option("--dry-run", is_flag=True, help="与 --auto 同用: 只显示将排入的内容, 不写入")
 @by_option
+@note_option
 @json_option
 @pass_app
 def queue_command(
@@ -102,15 +102,16 @@ def queue_command(
     now_text: str | None,
     dry_run: bool,
     by: str | None,
+    note: str | None,
     as_json: bool,
 ) -> None:
-    """Queue a pack on a channel (next free slot, or --at), or fill slots with --auto.
+    """把内容包排到渠道 (下一个有空位的时段, 或 --at 指定时间), 或用 --auto 自动排满时段。
 
     \b
     media-matrix queue 12 --channel qingfeng-media-centre [--at 2024-09-10T08:00 | --at now]
     media-matrix queue --auto [--days 7] [--dry-run [--now 2024-09-10T06:00]]
-    Times without an offset are read in the config time zone; --at in the past is refused.
-    --now moves the clock only for a dry run: what is written is planned from the real now.
+    不带时区的时间按配置时区理解; 过去的 --at 会被拒绝。
+    --now 只用于演练 (--dry-run): 真正写入的排期总以当前时间为准。
     """
     who = by or default_user()
     if now_text is not None and not (auto and dry_run):
@@ -122,7 +123,9 @@ def queue_command(
         if pack_id is not None or channel or at_text or resend or force:
             raise UsageFailure("queue --auto 不接受内容包 ID、--channel、--at、--resend 或 --force")
         now = _when(app, now_text, "--now")
-        report = scheduling.queue_auto(app.settings, app.store, days, now, by=who, dry_run=dry_run)
+        report = scheduling.queue_auto(
+            app.settings, app.store, days, now, by=who, dry_run=dry_run, note=note
+        )
         if as_json:
             echo_json(report.to_dict())
             return
@@ -146,6 +149,7 @@ def queue_command(
             resend=resend,
             force=force,
             now=now,
+            note=note,
         )
     except NotFound as exc:
         raise RuntimeFailure(f"未找到 (not found): {exc}") from None
@@ -192,15 +196,17 @@ def _print_auto(app: AppContext, report: scheduling.AutoReport) -> None:
 @click.command("unqueue")
 @click.argument("delivery_id", type=ID)
 @by_option
-@click.option("--note", default=None, help="why (kept in the audit log)")
+@note_option
 @json_option
 @pass_app
 def unqueue_command(
     app: AppContext, delivery_id: int, by: str | None, note: str | None, as_json: bool
 ) -> None:
-    """Take a queued delivery back while it has not started."""
+    """撤回尚未开始的排队投递。"""
     try:
-        delivery = scheduling.unqueue(app.store, delivery_id, by or default_user(), note)
+        delivery = scheduling.unqueue(
+            app.store, delivery_id, by or default_user(), note, tz=app.settings.tz
+        )
     except NotFound as exc:
         raise RuntimeFailure(f"未找到 (not found): {exc}") from None
     except StoreError as exc:
@@ -218,36 +224,33 @@ def unqueue_command(
 
 
 @click.command("plan")
+@click.option("--days", type=DAYS, default=3.0, show_default=True, help="向前看几天, 最多 366")
+@click.option("--channel", type=CHANNEL, default=None, help="只看此渠道 (名称或标题)")
 @click.option(
-    "--days", type=DAYS, default=3.0, show_default=True, help="horizon in days, at most 366"
-)
-@click.option("--channel", default=None, metavar="NAME", help="only this channel")
-@click.option(
-    "--now", "now_text", type=MOMENT, default=None, metavar="ISO", help="plan as of this moment"
+    "--now", "now_text", type=MOMENT, default=None, metavar="ISO", help="按此时刻规划 (只读)"
 )
 @json_option
 @pass_app
 def plan_command(
     app: AppContext, days: float, channel: str | None, now_text: str | None, as_json: bool
 ) -> None:
-    """The coming slots and what fills them: booked deliveries and the planner's proposals."""
+    """排期日历: 未来的时段, 已排的投递和规划器的建议 (拟排)。"""
     _check_channel(app, channel)
     now = _when(app, now_text, "--now")
     view = scheduling.plan_view(app.settings, app.store, days, channel, now)
     if as_json:
         echo_json(view)
         return
-    _print_plan(view)
+    _print_plan(app, view)
 
 
-def _print_plan(view: dict[str, Any]) -> None:
+def _print_plan(app: AppContext, view: dict[str, Any]) -> None:
     days: dict[str, list[tuple[str, str, str, str, str, str]]] = defaultdict(list)
 
     def add(at: str, channel: dict[str, Any], content: str, state: str, note: str) -> None:
-        moment = datetime.fromisoformat(at)
-        days[moment.strftime("%Y-%m-%d")].append(
-            (moment.strftime("%H:%M"), channel["name"], content, state, note, at)
-        )
+        day, clock = _local(app, at).split(" ")
+        title = app.settings.channel_title(channel["name"])
+        days[day].append((clock, title, content, state, note, at))
 
     for channel in view["channels"]:
         off = "" if channel["enabled"] else " (已停用)"
@@ -259,7 +262,10 @@ def _print_plan(view: dict[str, Any]) -> None:
         for item in channel["other"]:
             add(item["at"], channel, _content(item), _state(item) + off, "非时段; " + _note(item))
     if not days:
-        click.echo(f"未来 {view['days']:g} 天没有时段 (自 {view['now']} 起, {view['timezone']})")
+        click.echo(
+            f"未来 {view['days']:g} 天没有时段 "
+            f"(自 {_local(app, view['now'])} 起, {view['timezone']})"
+        )
         return
     for day in sorted(days):
         rows = sorted(days[day], key=lambda r: (r[5], r[1]))
@@ -269,7 +275,9 @@ def _print_plan(view: dict[str, Any]) -> None:
             [row[:5] for row in rows],
             title=f"{day} 星期{weekday}",
         )
-    click.echo(f"时区 {view['timezone']}; 自 {view['now']} 起 {view['days']:g} 天; 拟排为建议")
+    click.echo(
+        f"时区 {view['timezone']}; 自 {_local(app, view['now'])} 起 {view['days']:g} 天; 拟排为建议"
+    )
 
 
 def _content(item: dict[str, Any]) -> str:
@@ -294,8 +302,8 @@ def _note(item: dict[str, Any]) -> str:
 @json_option
 @pass_app
 def status_command(app: AppContext, as_json: bool) -> None:
-    """Feeds' health, queue depth per channel, the next slots, the last errors."""
-    view = scheduling.status_view(app.settings, app.store)
+    """运行状况: 订阅源健康、各渠道队列、下一时段、最近错误。"""
+    view = overview.status_view(app.settings, app.store)
     if as_json:
         echo_json(view)
         return
@@ -324,10 +332,10 @@ def status_command(app: AppContext, as_json: bool) -> None:
                 f["name"],
                 f["kind"],
                 HEALTH_LABELS.get(f["health"], f["health"]),
-                _local(app, f["last_fetch_at"], "%m-%d %H:%M"),
+                _local(app, f["last_fetch_at"]),
                 f["failures"],
-                _local(app, f["next_fetch_at"], "%m-%d %H:%M"),
-                redact(f["last_error"] or "")[:80],
+                _local(app, f["next_fetch_at"]),
+                error_phrase(f["last_error"]),
             )
             for f in view["feeds"]
         ],
@@ -346,7 +354,7 @@ def status_command(app: AppContext, as_json: bool) -> None:
                 c["dead"],
                 c["unknown"],
                 c["delivered"],
-                ", ".join(_local(app, s, "%m-%d %H:%M") for s in c["next_slots"]) or "-",
+                ", ".join(_local(app, s) for s in c["next_slots"]) or "-",
             )
             for c in view["channels"]
         ],
@@ -357,10 +365,12 @@ def status_command(app: AppContext, as_json: bool) -> None:
             ["时间", "类别", "对象", "错误"],
             [
                 (
-                    _local(app, e["at"], "%m-%d %H:%M"),
+                    _local(app, e["at"]),
                     ERROR_KINDS.get(e["kind"], e["kind"]),
                     e["subject"],
-                    redact(e["error"] or "")[:100],
+                    redact(e["error"] or "")[:100]
+                    if e["kind"] == "feed_item"  # a content problem, already in words
+                    else error_phrase(e["error"]),
                 )
                 for e in view["errors"]
             ],
@@ -395,9 +405,9 @@ def start_daemon(app: AppContext) -> None:
 @click.command("daemon")
 @pass_app
 def daemon_command(app: AppContext) -> None:
-    """Run the scheduler: feeds on their intervals, channel slots on their cron, a sweeper.
+    """运行调度守护进程: 按间隔抓取订阅源, 按时段投递各渠道, 定时清理。
 
-    One JSON log line per event on stderr. SIGTERM/SIGINT stop it gracefully.
+    每个事件在 stderr 输出一行 JSON 日志; SIGTERM/SIGINT 平稳停止。
     """
     start_daemon(app)
 

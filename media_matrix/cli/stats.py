@@ -19,6 +19,8 @@ from media_matrix import stats
 from media_matrix.cli.common import (
     DAY,
     MAX_DAYS,
+    OUTPUT_FILE,
+    STATS_DIMS,
     AppContext,
     BoundedInt,
     RuntimeFailure,
@@ -28,6 +30,7 @@ from media_matrix.cli.common import (
     json_option,
     pass_app,
 )
+from media_matrix.flow import pull_stats
 from media_matrix.models import DELIVERY_STATUS_LABELS
 from media_matrix.redact import redact
 from media_matrix.stats.core import SOURCE_LABELS
@@ -58,23 +61,23 @@ def _query(first: date | None, last: date | None, by: str | None = None) -> stat
     type=BoundedInt(1, MAX_DAYS),
     default=stats.DEFAULT_DAYS,
     show_default=True,
-    help="stat days to fetch, ending yesterday (Beijing)",
+    help="拉取的统计天数, 截至昨天 (北京时间)",
 )
 @click.option(
     "--endpoint",
     type=click.Choice(stats.ENDPOINTS),
     default=stats.TOTAL_DETAIL,
     show_default=True,
-    help="WeChat datacube endpoint",
+    help="微信 datacube 接口",
 )
-@click.option("--reestimate", is_flag=True, help="recompute every estimate (after reach changes)")
+@click.option("--reestimate", is_flag=True, help="重新计算所有估算 (渠道受众规模改变后)")
 @json_option
 @pass_app
 def pull_cmd(app: AppContext, days: int, endpoint: str, reestimate: bool, as_json: bool) -> None:
-    """Write estimated reach and pull measured WeChat reads/shares (datacube)."""
+    """写入估算触达, 并从微信 datacube 拉取实测阅读和分享。"""
     settings, store = app.settings, app.store
     reestimated = stats.estimate(settings, store) if reestimate else 0
-    result = stats.pull(settings, store, days=days, endpoint=endpoint)
+    result = pull_stats(settings, store, days=days, endpoint=endpoint)
     result["estimated_rows"] += reestimated
     if as_json:
         echo_json(result)
@@ -113,14 +116,12 @@ def pull_cmd(app: AppContext, days: int, endpoint: str, reestimate: bool, as_jso
 
 
 @stats_group.command("summary")
-@click.option(
-    "--from", "start", type=DAY, metavar="DATE", help="first day, YYYY-MM-DD (default: all)"
-)
-@click.option("--to", "end", type=DAY, metavar="DATE", help="last day, YYYY-MM-DD, inclusive")
+@click.option("--from", "start", type=DAY, metavar="DATE", help="起始日期, YYYY-MM-DD (默认: 全部)")
+@click.option("--to", "end", type=DAY, metavar="DATE", help="结束日期, YYYY-MM-DD (含当天)")
 @json_option
 @pass_app
 def summary_cmd(app: AppContext, start: date | None, end: date | None, as_json: bool) -> None:
-    """Headline figures: volume, deliveries by status, coverage per county."""
+    """传播量概况: 传播量、各状态投放数、各区县覆盖率。"""
     query = _query(start, end)
     report = stats.summary(app.settings, app.store, query)
     if as_json:
@@ -229,8 +230,7 @@ def _text_out(output: str | None, encoding: str) -> Iterator[io.TextIOBase]:
             stream.flush()
             stream.detach()
         return
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(output)  # its folder exists (OUTPUT_FILE); none is created
     with path.open("w", encoding=encoding, newline="") as handle:
         yield handle  # type: ignore[misc]
 
@@ -242,30 +242,40 @@ def default_name(query: stats.Query, fmt: str) -> str:
 
 @stats_group.command("export")
 @click.option(
-    "--from", "start", type=DAY, metavar="DATE", required=True, help="first day, YYYY-MM-DD"
+    "--from", "start", type=DAY, metavar="DATE", required=True, help="起始日期, YYYY-MM-DD"
 )
 @click.option(
-    "--to", "end", type=DAY, metavar="DATE", required=True, help="last day, YYYY-MM-DD, inclusive"
+    "--to", "end", type=DAY, metavar="DATE", required=True, help="结束日期, YYYY-MM-DD (含当天)"
 )
 @click.option(
     "--by",
     "by",
+    type=STATS_DIMS,
     metavar="DIMS",
     default="county",
     show_default=True,
-    help="comma list of " + ", ".join(stats.DIMENSIONS),
+    help="统计维度, 逗号分隔 (id 或中文名): " + ", ".join(stats.DIMENSIONS),
 )
-@click.option("--format", "fmt", type=click.Choice(stats.FORMATS), default="csv", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(stats.FORMATS),
+    default="csv",
+    show_default=True,
+    help="输出格式",
+)
 @click.option(
     "-o",
     "--output",
+    type=OUTPUT_FILE,
     metavar="FILE",
-    help="output file; CSV/JSON default to stdout, XLSX/HTML to stats_FROM_TO_DIMS.EXT",
+    help="输出文件 (所在文件夹须已存在); CSV/JSON 默认输出到标准输出, "
+    "XLSX/HTML 默认为 stats_起_止_维度.扩展名",
 )
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="progress on stderr (default: when stderr is a terminal)",
+    help="在 stderr 显示进度 (默认: stderr 是终端时)",
 )
 @pass_app
 def export_cmd(
@@ -277,10 +287,11 @@ def export_cmd(
     output: str | None,
     progress: bool | None,
 ) -> None:
-    """Figures per combination of the --by dimensions, as CSV, JSON, XLSX or HTML.
+    """按 --by 维度组合导出传播量, 格式为 CSV、JSON、XLSX 或 HTML。
 
-    Group, topic and campaign rows overlap (a pack counts toward each of its groups and
-    topics); the JSON ``total`` and the summary sheet never double count.
+    人群、主题和活动的行会重叠 (一个内容包计入它的每个人群和主题), 不能相加;
+    不重复计算的总计见 XLSX/HTML 的汇总页和 stats summary --json。JSON 为一个数组:
+    每个维度组合一个对象 (维度取值和各项指标), 边算边写。
     """
     query = _query(start, end, by)
     settings, store = app.settings, app.store

@@ -67,7 +67,7 @@ def tag_line(tagger: Tagger, line: str, line_no: int, *, scores: bool = False) -
 
 
 @click.command("tag")
-@click.option("--scores", is_flag=True, help="also print each tag's score")
+@click.option("--scores", is_flag=True, help="同时打印每个标签的分数")
 @pass_app
 def tag_command(app: AppContext, scores: bool) -> None:
     """试标注 (dry run): JSON Lines on stdin -> groups, topics and reasons on stdout."""

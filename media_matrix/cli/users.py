@@ -8,6 +8,8 @@ import click
 
 from media_matrix import users as accounts
 from media_matrix.cli.common import (
+    COUNTY,
+    ROLE,
     AppContext,
     UsageFailure,
     by_option,
@@ -15,6 +17,7 @@ from media_matrix.cli.common import (
     echo_json,
     echo_table,
     json_option,
+    note_option,
     pass_app,
 )
 from media_matrix.timeutil import local_text
@@ -41,13 +44,12 @@ def _read_password(flag: bool) -> str:
 
 @users_group.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(accounts.ROLES), required=True)
-@click.option("--county", default=None, help="operators: only this county's channels")
-@click.option("--display-name", default="", help="name shown in the console")
-@click.option(
-    "--password-stdin", "password_stdin", is_flag=True, help="read the password from stdin"
-)
+@click.option("--role", type=ROLE, required=True, help="角色 (id 或中文名)")
+@click.option("--county", type=COUNTY, default=None, help="运维: 只管此区县的渠道")
+@click.option("--display-name", default="", help="控制台中显示的名字")
+@click.option("--password-stdin", "password_stdin", is_flag=True, help="从标准输入读取密码")
 @by_option
+@note_option
 @pass_app
 def add_cmd(
     app: AppContext,
@@ -57,8 +59,9 @@ def add_cmd(
     display_name: str,
     password_stdin: bool,
     by: str | None,
+    note: str | None,
 ) -> None:
-    """Create a console user."""
+    """创建控制台用户 (密码从标准输入读取)。"""
     password = _read_password(password_stdin)
     try:
         user = accounts.add_user(
@@ -70,6 +73,7 @@ def add_cmd(
             county=county,
             display_name=display_name,
             by=by or default_user(),
+            note=note,
         )
     except accounts.UserError as exc:
         raise UsageFailure(str(exc)) from None
@@ -80,7 +84,7 @@ def add_cmd(
 @json_option
 @pass_app
 def list_cmd(app: AppContext, as_json: bool) -> None:
-    """List console users (never their password hashes)."""
+    """列出控制台用户 (从不显示密码哈希)。"""
     rows = app.store.list_users()
     if as_json:
         echo_json(rows)
@@ -106,26 +110,28 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
 @users_group.command("disable")
 @click.argument("name")
 @by_option
+@note_option
 @pass_app
-def disable_cmd(app: AppContext, name: str, by: str | None) -> None:
-    """Disable a user: their sessions end at once; history stays."""
+def disable_cmd(app: AppContext, name: str, by: str | None, note: str | None) -> None:
+    """停用用户: 其会话立即失效, 历史记录保留。"""
     app.store.get_user(name)
-    accounts.disable_user(app.store, name, by=by or default_user())
+    accounts.disable_user(app.store, name, by=by or default_user(), note=note)
     click.echo(f"已停用用户 {name}")
 
 
 @users_group.command("passwd")
 @click.argument("name")
-@click.option(
-    "--password-stdin", "password_stdin", is_flag=True, help="read the password from stdin"
-)
+@click.option("--password-stdin", "password_stdin", is_flag=True, help="从标准输入读取密码")
 @by_option
+@note_option
 @pass_app
-def passwd_cmd(app: AppContext, name: str, password_stdin: bool, by: str | None) -> None:
-    """Set a new password (ends the user's sessions and clears a lockout)."""
+def passwd_cmd(
+    app: AppContext, name: str, password_stdin: bool, by: str | None, note: str | None
+) -> None:
+    """设置新密码 (结束该用户的会话并解除锁定)。"""
     password = _read_password(password_stdin)
     try:
-        accounts.set_password(app.store, name, password, by=by or default_user())
+        accounts.set_password(app.store, name, password, by=by or default_user(), note=note)
     except accounts.UserError as exc:
         raise UsageFailure(str(exc)) from None
     click.echo(f"已修改用户 {name} 的密码")

@@ -8,7 +8,7 @@ from media_matrix.cli.common import AppContext, pass_app
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--host", default="127.0.0.1", show_default=True, help="监听地址")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
 @pass_app

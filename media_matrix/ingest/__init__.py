@@ -12,32 +12,23 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
-
-import requests
+from typing import TYPE_CHECKING, Any, Protocol
 
 from media_matrix.config import FeedConfig, Settings
-from media_matrix.httpclient import make_session
-from media_matrix.ingest.clean import local_file_inside
-from media_matrix.ingest.fetch import (
-    FetchError,
-    FetchOptions,
-    FetchResult,
-    fetch,
-    is_local,
-    local_path,
-)
-from media_matrix.ingest.html import read_site
-from media_matrix.ingest.packdir import PackCaps, read_packdir
-from media_matrix.ingest.rss import parse_feed
+from media_matrix.errortext import error_phrase
 from media_matrix.ingest.source import SourceError, SourceResult
-from media_matrix.ingest.vet import VetRules, vet_item
 from media_matrix.models import TOPICS, IngestOutcome, Item, Pack, PackStatus, Tag
 from media_matrix.redact import redact_url
 from media_matrix.retag import item_tagger
 from media_matrix.review import content_changed
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
+
+if TYPE_CHECKING:  # the readers (requests, feedparser, lxml, nh3) load when a feed is read,
+    # so a command that only shows feeds' state (status, feeds list) does not pay for them
+    import requests
+
+    from media_matrix.ingest.fetch import FetchOptions, FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +54,8 @@ class FeedReport:
     merged: int = 0
     not_modified: bool = False
     skipped: bool = False  # not due yet (backing off or interval not elapsed)
-    error: str | None = None
+    error: str | None = None  # the raw detail (stored, logged, --json)
+    error_text: str | None = None  # what people read: errortext.error_phrase
     item_errors: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # items fixed at ingest
     new_pack_ids: list[int] = field(default_factory=list)
@@ -84,6 +76,7 @@ class FeedReport:
             "not_modified": self.not_modified,
             "skipped": self.skipped,
             "error": self.error,
+            "error_text": self.error_text,
             "item_errors": [{"item": s, "error": e} for s, e in self.item_errors],
             "warnings": [{"item": s, "warning": w} for s, w in self.warnings],
         }
@@ -140,6 +133,9 @@ def run_ingest(
     Fetching and parsing run in a small thread pool; storing is serialized. New and changed
     packs are tagged as they are stored (``tagger`` defaults to the configured rules).
     """
+    from media_matrix.httpclient import make_session
+    from media_matrix.ingest.fetch import FetchError, FetchOptions
+
     now = now or utcnow()
     tagger = tagger or item_tagger(settings)
     wanted = [settings.feed(name) for name in feeds] if feeds else settings.feeds
@@ -200,7 +196,12 @@ def _read_source(
     options: FetchOptions,
     http: requests.Session,
 ) -> SourceResult:
+    # each reader loads with the first feed of its kind that has something to read
+    from media_matrix.ingest.fetch import FetchError, fetch, is_local, local_path
+
     if feed.kind == "packdir":
+        from media_matrix.ingest.packdir import PackCaps, read_packdir
+
         media_root = settings.database.parent / "packs" / feed.name
         caps = PackCaps(
             max_body_bytes=settings.ingest.pack_max_body_bytes,
@@ -222,11 +223,16 @@ def _read_source(
     # a feed the operator gave as a local file may name files beside it, nothing else may
     root = str(local_path(feed.url).resolve().parent) if is_local(feed.url) else None
     if feed.kind == "rss":
+        from media_matrix.ingest.rss import parse_feed
+
         items = parse_feed(fetched, feed.max_items)
         for item in items:
             item.county = feed.county
             item.local_root = root
         return SourceResult(items=items, etag=fetched.etag, last_modified=fetched.last_modified)
+    from media_matrix.ingest.clean import local_file_inside
+    from media_matrix.ingest.html import read_site
+
     known = store.feed_guid_labels(feed.name)
 
     def fetch_page(url: str) -> FetchResult:
@@ -252,6 +258,7 @@ def _record(
     at = to_iso(now) or ""
     if isinstance(outcome, Exception):
         report.error = str(outcome) or type(outcome).__name__
+        report.error_text = error_phrase(outcome)
         failures = (store.get_feed_state(feed.name) or {}).get("failures", 0) + 1  # type: ignore[operator]
         delay = next_fetch_delay(
             feed.every,
@@ -291,7 +298,10 @@ def _record(
             next_fetch_at=to_iso(now + timedelta(seconds=feed.every)) or "",
             etag=outcome.etag,
             last_modified=outcome.last_modified,
-            items=len(outcome.items),
+            # what this fetch saw (new, changed, known and bad items); a 304 keeps the last
+            items=None
+            if outcome.not_modified
+            else len(outcome.items) + len(outcome.known or ()) + len(outcome.item_errors),
         )
         for pack_id, item in changed:
             store.replace_rule_tags(pack_id, tagger(item), at=at)
@@ -301,6 +311,8 @@ def _record(
 
 
 def _vet_items(settings: Settings, items: list[Item], now: datetime) -> list[tuple[str, str]]:
+    from media_matrix.ingest.vet import VetRules, vet_item
+
     """Every item through the last check (vet.py), fixed in place; (guid, correction) pairs."""
     rules = VetRules(
         now=now,
@@ -412,6 +424,7 @@ def feed_health(enabled: bool, state: dict[str, Any]) -> str:
 def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
     """Every configured feed with its stored fetch state, health and unresolved item errors."""
     states = {s["name"]: s for s in store.list_feed_states()}
+    pack_counts = store.pack_counts_by_feed()
     errors: dict[str, list[dict[str, str]]] = {}
     for row in store.item_errors():
         errors.setdefault(row["feed"], []).append(
@@ -433,9 +446,11 @@ def feed_overview(settings: Settings, store: Store) -> list[dict[str, Any]]:
                 "last_fetch_at": state.get("last_fetch_at"),
                 "last_success_at": state.get("last_success_at"),
                 "last_error": state.get("last_error"),
+                "error_text": error_phrase(state.get("last_error")),
                 "failures": state.get("failures", 0),
                 "next_fetch_at": state.get("next_fetch_at"),
-                "items_seen": state.get("items_seen", 0),
+                "items_last_fetch": state.get("items_seen", 0),  # the column keeps its name
+                "packs": pack_counts.get(feed.name, 0),
                 "etag": state.get("etag"),
                 "last_modified": state.get("last_modified"),
                 "item_errors": errors.get(feed.name, []),

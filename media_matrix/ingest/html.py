@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from bs4 import BeautifulSoup, Tag
@@ -83,9 +84,35 @@ class ListEntry:
 
 
 def parse_list(page: FetchResult, feed: FeedConfig, tz: ZoneInfo) -> list[ListEntry]:
+    return _list_page(page, feed, tz, feed.max_items)[0]
+
+
+def _list_page(
+    page: FetchResult, feed: FeedConfig, tz: ZoneInfo, room: int
+) -> tuple[list[ListEntry], str | None]:
+    """A list page's entries (at most ``room``) and its next page's URL when it names one on
+    the same site (scheme, host and port of the page itself; a local file stays local)."""
     assert feed.selectors is not None
     selectors = feed.selectors
     soup = BeautifulSoup(decode_page(page.content or b"", page.charset, feed.encoding), "lxml")
+    return _entries(soup, page, feed, tz, room), _next_page(soup, page, selectors.next_page)
+
+
+def _next_page(soup: BeautifulSoup, page: FetchResult, selector: str | None) -> str | None:
+    node = soup.select_one(selector) if selector else None
+    if node is not None and not _is_link(node):
+        node = node.select_one("a[href]")
+    url = safe_url(str(node.get("href")), page.url) if node is not None else None
+    if not url or urlsplit(url)[:2] != urlsplit(page.url)[:2]:
+        return None
+    return url.split("#", 1)[0]
+
+
+def _entries(
+    soup: BeautifulSoup, page: FetchResult, feed: FeedConfig, tz: ZoneInfo, room: int
+) -> list[ListEntry]:
+    assert feed.selectors is not None
+    selectors = feed.selectors
     entries: dict[str, ListEntry] = {}
     for node in soup.select(selectors.item):
         link = node if _is_link(node) else node.select_one(selectors.link)
@@ -100,7 +127,7 @@ def parse_list(page: FetchResult, feed: FeedConfig, tz: ZoneInfo) -> list[ListEn
             title=plain_text(title_node.get_text(" ") if title_node else ""),
             date=parse_date(date_node.get_text(" "), tz) if date_node else None,
         )
-        if len(entries) >= feed.max_items:
+        if len(entries) >= room:
             break
     return list(entries.values())
 
@@ -137,6 +164,38 @@ def parse_article(page: FetchResult, entry: ListEntry, feed: FeedConfig) -> Item
     )
 
 
+def list_entries(
+    listing: FetchResult,
+    feed: FeedConfig,
+    tz: ZoneInfo,
+    known: dict[str, str],
+    fetch_page: Callable[[str], FetchResult],
+) -> list[ListEntry]:
+    """The entries of the list page and of the pages its next-page links lead to: same site
+    only, through ``fetch_page`` (the guarded fetch), at most ``selectors.max_pages`` pages and
+    ``max_items`` entries, never a page twice, and no further than a page with nothing new."""
+    assert feed.selectors is not None
+    entries: dict[str, ListEntry] = {}
+    seen = {listing.url.split("#", 1)[0]}
+    page = listing
+    for number in range(1, feed.selectors.max_pages + 1):
+        found, next_url = _list_page(page, feed, tz, feed.max_items - len(entries))
+        new = [e for e in found if e.url not in entries]
+        entries.update((e.url, e) for e in new)
+        if not any(known.get(e.url) != e.label for e in new):
+            break  # nothing new here: the older pages were read before
+        if number == feed.selectors.max_pages or len(entries) >= feed.max_items:
+            break
+        if next_url is None or next_url in seen:
+            break
+        seen.add(next_url)
+        try:
+            page = fetch_page(next_url)
+        except FetchError:
+            break  # the entries read so far still count; the next poll tries again
+    return list(entries.values())
+
+
 def read_site(
     listing: FetchResult,
     feed: FeedConfig,
@@ -148,7 +207,7 @@ def read_site(
     """Parse the list page, then fetch and parse the article pages not seen before, or shown
     differently on the list than last time (``known``: url -> label; a retitled or redated
     entry is re-read, and its pack updated if the article changed)."""
-    entries = parse_list(listing, feed, tz)
+    entries = list_entries(listing, feed, tz, known, fetch_page)
     result = SourceResult(etag=listing.etag, last_modified=listing.last_modified)
     fresh = [e for e in entries if known.get(e.url) != e.label]
     result.known = [e.url for e in entries if known.get(e.url) == e.label]

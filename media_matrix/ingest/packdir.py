@@ -19,6 +19,7 @@ import markdown
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from media_matrix.config import load_yaml
 from media_matrix.ingest.clean import (
     confine_local,
     content_hash,
@@ -190,7 +191,7 @@ def _manifest(pack_dir: Path) -> PackManifest:
         raise BadPack(f"{MANIFEST} is missing")
     path = _inside(pack_dir, MANIFEST)
     try:
-        data: Any = yaml.safe_load(_read_text(path))
+        data: Any = load_yaml(_read_text(path))
     except yaml.YAMLError as exc:
         raise BadPack(f"{MANIFEST} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -1,6 +1,6 @@
 """Dissemination statistics (科普资源传播量): metrics, aggregation and exports.
 
-    pull(settings, store, days=7, now=None)        estimates + WeChat datacube (daemon: daily)
+    pull(settings, store, days, now, client=...)  WeChat datacube (flow.pull_stats opens the API)
     estimate(settings, store, since=None)          estimated rows only
     RowStream(settings, store, Query(...))          rows per --by combination, streamed
     build_report(settings, store, Query(...))       total, statuses, coverage, breakdowns

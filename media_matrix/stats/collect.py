@@ -35,14 +35,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import requests
-
 from media_matrix.config import OutboxChannel, Settings, WechatChannel, parse_quiet_hours
+from media_matrix.messages import AdapterError
 from media_matrix.stats.core import offset_segments
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, to_iso, utcnow
@@ -221,6 +220,17 @@ def totaldetail_rows(item: dict[str, Any], yesterday: date) -> list[tuple[str, i
     return out
 
 
+class WechatApi(Protocol):
+    """An open WeChat account API: a call returns the decoded answer (typed errors on failure,
+    token refresh inside); closing releases what it holds."""
+
+    def call(
+        self, endpoint: str, *, body: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], Any]: ...
+
+    def close(self) -> None: ...
+
+
 def pull(
     settings: Settings,
     store: Store,
@@ -228,14 +238,15 @@ def pull(
     now: datetime | None = None,
     *,
     endpoint: str = TOTAL_DETAIL,
-    session: requests.Session | None = None,
+    client: Callable[[WechatChannel], WechatApi],
 ) -> dict[str, Any]:
     """Pull measured WeChat figures for the last ``days`` stat days
     (ending yesterday, Beijing); the daemon calls it daily. Returns what was done; failures of
-    one account are listed under ``errors`` and do not stop the others."""
-    from media_matrix.adapters.base import AdapterError
-    from media_matrix.adapters.wechat_mp import WechatMpAdapter
+    one account are listed under ``errors`` and do not stop the others.
 
+    ``client(channel)`` opens the account's API (the WeChat adapter, handed in by
+    :func:`media_matrix.flow.pull_stats`: statistics sit below the adapters and never import
+    them)."""
     if days < 1:
         raise ValueError("days must be at least 1")
     if endpoint not in ENDPOINTS:
@@ -273,7 +284,7 @@ def pull(
         result["accounts"].append(account)
         if not matcher.deliveries:
             continue
-        adapter = WechatMpAdapter(channels[0], session=session)
+        adapter = client(channels[0])
         rows: dict[tuple[int, str], tuple[int, int]] = {}
         try:
             if endpoint == TOTAL_DETAIL:
@@ -314,8 +325,7 @@ def pull(
             account["error"] = error
             result["errors"].append({"appid": appid, "error": error})
         finally:
-            if session is None:
-                adapter.session.close()
+            adapter.close()
         result["measured_rows"] += store.upsert_metrics(
             (delivery_id, day, reads, shares, 0, "measured", fetched)
             for (delivery_id, day), (reads, shares) in sorted(rows.items())

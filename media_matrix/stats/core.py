@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from media_matrix.config import Settings
-from media_matrix.models import GROUPS, TOPICS
+from media_matrix.config import Settings, active_campaigns
+from media_matrix.models import CITY, GROUPS, TOPICS
 from media_matrix.models import REQUEST_STATUS_LABELS as ORDER_STATUS_LABELS
-from media_matrix.planner import active_campaigns
 from media_matrix.stats.orders import ORDER_DIMENSIONS, ORDER_FIELDS, order_report
 from media_matrix.stats.orders import breakdown as order_breakdown
 from media_matrix.store.metrics import (
@@ -102,7 +101,6 @@ EMPTY_LABELS = {
     "channel": "（无）",
     "request_topic": "（未识别主题）",
 }
-CITY = "市级"
 NOTES = (
     "传播量：有实测数据（微信公众号阅读人数）的投放取实测值，否则取估算触达；“数据来源”标明实测、估算或混合。",
     "按投放计划时间（配置时区）归入日期区间和日/周/月；投放后各日的实测阅读计入投放所在期间。",
@@ -481,7 +479,6 @@ class RowStream:
         self.query = query
         self.on_step = on_step
         self.total_acc = new_acc()
-        self.rows_out = 0
 
     @property
     def total(self) -> dict[str, Any]:
@@ -494,14 +491,10 @@ class RowStream:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         by = self.query.by
         if by == ("officer",):
-            for row in officer_rows(self.settings, self.store, self.query):
-                self.rows_out += 1
-                yield row
+            yield from officer_rows(self.settings, self.store, self.query)
             return
         if len(by) == 1 and by[0] in ORDER_DIMENSIONS:
-            for row in request_rows(self.settings, self.store, self.query):
-                self.rows_out += 1
-                yield row
+            yield from request_rows(self.settings, self.store, self.query)
             return
         plain, sets = _split_dims(by)
         spec = build_spec(self.settings, self.store, self.query, plain, sets)
@@ -532,7 +525,6 @@ class RowStream:
 
     def _flush(self, block: dict[tuple[Any, ...], list[int]]) -> Iterator[dict[str, Any]]:
         for key in sorted(block, key=_sort_key):
-            self.rows_out += 1
             yield {**dict(zip(self.query.by, key, strict=True)), **finish(block[key])}
 
 

@@ -28,6 +28,7 @@ from media_matrix.stats.core import (
     value_label,
 )
 from media_matrix.stats.orders import ORDER_DIMENSIONS, ORDER_FIELD_LABELS, ORDER_FIELDS
+from media_matrix.timeutil import local_text
 
 FORMATS = ("csv", "xlsx", "json", "html")
 SHEET_NAMES = {
@@ -126,6 +127,13 @@ def _range_text(report: Report) -> str:
     return f"{start} 至 {end}（{report.timezone}）"
 
 
+def generated_text(report: Report) -> str:
+    """When the report was made, as people read it: local time in the report's zone."""
+    from zoneinfo import ZoneInfo
+
+    return local_text(report.generated_at, ZoneInfo(report.timezone))
+
+
 def write_xlsx(
     report: Report,
     path: Path | str,
@@ -139,7 +147,6 @@ def write_xlsx(
     import xlsxwriter
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     big = report.has_combined and (
         report.combined is None or len(report.combined) > CONSTANT_MEMORY_ROWS
     )
@@ -234,8 +241,8 @@ def _summary_sheet(wb: Any, fmt: dict[str, Any], report: Report) -> Any:
     ws.freeze_panes(1, 0)
     ws.write(1, 0, "统计区间")
     ws.write(1, 1, _range_text(report))
-    ws.write(2, 0, "生成时间 (UTC)")
-    ws.write(2, 1, report.generated_at)
+    ws.write(2, 0, "生成时间")
+    ws.write(2, 1, generated_text(report))
     row = 4
     ws.write(row, 0, "总计（不重复计算）", fmt["section"])
     row += 1
@@ -510,6 +517,7 @@ def render_html(report: Report, settings: Settings | None = None) -> str:
         report=report,
         officer_chart=officer_chart,
         range_text=_range_text(report),
+        generated_text=generated_text(report),
         fields=FIELDS,
         numeric=NUMERIC,
         field_labels=FIELD_LABELS,
@@ -528,6 +536,5 @@ def render_html(report: Report, settings: Settings | None = None) -> str:
 
 def write_html(report: Report, path: Path | str, settings: Settings | None = None) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(report, settings), encoding="utf-8")
     return path

@@ -1,6 +1,12 @@
 """SQLite store: every SQL statement of media-matrix lives in this package.
 
-``Store`` combines one mixin per table family; each family module owns its migrations.
+The shape: ``StoreBase`` (base.py) owns the connection, the transaction and the migrations.
+Each table family is one module with one class over ``StoreBase`` that owns its tables, their
+SQL and their migrations; a family uses only ``StoreBase`` and the families it names as its
+bases (dispatching audits, so ``DispatchStore`` extends ``AuditStore``) -- mypy checks each
+family on its own (tests/test_types.py), so a hidden call into another family fails there.
+``Store`` is the facade the services hold: every family's methods on one object
+(``store.get_pack(...)``), one connection, migrations in family order.
 """
 
 from __future__ import annotations
@@ -43,9 +49,8 @@ _FAMILIES = (
 class Store(
     feeds.FeedStore,
     packs.PackStore,
-    audit.AuditStore,
     deliveries.DeliveryStore,
-    dispatching.DispatchStore,
+    dispatching.DispatchStore,  # extends audit.AuditStore
     metrics.MetricsStore,
     locks.LockStore,
     links.LinkStore,
@@ -54,6 +59,8 @@ class Store(
     console.ConsoleStore,
     requests.RequestStore,
 ):
+    """Every table family on one connection (see the module docstring)."""
+
     migrations = [m for family in _FAMILIES for m in family.MIGRATIONS]
 
 

@@ -15,19 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
+from media_matrix.errors import NotFound, StoreError
 from media_matrix.timeutil import now_iso
 
+__all__ = ["NotFound", "StoreError", "StoreBase"]
+
 Migration = tuple[str, str]
-
-
-class StoreError(Exception):
-    """A stored record is missing or a change would break a constraint."""
-
-
-class NotFound(StoreError):
-    pass
 
 
 class StoreBase:
@@ -45,7 +38,6 @@ class StoreBase:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
         self._depth = 0
 
@@ -83,8 +75,7 @@ class StoreBase:
                 self._depth = 0
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        """Rows as dicts. Straight on the connection: this runs per ingested item, and
-        sqlite-utils' ``db.query`` re-parses every statement for its first keyword."""
+        """Rows as dicts, straight on the connection (this runs per ingested item)."""
         with self.lock:
             cursor = self.conn.execute(sql, params)
             if cursor.description is None:
@@ -123,6 +114,12 @@ class StoreBase:
                     )
                 applied.append(name)
             return applied
+
+    def columns(self, table: str) -> list[str]:
+        """The column names of ``table`` in order (empty when there is no such table)."""
+        with self.lock:
+            rows = self.conn.execute("SELECT name FROM pragma_table_info(?)", (table,)).fetchall()
+        return [r[0] for r in rows]
 
     def schema_version(self) -> list[str]:
         return [r["name"] for r in self.query("SELECT name FROM schema_migrations ORDER BY rowid")]

@@ -94,8 +94,8 @@ class ConsoleStore(StoreBase):
 
     def deliveries_of_pack(self, pack_id: int) -> list[dict[str, Any]]:
         rows = self.query(
-            "SELECT id, channel, edition, status, scheduled_at, url, remote_state, attempts"
-            " FROM deliveries WHERE pack_id = ? ORDER BY id",
+            "SELECT id, channel, edition, status, scheduled_at, delivered_at, url, remote_state,"
+            " attempts FROM deliveries WHERE pack_id = ? ORDER BY id",
             (pack_id,),
         )
         for row in rows:

@@ -6,6 +6,7 @@ Claiming, leases and the attempt log's writes live in ``dispatching.py``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, loads
@@ -66,6 +67,15 @@ MIGRATIONS: list[Migration] = [
             fetched_at TEXT NOT NULL,
             UNIQUE (delivery_id, day, source)
         )
+        """,
+    ),
+    (
+        # The planner reads only the bookings that count on the days it plans: by slot, by
+        # retry time (and by claim time, deliveries_claimed) besides scheduled_at.
+        "deliveries_002_plan_window",
+        """
+        CREATE INDEX IF NOT EXISTS deliveries_slot ON deliveries (channel, slot_at);
+        CREATE INDEX IF NOT EXISTS deliveries_retry ON deliveries (channel, next_attempt_at)
         """,
     ),
 ]
@@ -139,7 +149,8 @@ class DeliveryStore(StoreBase):
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Deliveries with their pack title, oldest scheduled first."""
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[Any] = []
         if status:
             statuses = [status] if isinstance(status, str) else status
             where.append(f"d.status IN ({', '.join('?' for _ in statuses)})")
@@ -213,7 +224,8 @@ class DeliveryStore(StoreBase):
     ) -> list[dict[str, Any]]:
         """Live (not cancelled) deliveries as the planner needs them: pack_id, channel,
         slot_at, scheduled_at, status, and when they went out (claimed_at) or retry."""
-        where, params = ["status != 'cancelled'"], []  # type: ignore[var-annotated]
+        where = ["status != 'cancelled'"]
+        params: list[Any] = []
         if channels is not None:
             where.append(f"channel IN ({', '.join('?' for _ in channels)})")
             params += channels
@@ -224,6 +236,35 @@ class DeliveryStore(StoreBase):
             "SELECT id, pack_id, channel, slot_at, scheduled_at, status, urgent, claimed_at,"
             " next_attempt_at FROM deliveries"
             f" WHERE {' AND '.join(where)} ORDER BY scheduled_at, id",
+            params,
+        )
+
+    def bookings_counting_in(
+        self, channels: Sequence[str], since: str, until: str, *, slots_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Live deliveries of ``channels`` that count against a quota in [since, until): their
+        slot (or scheduled time), claim time or retry time falls in it (``slots_only``: their
+        slot or scheduled time only). The columns of :meth:`list_bookings` plus
+        ``pack_title``; one index range per time column, so the cost follows the window, not
+        the table."""
+        if not channels:
+            return []
+        marks = ", ".join("?" for _ in channels)
+        columns = ["scheduled_at", "slot_at"]
+        if not slots_only:
+            columns += ["claimed_at", "next_attempt_at"]
+        ranges = [
+            f"SELECT id FROM deliveries WHERE channel IN ({marks}) AND {column} >= ?"
+            f" AND {column} < ?"
+            for column in columns
+        ]
+        params = [value for _ in ranges for value in (*channels, since, until)]
+        return self.query(
+            "SELECT d.id, d.pack_id, d.channel, d.slot_at, d.scheduled_at, d.status, d.urgent,"
+            " d.claimed_at, d.next_attempt_at, p.title AS pack_title"
+            " FROM deliveries d JOIN packs p ON p.id = d.pack_id"
+            f" WHERE d.id IN ({' UNION '.join(ranges)}) AND d.status != 'cancelled'"
+            " ORDER BY d.scheduled_at, d.id",
             params,
         )
 

@@ -37,7 +37,8 @@ from media_matrix.models import (
     sources_of,
 )
 from media_matrix.redact import redact
-from media_matrix.store.base import Migration, NotFound, StoreBase, StoreError, dumps, loads
+from media_matrix.store.audit import AuditStore
+from media_matrix.store.base import Migration, NotFound, StoreError, dumps, loads
 from media_matrix.timeutil import now_iso
 
 _TIME_COLUMNS = {
@@ -106,7 +107,6 @@ MIGRATIONS: list[Migration] = [
     ("dispatching_004_one_time_format", _fixed_precision_script()),
 ]
 
-CLAIMABLE = sources_of(DeliveryStatus.SENDING)
 # Only an approved pack's deliveries are claimed: a pack sent back to review (its content changed
 # at the source) or withdrawn holds its unstarted deliveries until an editor approves it again.
 PACK_APPROVED = "pack_id IN (SELECT id FROM packs WHERE status = 'approved')"
@@ -146,7 +146,10 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class DispatchStore(StoreBase):
+class DispatchStore(AuditStore):
+    """Claims, leases, attempts and delivery transitions. An operator's retry or cancel is
+    audited in the same transaction, hence the audit family as its base."""
+
     # -- claiming -------------------------------------------------------------------------------
 
     def claim_due(
@@ -701,7 +704,9 @@ class DispatchStore(StoreBase):
 
     # -- operator actions -----------------------------------------------------------------------
 
-    def retry_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
+    def retry_delivery(
+        self, delivery_id: int, *, who: str = "operator", note: str | None = None
+    ) -> dict[str, Any]:
         """dead / unknown / failed / cancelled -> queued, due now (or at its future slot).
 
         The attempt counter restarts. The recorded remote state is cleared for dead, unknown
@@ -732,10 +737,13 @@ class DispatchStore(StoreBase):
                 """,
                 (at, delivery_id),
             )
-            self.audit(who, "delivery.retry", f"delivery:{delivery_id}", f"from {row[0]}")  # type: ignore[attr-defined]  # noqa: E501
+            said = f"from {row[0]}" + (f"; {note}" if note else "")  # stable; shown in Chinese
+            self.audit(who, "delivery.retry", f"delivery:{delivery_id}", said)
         return self.deliveries_by_id([delivery_id])[0]
 
-    def cancel_delivery(self, delivery_id: int, *, who: str = "operator") -> dict[str, Any]:
+    def cancel_delivery(
+        self, delivery_id: int, *, who: str = "operator", note: str | None = None
+    ) -> dict[str, Any]:
         """Cancel a delivery that has not gone out: not delivered, not being sent right now, and
         not submitted (a WeChat publish in progress cannot be recalled)."""
         with self.transaction() as conn:
@@ -757,5 +765,6 @@ class DispatchStore(StoreBase):
                 """,
                 (at, delivery_id),
             )
-            self.audit(who, "delivery.cancel", f"delivery:{delivery_id}", f"from {row[0]}")  # type: ignore[attr-defined]  # noqa: E501
+            said = f"from {row[0]}" + (f"; {note}" if note else "")  # stable; shown in Chinese
+            self.audit(who, "delivery.cancel", f"delivery:{delivery_id}", said)
         return self.deliveries_by_id([delivery_id])[0]

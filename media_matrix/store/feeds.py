@@ -69,17 +69,27 @@ class FeedStore(StoreBase):
         next_fetch_at: str,
         etag: str | None,
         last_modified: str | None,
-        items: int,
+        items: int | None,
     ) -> None:
+        """A good fetch. ``items``: how many entries it saw (None: not modified, keep the
+        last count); a re-read of the same packs must not grow it."""
         self.execute(
             """
             UPDATE feeds SET last_fetch_at = ?, last_success_at = ?, last_error = NULL,
                 failures = 0, next_fetch_at = ?, etag = ?, last_modified = ?,
-                items_seen = items_seen + ?
+                items_seen = COALESCE(?, items_seen)
             WHERE name = ?
             """,
             (at, at, next_fetch_at, etag, last_modified, items, name),
         )
+
+    def pack_counts_by_feed(self) -> dict[str, int]:
+        """How many distinct packs each feed has delivered (a pack from two feeds counts for
+        both)."""
+        rows = self.query(
+            "SELECT feed, COUNT(DISTINCT pack_id) AS n FROM pack_sources GROUP BY feed"
+        )
+        return {r["feed"]: int(r["n"]) for r in rows}
 
     def record_fetch_error(self, name: str, *, at: str, error: str, next_fetch_at: str) -> int:
         """Store the error and bump the failure count; returns the new count."""

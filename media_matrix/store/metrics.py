@@ -4,14 +4,17 @@ The ``metrics`` table itself is created with the deliveries (see ``deliveries.py
 owns its writes and every aggregation query of ``media_matrix.stats``.
 
 Aggregation is one ``GROUP BY`` over the deliveries of a date range, streamed from the cursor
-(nothing is loaded row by row into Python). A delivery's figures are first reduced per delivery
-(its measured reads/shares, its estimated impressions, whether it has any measured row), so a
-delivery is counted once however many metric rows it has. Group, topic and campaign are *set*
-dimensions: a pack may carry several groups or topics, and a delivery may fall into several
-campaigns. They are returned as a sorted comma list per row (``"farmers,youth"``) instead of
-being joined in, so each delivery still lands in exactly one result row; the stats layer
-expands the lists into one entry per group/topic/campaign. Sum the result rows for a total that
-never double counts; expand them for per-group/topic/campaign figures (which overlap).
+(nothing is loaded row by row into Python). A delivery's figures are reduced per delivery (its
+measured reads/shares, its estimated impressions, whether it has any measured row) as they are
+written, into ``delivery_figures`` (kept by triggers on ``metrics``), so a delivery is counted
+once however many metric rows it has, and a report reads one row per delivery. Each pack's
+groups and topics are read as lists from ``pack_tag_sets`` (kept by triggers on ``pack_tags``).
+Group, topic and campaign are *set* dimensions: a pack may carry several groups or topics, and a
+delivery may fall into several campaigns. They are returned as a sorted comma list per row
+(``"farmers,youth"``) instead of being joined in, so each delivery still lands in exactly one
+result row; the stats layer expands the lists into one entry per group/topic/campaign. Sum the
+result rows for a total that never double counts; expand them for per-group/topic/campaign
+figures (which overlap).
 """
 
 from __future__ import annotations
@@ -22,6 +25,39 @@ from typing import Any
 
 from media_matrix.store.base import Migration, StoreBase
 
+# A delivery's metric rows reduced to its figures: measured reads and shares, how many rows are
+# measured and estimated, estimated impressions (NULL sums where it has no such rows).
+_FIGURES_SELECT = """
+    SELECT delivery_id,
+           sum(CASE WHEN source = 'measured' THEN reads END),
+           sum(CASE WHEN source = 'measured' THEN shares END),
+           sum(source = 'measured'),
+           sum(source = 'estimated'),
+           sum(CASE WHEN source = 'estimated' THEN impressions END)
+    FROM metrics {where} GROUP BY delivery_id
+"""
+
+
+def _delivery_figures_triggers() -> str:
+    """Triggers that rewrite a delivery's ``delivery_figures`` row whenever one of its metric
+    rows is added, changed or deleted (DELETE then INSERT: a trigger's OR REPLACE would give
+    way to the conflict clause of the upsert that fired it)."""
+    script = ""
+    for name, event, row in (
+        ("ins", "INSERT", "NEW"),
+        ("upd", "UPDATE", "NEW"),
+        ("del", "DELETE", "OLD"),
+    ):
+        delivery = f"{row}.delivery_id"
+        select = _FIGURES_SELECT.format(where=f"WHERE delivery_id = {delivery}")
+        script += (
+            f";\nCREATE TRIGGER delivery_figures_{name} AFTER {event} ON metrics BEGIN"
+            f" DELETE FROM delivery_figures WHERE delivery_id = {delivery};"
+            f" INSERT INTO delivery_figures (delivery_id, mr, ms, nm, ne, ei) {select}; END"
+        )
+    return script
+
+
 MIGRATIONS: list[Migration] = [
     (
         "metrics_001_indexes",
@@ -31,6 +67,20 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX IF NOT EXISTS metrics_rollup ON metrics
             (delivery_id, source, reads, shares, impressions)
         """,
+    ),
+    (
+        # Each delivery's metric rows reduced once, kept by triggers on every metrics write:
+        # a report reads one row per delivery instead of grouping its metric rows again.
+        "metrics_002_delivery_figures",
+        """
+        CREATE TABLE delivery_figures (
+            delivery_id INTEGER PRIMARY KEY,
+            mr INTEGER, ms INTEGER, nm INTEGER, ne INTEGER, ei INTEGER
+        );
+        INSERT INTO delivery_figures (delivery_id, mr, ms, nm, ne, ei)
+        """
+        + _FIGURES_SELECT.format(where="")
+        + _delivery_figures_triggers(),
     ),
 ]
 
@@ -47,7 +97,6 @@ FIGURES = (
     "measured_clicks",
     "unique_visitors",
 )
-PLAIN_KEYS = ("county", "channel", "day", "week", "month")
 SET_KEYS = ("group", "topic", "campaign")
 
 # A metric row to upsert: (delivery_id, day, reads, shares, impressions, source, fetched_at).
@@ -74,10 +123,11 @@ class AggregateSpec:
     """What one aggregation reads and how it groups.
 
     ``start``/``end`` bound ``deliveries.scheduled_at`` (UTC ISO, end exclusive; None: open).
-    ``keys`` are plain grouping keys (PLAIN_KEYS) and ``sets`` set dimensions (SET_KEYS), each
-    returned in the given order. ``edges`` holds, for each time key used (day, week, month) and
-    for ``campaign_days`` (labels like ',0,2,': the campaigns running that local day), the
-    local-time buckets as UTC instants, so no per-row time-zone arithmetic is needed.
+    ``keys`` are plain grouping keys (county, channel, day, week, month) and ``sets`` set
+    dimensions (SET_KEYS), each returned in the given order. ``edges`` holds, for each time key
+    used (day, week, month) and for ``campaign_days`` (labels like ',0,2,': the campaigns
+    running that local day), the local-time buckets as UTC instants, so no per-row time-zone
+    arithmetic is needed.
     ``counties`` maps channel name -> county; ``campaigns`` are indexed by position and come
     back as comma lists of those positions.
     """
@@ -300,28 +350,10 @@ class MetricsStore(StoreBase):
             "INSERT INTO temp.mm_stats_channels (name, county) VALUES (?, ?)",
             list(spec.counties.items()),
         )
-        if spec.sets:
-            conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS mm_stats_packsets"
-                " (pack_id INTEGER PRIMARY KEY, groups TEXT, topics TEXT)"
-            )
-            conn.execute("DELETE FROM temp.mm_stats_packsets")
-            # ',a,b,' so that a tag can be found with instr(list, ',tag,').
-            conn.execute(
-                """
-                INSERT INTO temp.mm_stats_packsets (pack_id, groups, topics)
-                SELECT pack_id,
-                       ',' || group_concat(CASE kind WHEN 'group' THEN tag END, ',') || ',',
-                       ',' || group_concat(CASE kind WHEN 'topic' THEN tag END, ',') || ','
-                FROM (SELECT pack_id, kind, tag FROM pack_tags WHERE removed = 0
-                      ORDER BY pack_id, kind, tag)
-                GROUP BY pack_id
-                """
-            )
 
     def _scan_hint(self, spec: AggregateSpec) -> str:
-        """Read the whole table in rowid order (per-delivery grouping needs no sort) unless the
-        range holds a small part of it; then read the range from the stats index."""
+        """Read the whole table in rowid order unless the range holds a small part of it; then
+        read the range from the stats index."""
         if not (spec.start or spec.end):
             return "NOT INDEXED"
         index = self.conn.execute(
@@ -389,25 +421,23 @@ class MetricsStore(StoreBase):
             order_by = "ORDER BY " + ", ".join(
                 f"(k{i} IS NULL), k{i}" for i in range(1, len(spec.keys) + 1)
             )
-        sets_join = (
-            "LEFT JOIN temp.mm_stats_packsets ps ON ps.pack_id = d.pack_id" if spec.sets else ""
-        )
+        sets_join = "LEFT JOIN pack_tag_sets ps ON ps.pack_id = d.pack_id" if spec.sets else ""
         extra = "".join(f", {c}" for c in time_columns)
-        # Each delivery is reduced with its metric rows first (one row per delivery, in rowid
-        # order), joined with its tracked link's clicks and daily unique visitors (reduced per
-        # delivery once, in ``lf``), then grouped by the keys.
+        county_join = (  # a report keys by channel and maps counties itself: no join then
+            "LEFT JOIN temp.mm_stats_channels c ON c.name = d.channel"
+            if "county" in spec.keys
+            else ""
+        )
+        # Each delivery with its reduced metric rows (delivery_figures), joined with its
+        # tracked link's clicks and daily unique visitors (reduced per delivery once, in
+        # ``lf``), then grouped by the keys.
         sql = f"""
             WITH dd AS (
                 SELECT d.id, d.pack_id, d.channel, d.status{extra},
-                       sum(CASE WHEN m.source = 'measured' THEN m.reads END) AS mr,
-                       sum(CASE WHEN m.source = 'measured' THEN m.shares END) AS ms,
-                       sum(m.source = 'measured') AS nm,
-                       sum(m.source = 'estimated') AS ne,
-                       sum(CASE WHEN m.source = 'estimated' THEN m.impressions END) AS ei
+                       f.mr, f.ms, f.nm, f.ne, f.ei
                 FROM deliveries d {self._scan_hint(spec)}
-                LEFT JOIN metrics m ON m.delivery_id = d.id
+                LEFT JOIN delivery_figures f ON f.delivery_id = d.id
                 {where_sql}
-                GROUP BY d.id
             ),
             lf AS (
                 SELECT l.delivery_id, count(*) AS clicks,
@@ -419,7 +449,7 @@ class MetricsStore(StoreBase):
             SELECT {", ".join([*selects, *figures])}
             FROM dd d
             LEFT JOIN lf ON lf.delivery_id = d.id
-            LEFT JOIN temp.mm_stats_channels c ON c.name = d.channel
+            {county_join}
             {sets_join}
             {group_by}
             {order_by}

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from media_matrix.models import Item, Pack, PackStatus, Tag
 from media_matrix.store.base import Migration, NotFound, StoreBase, dumps, loads
+
+
+def _tag_sets_triggers() -> str:
+    """Triggers that rewrite a pack's row of ``pack_tag_sets`` whenever one of its tags is
+    added, changed or deleted (DELETE then INSERT: a trigger's OR REPLACE would give way to
+    the conflict clause of the upsert that fired it)."""
+
+    def tag_list(pack: str, kind: str) -> str:
+        return (
+            "(SELECT ',' || group_concat(tag, ',') || ',' FROM (SELECT tag FROM pack_tags"
+            f" WHERE pack_id = {pack} AND kind = '{kind}' AND removed = 0 ORDER BY tag))"
+        )
+
+    script = ""
+    for name, event, row in (
+        ("ins", "INSERT", "NEW"),
+        ("upd", "UPDATE", "NEW"),
+        ("del", "DELETE", "OLD"),
+    ):
+        pack = f"{row}.pack_id"
+        script += (
+            f";\nCREATE TRIGGER pack_tag_sets_{name} AFTER {event} ON pack_tags BEGIN"
+            f" DELETE FROM pack_tag_sets WHERE pack_id = {pack};"
+            " INSERT INTO pack_tag_sets (pack_id, groups, topics)"
+            f" SELECT {pack}, {tag_list(pack, 'group')}, {tag_list(pack, 'topic')}; END"
+        )
+    return script
+
 
 MIGRATIONS: list[Migration] = [
     (
@@ -95,7 +124,38 @@ MIGRATIONS: list[Migration] = [
             WHERE julianday(published_at) > julianday(fetched_at) + 1
         """,
     ),
+    (
+        # The planner's candidates in its rank order (freshest first, ties by id), read a
+        # batch at a time from the approved, non-urgent packs.
+        "packs_005_plan_rank",
+        """
+        CREATE INDEX IF NOT EXISTS packs_plan_rank ON packs
+            (status, urgent, coalesce(published_at, fetched_at) DESC, id)
+        """,
+    ),
+    (
+        # Each pack's live groups and topics as ',a,b,' lists (NULL: none), kept by triggers
+        # on every tag change: the statistics group deliveries by them without reading
+        # pack_tags once per delivery (or rebuilding the lists of every pack per report).
+        "packs_006_tag_sets",
+        """
+        CREATE TABLE pack_tag_sets (pack_id INTEGER PRIMARY KEY, groups TEXT, topics TEXT);
+        INSERT INTO pack_tag_sets (pack_id, groups, topics)
+            SELECT pack_id,
+                   ',' || group_concat(CASE kind WHEN 'group' THEN tag END, ',') || ',',
+                   ',' || group_concat(CASE kind WHEN 'topic' THEN tag END, ',') || ','
+            FROM (SELECT pack_id, kind, tag FROM pack_tags WHERE removed = 0
+                  ORDER BY pack_id, kind, tag)
+            GROUP BY pack_id
+        """
+        + _tag_sets_triggers(),
+    ),
 ]
+
+# A campaign as the candidate query filters by it: (topics, groups); a pack belongs when it
+# shares a topic (if any are listed) and a group (if any are listed).
+CampaignTags = tuple[Sequence[str], Sequence[str]]
+_RANK = "coalesce(p.published_at, p.fetched_at)"
 
 # Fields an item carries into its pack; compared to tell what changed.
 ITEM_FIELDS = (
@@ -358,7 +418,8 @@ class PackStore(StoreBase):
         full: bool = False,
         limit: int | None = None,
     ) -> list[Pack]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status:
             where.append("p.status = ?")
             params.append(status)
@@ -390,6 +451,72 @@ class PackStore(StoreBase):
             {"LIMIT " + str(int(limit)) if limit else ""}
         """
         return [_pack_from_row(r) for r in self.query(sql, params)]
+
+    def pack_titles(self, ids: Sequence[int]) -> dict[int, str]:
+        """id -> title of these packs (missing ones left out)."""
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = self.query(f"SELECT id, title FROM packs WHERE id IN ({_marks(chunk)})", chunk)
+            out.update((r["id"], r["title"]) for r in rows)
+        return out
+
+    def plan_candidates(
+        self,
+        channel: str,
+        *,
+        counties: Sequence[str] | None,
+        groups: Sequence[str] | None,
+        campaigns: Sequence[CampaignTags] = (),
+        in_campaign: bool | None = None,
+        after: tuple[str, int] | None = None,
+        limit: int = 64,
+        ids: Sequence[int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Approved, non-urgent packs that may go to ``channel`` and have no live delivery on
+        it, in the planner's rank order (freshest first, ties by id), ``limit`` at a time after
+        the (rank, id) of the last one read. ``counties``/``groups``: the pack's county (NULL
+        is 市级) and one of its groups must be among them (None: any). ``in_campaign``: only
+        packs of one of ``campaigns`` (True), only packs of none (False), or either (None).
+        ``ids``: only these packs (the ones editors linked to residents' orders).
+        Rows: id, county, rank_at (published, else fetched), groups, topics."""
+        where = ["p.status = 'approved'", "p.urgent = 0"]
+        params: list[Any] = []
+        if ids is not None:
+            where.append(f"p.id IN ({_marks(ids) if ids else 'NULL'})")
+            params += list(ids)
+        if after is not None:
+            where.append(f"{_RANK} <= ? AND NOT ({_RANK} = ? AND p.id <= ?)")
+            params += [after[0], after[0], after[1]]
+        if counties is not None:
+            where.append(f"coalesce(nullif(p.county, ''), '市级') IN ({_marks(counties)})")
+            params += counties
+        if groups is not None:
+            where.append(_has_tag("group", groups, params))
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.pack_id = p.id AND d.channel = ?"
+            " AND d.status != 'cancelled')"
+        )
+        params.append(channel)
+        if in_campaign is not None:
+            hot = _campaign_match(campaigns, params)
+            where.append(hot if in_campaign else f"NOT ({hot})")
+        rows = self.query(
+            f"""
+            SELECT p.id, p.county, {_RANK} AS rank_at,
+                   (SELECT json_group_array(tag) FROM pack_tags t WHERE t.pack_id = p.id
+                        AND t.kind = 'group' AND t.removed = 0) AS groups_json,
+                   (SELECT json_group_array(tag) FROM pack_tags t WHERE t.pack_id = p.id
+                        AND t.kind = 'topic' AND t.removed = 0) AS topics_json
+            FROM packs p WHERE {" AND ".join(where)}
+            ORDER BY {_RANK} DESC, p.id LIMIT ?
+            """,
+            [*params, int(limit)],
+        )
+        for row in rows:
+            row["groups"] = sorted(loads(row.pop("groups_json"), []))
+            row["topics"] = sorted(loads(row.pop("topics_json"), []))
+        return rows
 
     def packs_for_tagging(self, ids: list[int] | None = None) -> list[dict[str, Any]]:
         """What the tagger reads of each pack: text fields, source categories, pack.yaml hints."""
@@ -435,3 +562,30 @@ def _pack_from_row(row: dict[str, Any]) -> Pack:
         text=row.get("text", ""),
         local_root=row.get("local_root"),
     )
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _has_tag(kind: str, tags: Sequence[str], params: list[Any]) -> str:
+    params += [kind, *tags]
+    return (
+        "EXISTS (SELECT 1 FROM pack_tags t WHERE t.pack_id = p.id AND t.kind = ?"
+        f" AND t.tag IN ({_marks(tags)}) AND t.removed = 0)"
+    )
+
+
+def _campaign_match(campaigns: Sequence[CampaignTags], params: list[Any]) -> str:
+    """SQL true for a pack of one of ``campaigns`` (planner.campaign_matches, in SQL)."""
+    parts = []
+    for topics, groups in campaigns:
+        if not topics and not groups:
+            continue  # a campaign listing neither matches no pack
+        cond = [
+            _has_tag(kind, tags, params)
+            for kind, tags in (("topic", topics), ("group", groups))
+            if tags
+        ]
+        parts.append("(" + " AND ".join(cond) + ")")
+    return " OR ".join(parts) if parts else "0"

@@ -66,7 +66,9 @@ def _order(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class RequestStore(StoreBase):
-    def add_requests(self, rows: Sequence[Mapping[str, Any]], *, by: str) -> list[int]:
+    def add_requests(
+        self, rows: Sequence[Mapping[str, Any]], *, by: str, note: str | None = None
+    ) -> list[int]:
         """Insert orders in one transaction (all or nothing), each audited. A paper row whose
         ``paper_key`` is already stored is skipped (its id is not returned)."""
         at = now_iso()
@@ -103,7 +105,13 @@ class RequestStore(StoreBase):
                 ids.append(int(cur.lastrowid or 0))
                 conn.execute(
                     "INSERT INTO audit (at, who, action, subject, note) VALUES (?, ?, ?, ?, ?)",
-                    (at, by, "request_new", f"request:{cur.lastrowid}", row["source"]),
+                    (
+                        at,
+                        by,
+                        "request_new",
+                        f"request:{cur.lastrowid}",
+                        redact(f"{row['source']}; {note}" if note else row["source"]),
+                    ),
                 )
         return ids
 
@@ -124,7 +132,8 @@ class RequestStore(StoreBase):
         statuses: Sequence[str] = (),
         limit: int = 500,
     ) -> list[dict[str, Any]]:
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[Any] = []
         if county:
             where.append("county = ?")
             params.append(county)
@@ -196,7 +205,10 @@ class RequestStore(StoreBase):
         only = ""
         if request_ids is not None:
             only = f" AND r.id IN ({', '.join('?' for _ in request_ids) or 'NULL'})"
-        narrow, narrow_params = "", []  # each bound only when given: SQLite then picks its index
+        narrow, narrow_params = (
+            "",
+            list[Any](),
+        )  # each bound only when given: SQLite then picks its index
         if since is not None:
             narrow, narrow_params = " AND d.delivered_at >= ?", [since]
         if pack_id is not None:

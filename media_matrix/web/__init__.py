@@ -20,12 +20,15 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from media_matrix import users
 from media_matrix.config import Settings
+from media_matrix.errortext import error_phrase
 from media_matrix.models import (
     ATTEMPT_KIND_LABELS,
     ATTEMPT_OUTCOME_LABELS,
     DELIVERY_STATUS_LABELS,
     GROUPS,
     PACK_STATUS_LABELS,
+    audit_action_label,
+    audit_note_text,
 )
 from media_matrix.store import Store
 from media_matrix.store.search import check_sqlite_version
@@ -70,6 +73,9 @@ def create_app(settings: Settings, store: Store, *, testing: bool = False) -> Fl
     app.jinja_env.globals.update(
         can=common.can,
         local=common.local,
+        action_label=audit_action_label,
+        audit_note=audit_note_text,
+        error_phrase=error_phrase,
         slot_label=common.slot_label,
         channel_title=common.channel_title,
         PACK_STATUS=PACK_STATUS_LABELS,

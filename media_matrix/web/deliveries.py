@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from media_matrix import dispatch as engine
+from media_matrix.flow import run_round
 from media_matrix.models import DELIVERY_STATUS_LABELS
 from media_matrix.sandbox.embedded import embedded_sandbox
 from media_matrix.store import NotFound, StoreError
@@ -167,7 +167,7 @@ def dispatch_round() -> Any:
     settings = common.settings()
     names = common.scoped_channels()
     with embedded_sandbox(settings) as (live, _servers):
-        result = engine.run_round(live, common.store(), channels=names)
+        result = run_round(live, common.store(), channels=names)
     d = result.dispatch
     common.store().audit(
         common.by(), "dispatch_round", "dispatch", f"送达 {d.delivered}, 失败 {d.retrying + d.dead}"

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 
-from media_matrix import scheduling, users
+from media_matrix import overview, users
 from media_matrix.ingest import feed_overview, run_ingest
 from media_matrix.instance import LOCK_NAME, describe_lock
 from media_matrix.store import NotFound
@@ -72,7 +72,7 @@ def healthz() -> Any:
 
 @bp.route("/status")
 def status() -> Any:
-    view = scheduling.status_view(common.settings(), common.store())
+    view = overview.status_view(common.settings(), common.store())
     return render_template("status.html", view=view)
 
 

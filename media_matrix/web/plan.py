@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from media_matrix import scheduling
-from media_matrix.calendar import week_view
+from media_matrix.calendar import slot_text, week_view
 from media_matrix.store import StoreError
 from media_matrix.timeutil import utcnow
 from media_matrix.web import common
@@ -59,7 +59,7 @@ def _calendar(monday: date, channel: str | None, county: str | None) -> dict[str
 @bp.route("/calendar/proposals")
 def proposals() -> Any:
     """The planner's proposals (拟排) for the window: an htmx fragment, computed apart from the
-    calendar because the planner reads every approved pack and booking."""
+    calendar (the planner reads candidates as far as the free slots take them)."""
     channel = request.args.get("channel", "").strip() or None
     county = request.args.get("county", "").strip() or None
     if channel and channel not in {c.name for c in common.settings().channels}:
@@ -68,18 +68,30 @@ def proposals() -> Any:
     rows: list[dict[str, Any]] = []
     if window is not None:
         begin, end = window
-        days = (end - begin).total_seconds() / 86400
-        view = scheduling.plan_view(
-            common.settings(), common.store(), days=days, channel=channel, now=begin
+        rows = scheduling.plan_proposals(
+            common.settings(),
+            common.store(),
+            days=(end - begin).total_seconds() / 86400,
+            channels=_channel_names(channel, county),
+            now=begin,
         )
-        names = set(_channel_names(channel, county))
-        for chan in view["channels"]:
-            if chan["name"] not in names:
-                continue
-            items = [i for slot in chan["slots"] for i in slot["items"]] + chan["other"]
-            rows += [{**i, "channel": chan["name"]} for i in items if i["kind"] == "proposal"]
-    rows.sort(key=lambda r: (r["at"], r["channel"]))
-    return render_template("proposals.html", proposals=rows)
+    return render_template("proposals.html", proposals=_labelled(rows))
+
+
+def _labelled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each proposal with its slot label and channel title, computed once per distinct value
+    (a week may propose a thousand rows over a few dozen slots and channels)."""
+    settings = common.settings()
+    labels: dict[str, str] = {}
+    titles: dict[str, str] = {}
+    for row in rows:
+        at, name = row["at"], row["channel"]
+        if at not in labels:
+            labels[at] = slot_text(datetime.fromisoformat(at).astimezone(settings.tz))
+        if name not in titles:
+            titles[name] = settings.channel_title(name)
+        row["label"], row["channel_title"] = labels[at], titles[name]
+    return rows
 
 
 @bp.route("/calendar")
@@ -143,7 +155,13 @@ def unqueue() -> Any:
     if not raw.isdigit():
         abort(400)
     try:
-        scheduling.unqueue(common.store(), int(raw), common.by(), request.form.get("note") or None)
+        scheduling.unqueue(
+            common.store(),
+            int(raw),
+            common.by(),
+            request.form.get("note") or None,
+            tz=common.settings().tz,
+        )
     except StoreError as exc:
         flash(str(exc), "error")
     else:
@@ -170,22 +188,9 @@ def _fill_args() -> tuple[list[str] | None, float]:
 def fill_preview() -> Any:
     """What "fill the coming slots" would add, before it is confirmed (htmx fragment)."""
     names, days = _fill_args()
-    view = scheduling.plan_view(common.settings(), common.store(), days=days)
-    proposals = [
-        {**item, "channel": chan["name"]}
-        for chan in view["channels"]
-        if names is None or chan["name"] in names
-        for slot in chan["slots"]
-        for item in slot["items"]
-        if item["kind"] == "proposal"
-    ]
-    proposals += [
-        {**item, "channel": chan["name"]}
-        for chan in view["channels"]
-        if names is None or chan["name"] in names
-        for item in chan["other"]
-        if item["kind"] == "proposal"
-    ]
+    proposals = scheduling.plan_proposals(
+        common.settings(), common.store(), days=days, channels=names
+    )
     return render_template(
         "fill_preview.html",
         proposals=proposals,

@@ -116,7 +116,7 @@ def test_every_id_argument_refuses_out_of_range(config, capsys, path, option, va
         (["plan", "--days", "367"], "--days"),
         (["queue", "--auto", "--days", "1e6"], "--days"),
         (["plan", "--now", "9999-12-31T23:00"], "--now"),
-        (["queue", "1", "--channel", "x", "--at", "0001-01-01T00:00"], "--at"),
+        (["queue", "1", "--at", "0001-01-01T00:00"], "--at"),
         (["stats", "summary", "--from", "0001-01-01", "--to", "9999-12-31"], "--from"),
         (["stats", "summary", "--from", "2024-01-01", "--to", "9999-12-31"], "--to"),
         (["stats", "export", "--from", "2000-01-01", "--to", "2100-12-31"], "at most 3660 days"),
