@@ -147,18 +147,18 @@ def test_a_crash_mid_write_leaves_nothing_visible(tmp_path, monkeypatch):
     adapter = screen(tmp_path)
     item = scheduled_item(1)
     message = adapter.render([item])
-    real_write = outbox._write
+    real_write = outbox.write_synced
 
     def failing(path: Path, data: bytes) -> None:
         if path.name == "manifest.json":
             raise OSError(28, "No space left on device")
         real_write(path, data)
 
-    monkeypatch.setattr(outbox, "_write", failing)
+    monkeypatch.setattr(outbox, "write_synced", failing)
     with pytest.raises(RetryableError, match="No space left"):
         adapter.send(message, Checkpoints())
     assert list((tmp_path / "outbox").iterdir()) == []  # no folder, no temp left behind
-    monkeypatch.setattr(outbox, "_write", real_write)
+    monkeypatch.setattr(outbox, "write_synced", real_write)
     # a killed process leaves its temp folder and maybe a folder without DONE (copied by hand)
     stale = tmp_path / "outbox" / f".tmp-{item.delivery_uid}-dead"
     stale.mkdir()

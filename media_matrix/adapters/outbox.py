@@ -59,7 +59,8 @@ def folder_name(uid: str) -> str:
     return uid if _SAFE.match(uid) else hashlib.sha256(uid.encode()).hexdigest()[:32]
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_synced(path: Path, data: bytes) -> None:
+    """Write ``path`` and flush it to disk (before the rename that publishes it)."""
     with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -108,7 +109,7 @@ def _unlock(handle: Any) -> None:
         handle.close()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -150,7 +151,7 @@ class OutboxAdapter(BaseAdapter):
             try:
                 tmp.mkdir()
                 self._fill(tmp, message)
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 if final.exists() and not (final / DONE).is_file():
                     shutil.rmtree(final)  # not ours to trust: a folder without its DONE marker
                 try:
@@ -159,7 +160,7 @@ class OutboxAdapter(BaseAdapter):
                     if (final / DONE).is_file():  # a concurrent writer of the same delivery won
                         return self._result(final, written=False)
                     raise
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
                 _unlock(lock)
@@ -217,7 +218,7 @@ class OutboxAdapter(BaseAdapter):
                 return None
             (tmp / "media").mkdir(exist_ok=True)
             rel = f"media/{len(media) + 1:02d}-{image.filename}"
-            _write(tmp / rel, image.data)
+            write_synced(tmp / rel, image.data)
             media.append(
                 {"file": rel, "source": src, "bytes": len(image.data), "sha256": image.sha256}
             )
@@ -257,7 +258,7 @@ class OutboxAdapter(BaseAdapter):
         if isinstance(qr, bytes):
             files["qr.png"] = qr
         for fname, data in files.items():
-            _write(tmp / fname, data)
+            write_synced(tmp / fname, data)
         scheduled = item.scheduled_at
         manifest = {
             "delivery_id": item.delivery_id,
@@ -279,7 +280,9 @@ class OutboxAdapter(BaseAdapter):
             "media": media,
             "done_marker": DONE,
         }
-        _write(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8"))
+        write_synced(
+            tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8")
+        )
         if media:
-            _fsync_dir(tmp / "media")
-        _write(tmp / DONE, f"{item.delivery_uid}\n".encode())
+            fsync_dir(tmp / "media")
+        write_synced(tmp / DONE, f"{item.delivery_uid}\n".encode())

@@ -40,7 +40,7 @@ from media_matrix.adapters.base import (
     SendResult,
     load_image,
 )
-from media_matrix.adapters.outbox import folder_name
+from media_matrix.adapters.outbox import folder_name, fsync_dir, write_synced
 
 _PRINT_LOCK = threading.Lock()  # Pango and fontconfig are not safe to drive from two threads
 
@@ -86,18 +86,11 @@ class PosterAdapter(BaseAdapter):
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = self.root / f".tmp-{final.stem}-{secrets.token_hex(4)}.pdf"
             try:
-                with open(tmp, "wb") as fh:
-                    fh.write(pdf)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                write_synced(tmp, pdf)
                 os.replace(tmp, final)
             finally:
                 tmp.unlink(missing_ok=True)
-            fd = os.open(self.root, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.root)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise AuthError(f"poster {self.root}: {exc}") from None
