@@ -404,33 +404,15 @@ def _fill(
     settings: Settings,
     store: Store,
     *,
-    now: datetime,
-    days: float,
-    channels: Sequence[str] | None,
-    slots: bool,
-    urgent: bool,
-    by: str,
     audit: bool,
-    pack_ids: Sequence[int] | None = None,
-    slot_exprs: tuple[str, ...] | None = None,
     dry_run: bool = False,
-    note: str | None = None,
+    **options: Any,
 ) -> AutoReport:
+    """:func:`_fill_in_transaction`; a dry run plans in the same transaction and rolls it back,
+    audited never."""
     try:
         return _fill_in_transaction(
-            settings,
-            store,
-            now=now,
-            days=days,
-            channels=channels,
-            slots=slots,
-            urgent=urgent,
-            by=by,
-            audit=audit and not dry_run,
-            pack_ids=pack_ids,
-            slot_exprs=slot_exprs,
-            dry_run=dry_run,
-            note=note,
+            settings, store, audit=audit and not dry_run, dry_run=dry_run, **options
         )
     except _DryRun as done:
         return done.report
@@ -455,9 +437,9 @@ def _fill_in_transaction(
     urgent: bool,
     by: str,
     audit: bool,
-    pack_ids: Sequence[int] | None,
-    slot_exprs: tuple[str, ...] | None,
-    dry_run: bool,
+    pack_ids: Sequence[int] | None = None,
+    slot_exprs: tuple[str, ...] | None = None,
+    dry_run: bool = False,
     note: str | None = None,
 ) -> AutoReport:
     tz = settings.tz
