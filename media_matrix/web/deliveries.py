@@ -4,6 +4,7 @@ their county's channels only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -136,26 +137,26 @@ def _confirmed() -> bool:
 @bp.route("/deliveries/<int:delivery_id>/retry", methods=["POST"])
 @common.needs("deliver")
 def retry(delivery_id: int) -> Any:
-    _delivery_or_404(delivery_id)
-    if _confirmed():
-        try:
-            common.store().retry_delivery(delivery_id, who=common.by())
-            flash(f"投递 {delivery_id} 已重新排队, 将尽快发送", "ok")
-        except StoreError as exc:
-            flash(f"无法重发: {exc}", "error")
-    return redirect(url_for("deliveries.detail", delivery_id=delivery_id))
+    return _operator_action(
+        delivery_id, common.store().retry_delivery, "已重新排队, 将尽快发送", "无法重发"
+    )
 
 
 @bp.route("/deliveries/<int:delivery_id>/cancel", methods=["POST"])
 @common.needs("deliver")
 def cancel(delivery_id: int) -> Any:
+    return _operator_action(delivery_id, common.store().cancel_delivery, "已取消", "无法取消")
+
+
+def _operator_action(delivery_id: int, act: Callable[..., Any], done: str, refused: str) -> Any:
+    """A confirmed retry or cancel by the signed-in operator, then back to the delivery."""
     _delivery_or_404(delivery_id)
     if _confirmed():
         try:
-            common.store().cancel_delivery(delivery_id, who=common.by())
-            flash(f"投递 {delivery_id} 已取消", "ok")
+            act(delivery_id, who=common.by())
+            flash(f"投递 {delivery_id} {done}", "ok")
         except StoreError as exc:
-            flash(f"无法取消: {exc}", "error")
+            flash(f"{refused}: {exc}", "error")
     return redirect(url_for("deliveries.detail", delivery_id=delivery_id))
 
 
