@@ -106,7 +106,7 @@ class FeedConfig(_Model):
     every: float = Field(default=1800.0, ge=1, le=30 * DAY)
     auto_approve: bool = False
     enabled: bool = True
-    county: str = "市级"
+    county: str = CITY
     selectors: HtmlSelectors | None = None
     encoding: str | None = None  # force a charset for sites that lie about theirs
     max_items: int = Field(default=200, ge=1, le=MAX_COUNT)
@@ -135,7 +135,7 @@ class FeedConfig(_Model):
 class _ChannelBase(_Model):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    county: str = "市级"
+    county: str = CITY
     audience: list[str] = Field(default_factory=lambda: ["public"])
     reach: int = Field(default=0, ge=0, le=MAX_PEOPLE)
     slots: list[str] = Field(default_factory=list)
@@ -622,6 +622,10 @@ class Settings(_Model):
                 return channel
         names = [c.name for c in self.channels]
         raise ConfigError(f"{self.path}: no channel named {name!r} (channels: {names})")
+
+    def county_names(self) -> list[str]:
+        """City level first, then the configured counties: what people pick a county from."""
+        return [CITY, *self.counties]
 
     def county_channels(self) -> dict[str, str]:
         """Channel name -> its county, for channels of a county (not city level)."""

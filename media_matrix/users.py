@@ -84,7 +84,7 @@ def _check_new(settings: Settings, name: str, role: str, county: str | None) -> 
         )
     if role not in ROLES:
         raise UserError(f"角色 {role!r} 无效, 应为 {', '.join(ROLES)} (unknown role)")
-    known = {"市级", *settings.counties}
+    known = set(settings.county_names())
     if county is not None and settings.counties and county not in known:
         raise UserError(f"区县 {county!r} 不在配置中 ({', '.join(sorted(known))}) (unknown county)")
 

@@ -31,7 +31,7 @@ from media_matrix.ingest.clean import (
 )
 from media_matrix.ingest.source import SourceError, SourceResult
 from media_matrix.ingest.vet import ID_PATTERN
-from media_matrix.models import Item, check_group_ids
+from media_matrix.models import CITY, Item, check_group_ids
 from media_matrix.timeutil import to_iso
 
 MANIFEST = "pack.yaml"
@@ -55,7 +55,7 @@ class PackManifest(BaseModel):
     source: str = ""
     published: datetime | None = None
     author: str = ""
-    county: str = "市级"
+    county: str = CITY
     guid: str | None = None
     url: str | None = None
     groups: list[str] = Field(default_factory=list)
@@ -85,7 +85,7 @@ class BadPack(Exception):
 def read_packdir(
     folder: Path,
     media_root: Path,
-    default_county: str = "市级",
+    default_county: str = CITY,
     tz: tzinfo = UTC,
     caps: PackCaps | None = None,
 ) -> SourceResult:
@@ -135,7 +135,7 @@ def _check_folder(pack_dir: Path, caps: PackCaps) -> None:
 def read_pack(
     pack_dir: Path,
     name: str,
-    default_county: str = "市级",
+    default_county: str = CITY,
     tz: tzinfo = UTC,
     caps: PackCaps | None = None,
 ) -> Item:
@@ -181,7 +181,7 @@ def read_pack(
         groups=list(manifest.groups),
         topics=list(manifest.topics),
         source=plain_text(manifest.source),
-        county=manifest.county if manifest.county != "市级" else default_county,
+        county=manifest.county if manifest.county != CITY else default_county,
         local_root=str(root),
     )
 

@@ -97,7 +97,7 @@ def index() -> Any:
             "to": end.isoformat() if end else "",
         },
         channels=[c for c in settings.channels if scope is None or c.name in scope],
-        counties=["市级", *settings.counties],
+        counties=settings.county_names(),
     )
 
 

@@ -115,7 +115,7 @@ def users_page() -> Any:
         "users.html",
         rows=common.store().list_users(),
         roles=users.ROLES,
-        counties=["市级", *common.settings().counties],
+        counties=common.settings().county_names(),
     )
 
 

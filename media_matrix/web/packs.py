@@ -59,7 +59,7 @@ def index() -> Any:
         statuses=PACK_STATUS_LABELS,
         topics=TOPICS,
         feeds=[f.name for f in settings.feeds],
-        counties=["市级", *settings.counties],
+        counties=settings.county_names(),
     )
 
 

@@ -114,7 +114,7 @@ def calendar() -> Any:
         county=county or "",
         pack=pack if pack.isdigit() else "",
         channels=settings.channels,
-        counties=["市级", *settings.counties],
+        counties=settings.county_names(),
         fill_days=FILL_DAYS,
     )
 
