@@ -336,7 +336,9 @@ class Daemon:
     def run_feed(self, feed: str) -> None:
         def body() -> None:
             started = time.monotonic()
-            report = run_ingest(self.settings, self.store(), feeds=[feed], due_only=True)
+            store = self.store()
+            report = run_ingest(self.settings, store, feeds=[feed], due_only=True)
+            indexed = store.catch_up_search()  # here, not in the console's first search
             for f in report.feeds:
                 if f.skipped:
                     continue  # not due: no line every poll
@@ -351,6 +353,7 @@ class Daemon:
                     merged=f.merged,
                     unchanged=f.unchanged,
                     item_errors=len(f.item_errors),
+                    indexed=indexed,
                     error=f.error,
                     duration_ms=round((time.monotonic() - started) * 1000),
                 )

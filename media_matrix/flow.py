@@ -192,6 +192,7 @@ def run_once(
     officers = import_configured_roster(settings, store)
     requests = import_configured(settings, store)  # 群众点单: before planning, they steer it
     report = RunReport(ingest=run_ingest(settings, store, now=now, progress=progress))
+    store.catch_up_search()  # as the daemon does after ingest (see store/search.py)
     report.officers = officers
     report.requests = requests
     sent = run_round(

@@ -338,6 +338,7 @@ def test_sigterm_during_a_run_loses_nothing(tmp_path, feed_server):
     events = [e["event"] for e in daemon.events]
     ingest = daemon.of("ingest", feed="slow")
     assert ingest and ingest[0]["outcome"] == "ok" and ingest[0]["new"] == 3, daemon.log()
+    assert ingest[0]["indexed"] >= 3  # the daemon brings the search index up after ingest
     assert events.index("stopping") < events.index("ingest")  # it was in flight, and finished
     assert events[-1] == "daemon_stopped" and daemon.of("daemon_stopped", lock_released=True)
     assert time.monotonic() - sent_at < 15
@@ -346,6 +347,7 @@ def test_sigterm_during_a_run_loses_nothing(tmp_path, feed_server):
     try:
         assert len([p for p in store.list_packs() if "slow" in p.feeds]) == 3
         assert store.get_feed_state("slow")["last_success_at"]
+        assert store.query("SELECT pack_id FROM packs_fts_pending") == []
         rows = store.list_deliveries()
         assert not [r for r in rows if r["status"] == "sending" or r["lease_owner"]]
         assert len({(r["pack_id"], r["channel"]) for r in rows}) == len(rows)

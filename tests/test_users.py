@@ -130,6 +130,43 @@ def test_fts_trigram_finds_chinese_and_follows_updates(env):
     assert store.find_packs(q="一氧化碳", status="approved")[1] == 0
 
 
+def test_search_index_catches_up_off_the_write_path(env):
+    _, store, _ = env
+
+    def index_ok() -> None:  # FTS5 compares the index with the packs table it points at
+        store.execute("INSERT INTO packs_fts (packs_fts, rank) VALUES ('integrity-check', 1)")
+
+    first = _pack(store, "秋冬季节流感预防", "勤洗手, 接种疫苗。")
+    assert store.catch_up_search() == 1 and store.catch_up_search() == 0
+    index_ok()
+    second = _pack(store, "冬季用电安全知识", "不要私拉乱接电线。")
+    queued = store.query("SELECT pack_id FROM packs_fts_pending")
+    assert queued == [{"pack_id": second}]  # storing did not index it
+    # changed while queued, and changed once indexed: neither leaves a stale entry behind
+    store.update_pack_content(
+        second,
+        "t",
+        Item(guid="s", title="冬季取暖安全", text="燃气热水器通风。", content_hash="s2"),
+        at=now_iso(),
+    )
+    store.update_pack_content(
+        first,
+        "t",
+        Item(guid="f", title="春季花粉过敏", text="外出戴口罩。", content_hash="f2"),
+        at=now_iso(),
+    )
+    assert store.find_packs(q="热水器") == ([second], 1)  # a search catches up first
+    assert store.find_packs(q="花粉过敏") == ([first], 1)
+    assert store.find_packs(q="私拉乱接")[1] == 0 and store.find_packs(q="流感预防")[1] == 0
+    index_ok()
+    store.conn.execute("PRAGMA foreign_keys=OFF")  # packs are never deleted; the trigger is
+    store.execute("DELETE FROM packs WHERE id = ?", (first,))  # indexed, then removed
+    third = _pack(store, "防范电信诈骗", "不点陌生链接。")
+    store.execute("DELETE FROM packs WHERE id = ?", (third,))  # removed while still queued
+    assert store.catch_up_search() == 0 and store.find_packs(q="花粉过敏")[1] == 0
+    index_ok()
+
+
 def test_users_cli(env):
     _, store, config = env
     store.close()

@@ -4,7 +4,15 @@ SQLite FTS5 with the trigram tokenizer (SQLite 3.34+): Chinese has no spaces bet
 a word tokenizer would see each sentence as one token; trigrams match any substring of three or
 more characters. Shorter terms (a two-character word such as 防汛) cannot use the trigram index
 and are matched by substring over the same columns. The index is external-content (no second
-copy of the text) and kept in step with ``packs`` by triggers.
+copy of the text).
+
+Indexing is off the ingest path: trigram-indexing a pack costs more than storing it (for a
+first ingest of a large feed, most of the write time), so triggers only queue the pack in
+``packs_fts_pending`` and :meth:`SearchStore.catch_up_search` indexes the queue in one
+statement. Every search catches up first, so it never misses a stored pack; the daemon
+catches up after each ingest so the console's first search is not the one that pays. A
+change to an already indexed pack removes its old entry at once (an external-content index
+can only forget a row by the values it indexed, which the update is about to overwrite).
 """
 
 from __future__ import annotations
@@ -42,6 +50,30 @@ MIGRATIONS: list[Migration] = [
         END
         """,
     ),
+    (
+        "search_002_index_off_the_write_path",
+        """
+        CREATE TABLE packs_fts_pending (pack_id INTEGER PRIMARY KEY);
+        DROP TRIGGER packs_fts_insert;
+        DROP TRIGGER packs_fts_delete;
+        DROP TRIGGER packs_fts_update;
+        CREATE TRIGGER packs_fts_insert AFTER INSERT ON packs BEGIN
+            INSERT OR IGNORE INTO packs_fts_pending (pack_id) VALUES (new.id);
+        END;
+        CREATE TRIGGER packs_fts_delete AFTER DELETE ON packs BEGIN
+            INSERT INTO packs_fts (packs_fts, rowid, title, summary, text)
+            SELECT 'delete', old.id, old.title, old.summary, old.text
+            WHERE NOT EXISTS (SELECT 1 FROM packs_fts_pending WHERE pack_id = old.id);
+            DELETE FROM packs_fts_pending WHERE pack_id = old.id;
+        END;
+        CREATE TRIGGER packs_fts_update AFTER UPDATE OF title, summary, text ON packs BEGIN
+            INSERT INTO packs_fts (packs_fts, rowid, title, summary, text)
+            SELECT 'delete', old.id, old.title, old.summary, old.text
+            WHERE NOT EXISTS (SELECT 1 FROM packs_fts_pending WHERE pack_id = old.id);
+            INSERT OR IGNORE INTO packs_fts_pending (pack_id) VALUES (new.id);
+        END
+        """,
+    ),
 ]
 
 
@@ -70,6 +102,20 @@ def _like(term: str) -> str:
 
 
 class SearchStore(StoreBase):
+    def catch_up_search(self) -> int:
+        """Index every pack queued since the last catch-up; returns how many were indexed."""
+        with self.lock:
+            if self.conn.execute("SELECT 1 FROM packs_fts_pending LIMIT 1").fetchone() is None:
+                return 0  # the common case costs one indexed lookup and no write lock
+            with self.transaction() as conn:
+                indexed = conn.execute(
+                    "INSERT INTO packs_fts (rowid, title, summary, text)"
+                    " SELECT p.id, p.title, p.summary, p.text FROM packs_fts_pending q"
+                    " JOIN packs p ON p.id = q.pack_id"
+                ).rowcount
+                conn.execute("DELETE FROM packs_fts_pending")
+            return indexed
+
     def find_packs(
         self,
         *,
@@ -83,6 +129,8 @@ class SearchStore(StoreBase):
         offset: int = 0,
     ) -> tuple[list[int], int]:
         """One page of pack ids (newest first) matching every filter, and how many match."""
+        if q:
+            self.catch_up_search()
         where, params = _pack_filters(status, group, topic, source, county, q)
         clause = "WHERE " + " AND ".join(where) if where else ""
         total_row = self.query_one(f"SELECT count(*) AS n FROM packs p {clause}", params)
