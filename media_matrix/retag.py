@@ -66,12 +66,12 @@ def retag_all(
     tagger = tagger_for(settings)
     rows = store.packs_for_tagging(ids)
     at = now_iso()
-    changed_tags = changed_packs = 0
     with store.transaction():
-        for row in rows:
-            changes = store.replace_rule_tags(row["id"], _tags_of_row(tagger, row), at=at)
-            changed_tags += changes
-            changed_packs += bool(changes)
+        changes = store.replace_rule_tags_many(
+            [(row["id"], _tags_of_row(tagger, row)) for row in rows], at=at
+        )
+        changed_tags = sum(changes.values())
+        changed_packs = sum(1 for n in changes.values() if n)
         if by is not None:
             said = f"{len(rows)} 个内容包, {changed_tags} 个标签变化" + (
                 f"; {note}" if note else ""

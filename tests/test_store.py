@@ -94,6 +94,51 @@ def test_editor_tags_survive_rule_retagging(tmp_path):
     store.close()
 
 
+def test_tag_sets_rebuilt_once_per_pack_agree_with_the_row_triggers(tmp_path):
+    store = open_store(tmp_path / "t.db")
+    at = "2026-11-01T00:00:00+00:00"
+    ids = [store.insert_pack("kp", item(f"g{i}"), at=at, status=PackStatus.NEW) for i in range(4)]
+    store.set_editor_tag(ids[1], "group", "seniors", removed=False, who="王编辑", at=at)
+    store.set_editor_tag(ids[2], "topic", "health", removed=True, who="王编辑", at=at)
+
+    def sets() -> dict[int, tuple[str | None, str | None]]:
+        rows = store.query("SELECT pack_id, groups, topics FROM pack_tag_sets")
+        return {
+            r["pack_id"]: (r["groups"], r["topics"]) for r in rows if r["groups"] or r["topics"]
+        }
+
+    farm = [Tag("group", "farmers", 3.0, "a"), Tag("topic", "agriculture", 2.0, "b")]
+    health = [Tag("group", "seniors", 2.0, "c"), Tag("topic", "health", 2.0, "d")]
+    changes = store.replace_rule_tags_many(
+        [(ids[0], farm), (ids[1], farm), (ids[2], health), (ids[3], farm), (ids[3], health)],
+        at=at,
+    )
+    assert changes == {ids[0]: 2, ids[1]: 2, ids[2]: 1, ids[3]: 2}  # editor rows kept
+    batch = sets()
+    assert batch == {
+        ids[0]: (",farmers,", ",agriculture,"),
+        ids[1]: (",farmers,seniors,", ",agriculture,"),
+        ids[2]: (",seniors,", None),  # the editor removed health
+        ids[3]: (",seniors,", ",health,"),  # given twice: the last tags win
+    }
+    assert store.query("SELECT * FROM pack_tag_sets_held") == []  # the triggers are back
+    # the per-row triggers, one pack at a time, come to the same sets
+    store.execute("DELETE FROM pack_tags")
+    store.set_editor_tag(ids[1], "group", "seniors", removed=False, who="王编辑", at=at)
+    store.set_editor_tag(ids[2], "topic", "health", removed=True, who="王编辑", at=at)
+    for pack_id, tags in ((ids[0], farm), (ids[1], farm), (ids[2], health), (ids[3], health)):
+        with store.transaction() as conn:
+            for t in tags:
+                conn.execute(
+                    "INSERT INTO pack_tags (pack_id, kind, tag, score, reason, origin, removed,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, 'rule', 0, ?)"
+                    " ON CONFLICT (pack_id, kind, tag) DO NOTHING",
+                    (pack_id, t.kind, t.tag, t.score, t.reason, at),
+                )
+    assert sets() == batch
+    store.close()
+
+
 def test_statement_splitter_keeps_trigger_bodies():
     from media_matrix.store.base import _statements
 

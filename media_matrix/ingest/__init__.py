@@ -303,8 +303,7 @@ def _record(
             if outcome.not_modified
             else len(outcome.items) + len(outcome.known or ()) + len(outcome.item_errors),
         )
-        for pack_id, item in changed:
-            store.replace_rule_tags(pack_id, tagger(item), at=at)
+        store.replace_rule_tags_many([(pack_id, tagger(item)) for pack_id, item in changed], at=at)
     report.item_errors = outcome.item_errors
     report.warnings = warnings
     return report

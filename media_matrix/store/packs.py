@@ -10,29 +10,39 @@ from media_matrix.models import Item, Pack, PackStatus, Tag
 from media_matrix.store.base import Migration, NotFound, StoreBase, dumps, loads
 
 
-def _tag_sets_triggers() -> str:
+def _tag_list(pack: str, kind: str) -> str:
+    """SQL for a pack's live tags of one kind as ',a,b,' (NULL when it has none)."""
+    return (
+        "(SELECT ',' || group_concat(tag, ',') || ',' FROM (SELECT tag FROM pack_tags"
+        f" WHERE pack_id = {pack} AND kind = '{kind}' AND removed = 0 ORDER BY tag))"
+    )
+
+
+def _tag_sets_triggers(*, held: bool = False) -> str:
     """Triggers that rewrite a pack's row of ``pack_tag_sets`` whenever one of its tags is
     added, changed or deleted (DELETE then INSERT: a trigger's OR REPLACE would give way to
-    the conflict clause of the upsert that fired it)."""
+    the conflict clause of the upsert that fired it).
 
-    def tag_list(pack: str, kind: str) -> str:
-        return (
-            "(SELECT ',' || group_concat(tag, ',') || ',' FROM (SELECT tag FROM pack_tags"
-            f" WHERE pack_id = {pack} AND kind = '{kind}' AND removed = 0 ORDER BY tag))"
-        )
-
+    ``held``: the triggers stand aside while ``pack_tag_sets_held`` has its row, which a
+    batch writer sets inside its own transaction and clears after rebuilding the rows of
+    every pack it touched in one statement (see ``replace_rule_tags_many``); and an update
+    that leaves a tag's identity and ``removed`` alone (a new score or reason) rebuilds
+    nothing."""
     script = ""
     for name, event, row in (
         ("ins", "INSERT", "NEW"),
-        ("upd", "UPDATE", "NEW"),
+        ("upd", "UPDATE OF pack_id, kind, tag, removed", "NEW"),
         ("del", "DELETE", "OLD"),
     ):
         pack = f"{row}.pack_id"
+        if not held:
+            event = event.split(" OF ")[0]
+        when = " WHEN NOT EXISTS (SELECT 1 FROM pack_tag_sets_held)" if held else ""
         script += (
-            f";\nCREATE TRIGGER pack_tag_sets_{name} AFTER {event} ON pack_tags BEGIN"
+            f";\nCREATE TRIGGER pack_tag_sets_{name} AFTER {event} ON pack_tags{when} BEGIN"
             f" DELETE FROM pack_tag_sets WHERE pack_id = {pack};"
             " INSERT INTO pack_tag_sets (pack_id, groups, topics)"
-            f" SELECT {pack}, {tag_list(pack, 'group')}, {tag_list(pack, 'topic')}; END"
+            f" SELECT {pack}, {_tag_list(pack, 'group')}, {_tag_list(pack, 'topic')}; END"
         )
     return script
 
@@ -149,6 +159,18 @@ MIGRATIONS: list[Migration] = [
             GROUP BY pack_id
         """
         + _tag_sets_triggers(),
+    ),
+    (
+        # Rule tags of a whole ingest are written in one pass; rebuilding a pack's sets once
+        # per tag row was most of that pass (see _tag_sets_triggers).
+        "packs_007_tag_sets_held",
+        """
+        CREATE TABLE pack_tag_sets_held (held INTEGER PRIMARY KEY CHECK (held = 1));
+        DROP TRIGGER pack_tag_sets_ins;
+        DROP TRIGGER pack_tag_sets_upd;
+        DROP TRIGGER pack_tag_sets_del
+        """
+        + _tag_sets_triggers(held=True),
     ),
 ]
 
@@ -348,38 +370,68 @@ class PackStore(StoreBase):
 
     def replace_rule_tags(self, pack_id: int, tags: list[Tag], *, at: str) -> int:
         """Set the rule-made tags of a pack, keeping every editor decision; returns changes."""
+        return self.replace_rule_tags_many([(pack_id, tags)], at=at).get(pack_id, 0)
+
+    def replace_rule_tags_many(
+        self, tagged: Sequence[tuple[int, list[Tag]]], *, at: str
+    ) -> dict[int, int]:
+        """``replace_rule_tags`` for many packs in one pass (a pack given twice keeps its last
+        tags); returns the number of changes per pack."""
+        wanted = {pack_id: {(t.kind, t.tag): t for t in tags} for pack_id, tags in tagged}
+        changes = dict.fromkeys(wanted, 0)
+        deletes: list[tuple[int, str, str]] = []
+        upserts: list[tuple[Any, ...]] = []
         with self.transaction() as conn:
-            current = {
-                (kind, tag): (score, origin)
-                for kind, tag, score, origin in conn.execute(
-                    "SELECT kind, tag, score, origin FROM pack_tags WHERE pack_id = ?", (pack_id,)
-                )
-            }
-            wanted = {(t.kind, t.tag): t for t in tags}
-            changes = 0
-            for key, (_score, origin) in current.items():
-                if origin == "rule" and key not in wanted:
-                    conn.execute(
-                        "DELETE FROM pack_tags WHERE pack_id = ? AND kind = ? AND tag = ?",
-                        (pack_id, *key),
-                    )
-                    changes += 1
-            for key, tag in wanted.items():
-                if key in current and current[key][1] == "editor":
-                    continue
-                changes += key not in current
-                conn.execute(
-                    """
-                    INSERT INTO pack_tags (pack_id, kind, tag, score, reason, origin, removed,
-                                           updated_at)
-                    VALUES (?, ?, ?, ?, ?, 'rule', 0, ?)
-                    ON CONFLICT (pack_id, kind, tag) DO UPDATE SET
-                        score = excluded.score, reason = excluded.reason,
-                        updated_at = excluded.updated_at
-                    """,
-                    (pack_id, tag.kind, tag.tag, tag.score, tag.reason, at),
-                )
+            current = self._tag_origins(conn, list(wanted))
+            for (pack_id, kind, tag), origin in current.items():
+                if origin == "rule" and (kind, tag) not in wanted[pack_id]:
+                    deletes.append((pack_id, kind, tag))
+                    changes[pack_id] += 1
+            for pack_id, tags in wanted.items():
+                for (kind, tag), t in tags.items():
+                    origin = current.get((pack_id, kind, tag))
+                    if origin == "editor":
+                        continue
+                    changes[pack_id] += origin is None
+                    upserts.append((pack_id, kind, tag, t.score, t.reason, at))
+            conn.execute("INSERT INTO pack_tag_sets_held (held) VALUES (1)")
+            conn.executemany(
+                "DELETE FROM pack_tags WHERE pack_id = ? AND kind = ? AND tag = ?", deletes
+            )
+            conn.executemany(
+                """
+                INSERT INTO pack_tags (pack_id, kind, tag, score, reason, origin, removed,
+                                       updated_at)
+                VALUES (?, ?, ?, ?, ?, 'rule', 0, ?)
+                ON CONFLICT (pack_id, kind, tag) DO UPDATE SET
+                    score = excluded.score, reason = excluded.reason,
+                    updated_at = excluded.updated_at
+                """,
+                upserts,
+            )
+            ids = dumps(list(wanted))
+            conn.execute(
+                "DELETE FROM pack_tag_sets WHERE pack_id IN (SELECT value FROM json_each(?))",
+                (ids,),
+            )
+            conn.execute(
+                "INSERT INTO pack_tag_sets (pack_id, groups, topics) SELECT j.value,"
+                f" {_tag_list('j.value', 'group')}, {_tag_list('j.value', 'topic')}"
+                " FROM json_each(?) j",
+                (ids,),
+            )
+            conn.execute("DELETE FROM pack_tag_sets_held")
         return changes
+
+    @staticmethod
+    def _tag_origins(conn: Any, pack_ids: list[int]) -> dict[tuple[int, str, str], str]:
+        """(pack, kind, tag) -> origin of every stored tag of these packs."""
+        rows = conn.execute(
+            "SELECT pack_id, kind, tag, origin FROM pack_tags"
+            " WHERE pack_id IN (SELECT value FROM json_each(?))",
+            (dumps(pack_ids),),
+        )
+        return {(pack_id, kind, tag): origin for pack_id, kind, tag, origin in rows}
 
     def set_editor_tag(
         self, pack_id: int, kind: str, tag: str, *, removed: bool, who: str, at: str
