@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import feedparser
 from lxml import etree
 
 from media_matrix.ingest.clean import (
@@ -198,6 +197,8 @@ def _iso_date(value: str) -> datetime | None:
 
 def _any_date(value: str) -> datetime | None:
     """feedparser's date parsers know every format feeds have used."""
+    import feedparser  # loaded only when a feed needs it: most take the fast path
+
     parsed = feedparser.datetimes._parse_date(value)  # noqa: SLF001
     return _from_struct(parsed)
 
@@ -215,6 +216,8 @@ def _from_struct(parsed: Any) -> datetime | None:
 
 
 def feedparser_entries(fetched: FetchResult) -> list[RawEntry]:
+    import feedparser
+
     headers = dict(fetched.headers)
     headers.setdefault("content-location", fetched.url)
     if fetched.url.startswith("file:"):
