@@ -310,9 +310,11 @@ def _record(
 
 
 def _vet_items(settings: Settings, items: list[Item], now: datetime) -> list[tuple[str, str]]:
+    """Every item through the last check (vet.py), fixed in place; (guid, correction) pairs."""
+    if not items:  # a 304 or an empty feed: nothing to load the checks for
+        return []
     from media_matrix.ingest.vet import VetRules, vet_item
 
-    """Every item through the last check (vet.py), fixed in place; (guid, correction) pairs."""
     rules = VetRules(
         now=now,
         future_skew=settings.ingest.future_skew,
