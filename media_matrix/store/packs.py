@@ -383,8 +383,8 @@ class PackStore(StoreBase):
         upserts: list[tuple[Any, ...]] = []
         with self.transaction() as conn:
             current = self._tag_origins(conn, list(wanted))
-            for (pack_id, kind, tag), origin in current.items():
-                if origin == "rule" and (kind, tag) not in wanted[pack_id]:
+            for (pack_id, kind, tag), was in current.items():
+                if was == "rule" and (kind, tag) not in wanted[pack_id]:
                     deletes.append((pack_id, kind, tag))
                     changes[pack_id] += 1
             for pack_id, tags in wanted.items():
