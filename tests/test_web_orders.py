@@ -135,3 +135,24 @@ def test_stats_page_shows_order_figures_by_request_topic(console, app):
     page = client.get("/stats?by=request_topic").get_data(as_text=True)
     assert "按点单主题" in page and "点单数" in page and "农业技术" in page
     assert CONTACT not in page
+
+
+def test_dashboard_counts_the_orders_waiting_on_each_user(console, app):
+    def card(name: str) -> int:
+        client = app.test_client()
+        login(client, name)
+        page = client.get("/").get_data(as_text=True)
+        number = page.split("群众点单待处理")[0].rsplit("<b>", 1)[1].split("</b>")[0]
+        return int(number)
+
+    def waiting(statuses: list[str], county: str | None = None) -> int:
+        rows = console.store.list_requests(county=county, statuses=statuses)
+        return len(rows)
+
+    before = {n: card(n) for n in ("ed_qingfeng", "ed_hualong", "editor")}
+    new_order(console, county="清丰县")
+    new_order(console, county="清丰县")
+    new_order(console, status="escalated", county="华龙区")
+    assert card("ed_qingfeng") == before["ed_qingfeng"] + 2 == waiting(["open"], "清丰县")
+    assert card("ed_hualong") == before["ed_hualong"] == waiting(["open"], "华龙区")
+    assert card("editor") == before["editor"] + 1 == waiting(["escalated"])  # the city's queue

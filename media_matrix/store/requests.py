@@ -58,6 +58,18 @@ _COLUMNS = (
 )
 
 
+def _request_filter(county: str | None, statuses: Sequence[str]) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if county:
+        where.append("county = ?")
+        params.append(county)
+    if statuses:
+        where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+        params.extend(statuses)
+    return ("WHERE " + " AND ".join(where) if where else ""), params
+
+
 def _order(row: dict[str, Any]) -> dict[str, Any]:
     row["groups"] = loads(row["groups"], [])
     row["topics"] = loads(row["topics"], [])
@@ -132,17 +144,17 @@ class RequestStore(StoreBase):
         statuses: Sequence[str] = (),
         limit: int = 500,
     ) -> list[dict[str, Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if county:
-            where.append("county = ?")
-            params.append(county)
-        if statuses:
-            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
-            params.extend(statuses)
-        sql = "SELECT * FROM requests" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self.query(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit))
+        where, params = _request_filter(county, statuses)
+        rows = self.query(
+            f"SELECT * FROM requests {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
         return [_order(r) for r in rows]
+
+    def count_requests(self, *, county: str | None = None, statuses: Sequence[str] = ()) -> int:
+        where, params = _request_filter(county, statuses)
+        row = self.query_one(f"SELECT count(*) AS n FROM requests {where}", params)
+        return int(row["n"]) if row else 0
 
     def change_request(
         self,

@@ -14,6 +14,7 @@ from media_matrix.instance import LOCK_NAME, describe_lock
 from media_matrix.store import NotFound
 from media_matrix.timeutil import to_iso, utcnow
 from media_matrix.web import common
+from media_matrix.web.orders import waiting_count
 
 bp = Blueprint("home", __name__)
 
@@ -51,6 +52,7 @@ def dashboard() -> Any:
         attention=attention,
         attention_total=attention_total,
         daemon=_daemon(),
+        orders_waiting=waiting_count(),
     )
 
 

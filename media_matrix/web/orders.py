@@ -42,10 +42,21 @@ def _may_act(order: dict[str, Any], action: str) -> bool:
     return True
 
 
+def waiting_status(scope: str | None) -> str:
+    """The orders that wait on this user: a county's new ones, or the city's escalations."""
+    return "escalated" if scope is None else "open"
+
+
+def waiting_count() -> int:
+    """How many orders wait on the signed-in user (the dashboard's card)."""
+    scope = _scope()
+    return common.store().count_requests(county=scope, statuses=[waiting_status(scope)])
+
+
 @bp.route("/requests")
 def index() -> Any:
     scope = _scope()
-    default = "escalated" if scope is None else "open"
+    default = waiting_status(scope)
     status = request.args.get("status", default)
     statuses = list(orders.STATUS_LABELS) if status == "all" else [status]
     if status != "all" and status not in orders.STATUS_LABELS:
