@@ -1,10 +1,10 @@
 """The fast paths of clean.py give exactly what the plain formulas they replace gave.
 
 Each reference below is the straightforward version (a regex sub, str.translate, urljoin,
-nh3.clean with its options on every call); the shipped code skips work only when a cheap check
-proves the result unchanged. Inputs are drawn from an alphabet of the characters each shortcut
-turns on: every kind of whitespace, full-width and near-full-width characters, controls and
-escapes, block tags, file: in both cases.
+urlsplit, nh3.clean with its options on every call); the shipped code skips work only when a
+cheap check proves the result unchanged. Inputs are drawn from an alphabet of the characters
+each shortcut turns on: every kind of whitespace, full-width and near-full-width characters,
+controls and escapes, block tags, file: in both cases, URLs plain and not.
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ from media_matrix.ingest.clean import (
     confine_local,
     content_hash,
     html_to_text,
+    local_file_inside,
+    plain_http_url,
     plain_text,
     safe_url,
     sanitize_html,
     strip_controls,
     summarize,
 )
+from media_matrix.ingest.vet import url_allowed
 
 _WHITESPACE = re.compile(r"\s+")
 _FULLWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
@@ -80,6 +83,16 @@ def ref_safe_url(url: str | None, base: str | None = None) -> str | None:
     if scheme in {"http", "https"} or (scheme == "file" and (base or "").startswith("file:")):
         return absolute
     return None
+
+
+def ref_url_allowed(url: str | None, local_root: str | None) -> bool:
+    if not url:
+        return False
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return bool(parts.hostname)
+    return scheme == "file" and local_file_inside(url, local_root)
 
 
 def ref_sanitize(fragment: str, base: str) -> str:
@@ -172,8 +185,7 @@ def test_confine_local_without_file_urls_is_unchanged() -> None:
     assert confine_local(page, None) == (page, [])
 
 
-def test_safe_url_equals_urljoin() -> None:
-    bases = [None, "", "http://x/a/", "https://h/a/b", "file:///r/p.xml", "HTTP://Q/", "ftp://f/"]
+def random_urls(seed: int, count: int = 3000) -> list[str]:
     urls = [
         "https://www.kepuchina.cn/a/1",
         "http://h:8080/a/../b/./c",
@@ -181,6 +193,7 @@ def test_safe_url_equals_urljoin() -> None:
         "http://h/a?q=1#f",
         "http://h/a;p",
         "http:///x",
+        "http://:80/x",
         " http://h/ ",
         "http://[::1]/x",
         "http://é.cn/x",
@@ -189,11 +202,18 @@ def test_safe_url_equals_urljoin() -> None:
         "javascript:alert(1)",
         "//h/x",
     ]
-    rng = random.Random(5)
+    rng = random.Random(seed)
     parts = ["http://", "https://", "h", "H", "1", ".", "..", "/", "//", ":", "8", "-", "%2e"]
     parts += ["?", "#", ";", "@", " ", "\t", "[", "é", "/../"]
-    urls += ["".join(rng.choices(parts, k=rng.randint(1, 9))) for _ in range(3000)]
-    for url in urls:
+    heads = ["http://h", "https://a.example", ""]  # most links are absolute
+    return urls + [
+        rng.choice(heads) + "".join(rng.choices(parts, k=rng.randint(1, 9))) for _ in range(count)
+    ]
+
+
+def test_safe_url_equals_urljoin() -> None:
+    bases = [None, "", "http://x/a/", "https://h/a/b", "file:///r/p.xml", "HTTP://Q/", "ftp://f/"]
+    for url in random_urls(5):
         for base in bases:
             try:
                 want = ref_safe_url(url, base)
@@ -202,6 +222,23 @@ def test_safe_url_equals_urljoin() -> None:
                     safe_url(url, base)
                 continue
             assert safe_url(url, base) == want, (url, base)
+
+
+def test_plain_http_urls_pass_what_urlsplit_checks() -> None:
+    """vet.py takes a plain URL without parsing it: urlsplit would find http(s) and a host."""
+    plain = 0
+    for url in random_urls(6):
+        if plain_http_url(url):
+            plain += 1
+            parts = urlsplit(url)
+            assert parts.scheme in ("http", "https") and parts.hostname, url
+            assert urlsplit(url).geturl() == url
+        try:
+            want = ref_url_allowed(url, "/r")
+        except ValueError:
+            continue
+        assert url_allowed(url, "/r") == want, url
+    assert plain > 100  # the generator does make plain URLs
 
 
 def test_sanitize_html_with_a_cached_cleaner_equals_nh3_clean_per_call() -> None:

@@ -187,9 +187,14 @@ def _fold(match: re.Match[str]) -> str:
     return _TO_ASCII(match[0])
 
 
-# An absolute http(s) URL that urlsplit/urlunsplit give back as is: lower-case scheme, a plain
-# host, a path of ordinary characters; no params, query or fragment.
 _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9_/.~%!$&'()*+,=:@-]*)?")
+
+
+def plain_http_url(url: str) -> bool:
+    """Whether ``url`` is an absolute http(s) URL with a host that urlsplit and urljoin give back
+    as is: lower-case scheme, a plain host, ordinary path characters, no params, query or
+    fragment. Most links are; they need no parsing to be judged."""
+    return _PLAIN_URL.fullmatch(url) is not None
 
 
 def safe_url(url: str | None, base: str | None = None) -> str | None:
@@ -197,7 +202,7 @@ def safe_url(url: str | None, base: str | None = None) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if _PLAIN_URL.fullmatch(url):  # urljoin would give it back unchanged, and it is http(s)
+    if plain_http_url(url):
         return url
     absolute = urljoin(base, url) if base else url
     scheme = urlsplit(absolute).scheme.lower()
