@@ -180,6 +180,13 @@ def test_confine_local_fast_path_does_not_skip_any_case_of_file(page: str) -> No
     assert dropped and "passwd" not in kept
 
 
+def test_only_e_and_colon_lower_case_to_e_or_colon() -> None:
+    """Why confine_local may look for "e:"/"E:" before lower-casing: over every code point,
+    only e, E and : give an e or a colon when lower-cased."""
+    givers = {c for c in map(chr, range(0x110000)) if "e" in c.lower() or ":" in c.lower()}
+    assert givers == {"e", "E", ":"}
+
+
 def test_confine_local_without_file_urls_is_unchanged() -> None:
     page = '<a href="https://a.example/x" rel="noopener noreferrer">链接 e: E:</a>'
     assert confine_local(page, None) == (page, [])
