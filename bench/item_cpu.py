@@ -6,7 +6,7 @@ On bench/ingest.py's generated feed (about 2,000 characters of Chinese HTML per 
 once, times three stages: ``build_item`` (sanitize, text, summary, hash, links and images),
 ``vet_item`` (the last check, rules as ``ingest._vet_items`` builds them) and the rule tagger
 of the default config (``retag.item_tagger``). The baseline, in the same run, is feedparser's
-own HTML sanitizer on the same bodies: the one step lemon24/reader does per item. Best of
+own HTML sanitizer on the same bodies, one of the steps lemon24/reader takes per item. Best of
 ``--rounds`` interleaved rounds; the ratio is baseline / our three stages together.
 """
 
