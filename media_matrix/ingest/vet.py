@@ -23,6 +23,7 @@ from media_matrix.ingest.clean import (
     confine_local,
     content_hash,
     local_file_inside,
+    plain_http_url,
     strip_controls,
 )
 from media_matrix.models import GROUPS, TOPICS, Item
@@ -76,6 +77,8 @@ def url_allowed(url: str | None, local_root: str | None) -> bool:
     """http(s) with a host, or a file inside the item's own folder."""
     if not url:
         return False
+    if plain_http_url(url):
+        return True
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
@@ -85,12 +88,14 @@ def url_allowed(url: str | None, local_root: str | None) -> bool:
 
 def _check_urls(item: Item) -> list[str]:
     notes = []
-    if item.url and urlsplit(item.url).scheme.lower() not in ("http", "https"):
-        notes.append(f"link {item.url[:200]!r} dropped: only http(s) links are kept")
-        item.url = None
-    elif item.url and not urlsplit(item.url).hostname:
-        notes.append(f"link {item.url[:200]!r} dropped: no host")
-        item.url = None
+    if item.url and not plain_http_url(item.url):
+        parts = urlsplit(item.url)
+        if parts.scheme.lower() not in ("http", "https"):
+            notes.append(f"link {item.url[:200]!r} dropped: only http(s) links are kept")
+            item.url = None
+        elif not parts.hostname:
+            notes.append(f"link {item.url[:200]!r} dropped: no host")
+            item.url = None
     item.content_html, dropped = confine_local(item.content_html, item.local_root)
     for url in dropped:
         notes.append(f"local reference {url[:200]!r} dropped: outside the source's own folder")
