@@ -262,3 +262,37 @@ def test_dynamic_imports_only_in_the_registries():
             ):
                 found.add(module)
     assert found == DYNAMIC_IMPORTERS
+
+
+def test_ingest_with_nothing_due_loads_no_http_client_or_parser(tmp_path):
+    """A cron `ingest --due` between polls pays for no HTTP client, parser or sanitizer."""
+    probe = (
+        "import sys\n"
+        "from media_matrix.config import load_settings\n"
+        "from media_matrix.ingest import run_ingest\n"
+        "from media_matrix.store import open_store\n"
+        "settings = load_settings(sys.argv[1])\n"
+        "store = open_store(settings.database)\n"
+        "store.sync_feeds([('kp', 'rss', 'https://kp.example/feed.xml')])\n"
+        "store.record_fetch_ok('kp', at='2026-11-29T00:00:00+00:00',\n"
+        "    next_fetch_at='2999-01-01T00:00:00+00:00', etag=None, last_modified=None, items=0)\n"
+        "report = run_ingest(settings, store, due_only=True)\n"
+        "assert [f.skipped for f in report.feeds] == [True], report\n"
+        "heavy = ('requests', 'urllib3', 'feedparser', 'lxml', 'nh3', 'bs4')\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"database: {tmp_path / 'db.sqlite'}\n"
+        "feeds:\n  - {name: kp, kind: rss, url: 'https://kp.example/feed.xml'}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout, done.stdout

@@ -133,9 +133,6 @@ def run_ingest(
     Fetching and parsing run in a small thread pool; storing is serialized. New and changed
     packs are tagged as they are stored (``tagger`` defaults to the configured rules).
     """
-    from media_matrix.httpclient import make_session
-    from media_matrix.ingest.fetch import FetchError, FetchOptions
-
     now = now or utcnow()
     tagger = tagger or item_tagger(settings)
     wanted = [settings.feed(name) for name in feeds] if feeds else settings.feeds
@@ -153,6 +150,11 @@ def run_ingest(
                 progress(skipped)
             continue
         due.append(feed)
+    if not due:  # a cron `ingest --due` between polls: no HTTP client to load
+        return report
+    from media_matrix.httpclient import make_session
+    from media_matrix.ingest.fetch import FetchError, FetchOptions
+
     options = FetchOptions(
         user_agent=settings.ingest.user_agent,
         connect_timeout=settings.ingest.connect_timeout,
