@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from media_matrix.config import Settings
 from media_matrix.links import new_token
 from media_matrix.models import CITY, GROUPS
 from media_matrix.store import Store
@@ -129,6 +130,38 @@ def parse_roster(text: str, counties: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def roster_counties(settings: Settings) -> list[str]:
+    """Counties a roster row may name: the configured ones and those of channels."""
+    return list(settings.counties) + [c.county for c in settings.channels]
+
+
+def outside_scope(rows: list[dict[str, Any]], county: str) -> list[str]:
+    """Problems for rows of another county than ``county`` (a county-bound console user)."""
+    return [
+        f"{r['name']}: 区县 {r['county']!r} 不是您所在的 {county} (outside your county)"
+        for r in rows
+        if r["county"] != county
+    ]
+
+
+def read_roster(
+    data: bytes, source: str, counties: list[str], *, scope: str | None = None
+) -> list[dict[str, Any]]:
+    """The validated rows of a roster file's bytes (``source`` names it in problems); with a
+    ``scope``, every row must be of that county."""
+    if len(data) > MAX_BYTES:
+        raise RosterError([f"{source}: 文件超过 {MAX_BYTES // 1024 // 1024} MB (file too large)"])
+    try:
+        text = decode(data)
+    except UnicodeDecodeError:
+        raise RosterError([f"{source}: 不是 UTF-8 或 GB18030 编码 (unknown encoding)"]) from None
+    rows = parse_roster(text, counties)
+    problems = outside_scope(rows, scope) if scope is not None else []
+    if problems:
+        raise RosterError(problems)
+    return rows
+
+
 def import_roster(
     store: Store,
     path: Path,
@@ -141,16 +174,26 @@ def import_roster(
     when someone (``by``) imports it by hand."""
     with open(path, "rb") as fh:
         data = fh.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise RosterError([f"{path}: 文件超过 {MAX_BYTES // 1024 // 1024} MB (file too large)"])
-    try:
-        text = decode(data)
-    except UnicodeDecodeError:
-        raise RosterError([f"{path}: 不是 UTF-8 或 GB18030 编码 (unknown encoding)"]) from None
-    rows = parse_roster(text, counties)
+    return import_roster_data(store, data, str(path), counties, by=by, note=note)
+
+
+def import_roster_data(
+    store: Store,
+    data: bytes,
+    source: str,
+    counties: list[str],
+    *,
+    by: str | None = None,
+    note: str | None = None,
+    scope: str | None = None,
+) -> tuple[int, int]:
+    """:func:`import_roster` for bytes already read (an upload); ``scope`` limits the rows to
+    one county. Nothing is stored unless every row is good."""
+    rows = read_roster(data, source, counties, scope=scope)
     added, updated = store.import_officers(rows, new_token)
     if by is not None:
-        said = f"{path.name}: 新增 {added}, 更新 {updated}" + (f"; {note}" if note else "")
+        name = _CONTROL.sub("", Path(source).name)[:80]
+        said = f"{name}: 新增 {added}, 更新 {updated}" + (f"; {note}" if note else "")
         store.audit(by, "officers.import", "officers", said)
     return added, updated
 

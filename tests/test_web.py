@@ -69,6 +69,7 @@ def snapshot(store) -> dict[str, Any]:
         "users": [(u["name"], u["disabled"], u["session_epoch"]) for u in store.list_users()],
         "audit": len(store.audit_log(limit=100000)),
         "feeds": [(f["name"], f["last_fetch_at"]) for f in store.list_feed_states()],
+        "officers": [(o["id"], o["disabled"], tuple(o["groups"])) for o in store.list_officers()],
     }
 
 
@@ -83,6 +84,12 @@ def actions(store) -> list[tuple[str, str, dict[str, Any], str]]:
     to_retry = delivery(store, "qingfeng-media-centre", cancelled=True)
     victim = f"victim{fresh}"
     users.add_user(_SETTINGS[0], store, victim, "viewer", PASSWORD, by="test")
+    roster = f"name,county,township,groups\n信息员{fresh},清丰县,韩村镇,farmers\n".encode()
+    store.import_officers(
+        [{"name": f"停用{fresh}", "county": "范县", "township": "濮城镇", "groups": []}],
+        lambda: f"tok{fresh}",
+    )
+    to_disable = max(o["id"] for o in store.list_officers())
     return [
         ("bulk approve", "/packs/bulk", {"ids": [bulk], "action": "approve"}, "review"),
         ("approve", f"/packs/{fresh}/review", {"action": "approve", "note": "好"}, "review"),
@@ -114,7 +121,30 @@ def actions(store) -> list[tuple[str, str, dict[str, Any], str]]:
         ),
         ("user disable", f"/users/{victim}/disable", {}, "users"),
         ("user passwd", f"/users/{victim}/passwd", {"password": "another-pass"}, "users"),
+        (
+            "officers import",
+            "/officers/import",
+            {"roster": (io.BytesIO(roster), "roster.csv")},
+            "review",
+        ),
+        ("officer disable", f"/officers/{to_disable}/disable", {"confirm": "yes"}, "review"),
     ]
+
+
+# POST routes outside the matrix above, and why
+MATRIX_ELSEWHERE = {
+    "auth.login": "before any role: test_csrf_refused_..., test_login_throttling_over_http",
+    "auth.logout": "any signed-in role; it ends the session the matrix posts with",
+    "orders.act": "per county and order status: test_web_orders.py::test_order_action_matrix",
+}
+
+
+def test_every_state_changing_route_is_in_the_matrix(console, app):
+    _SETTINGS[:] = [console.settings]
+    adapter = app.url_map.bind("localhost")
+    covered = {adapter.match(url, method="POST")[0] for _, url, _, _ in actions(console.store)}
+    posting = {r.endpoint for r in app.url_map.iter_rules() if "POST" in (r.methods or ())}
+    assert posting - covered - set(MATRIX_ELSEWHERE) == set()
 
 
 _SETTINGS: list[Any] = []
@@ -138,7 +168,17 @@ def test_role_action_matrix(console, app, role):
     for url, permission in pages.items():
         expected = 200 if users.allowed(role, permission) else 403
         assert client.get(url).status_code == expected, (role, url)
-    for url in ("/", "/packs", "/calendar", "/deliveries", "/stats", "/feeds", "/status", "/audit"):
+    for url in (
+        "/",
+        "/packs",
+        "/calendar",
+        "/deliveries",
+        "/stats",
+        "/feeds",
+        "/status",
+        "/audit",
+        "/officers",
+    ):
         assert client.get(url).status_code == 200, (role, url)
 
 

@@ -22,13 +22,14 @@ from media_matrix.cli.common import (
     pass_app,
 )
 from media_matrix.models import GROUPS
-from media_matrix.officers import RosterError, disable_officer, import_roster, safe_file_stem
+from media_matrix.officers import (
+    RosterError,
+    disable_officer,
+    import_roster,
+    roster_counties,
+    safe_file_stem,
+)
 from media_matrix.tracking import officer_page_url, officer_week, week_bounds
-
-
-def _counties(app: AppContext) -> list[str]:
-    settings = app.settings
-    return list(settings.counties) + [c.county for c in settings.channels]
 
 
 def register(cli: click.Group) -> None:
@@ -45,7 +46,11 @@ def register(cli: click.Group) -> None:
         """从 CSV (姓名, 区县, 乡镇, 人群) 导入或更新信息员; 有错则一个也不导入。"""
         try:
             added, updated = import_roster(
-                app.store, Path(csv_path), _counties(app), by=by or default_user(), note=note
+                app.store,
+                Path(csv_path),
+                roster_counties(app.settings),
+                by=by or default_user(),
+                note=note,
             )
         except RosterError as exc:
             for problem in exc.problems:

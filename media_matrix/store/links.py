@@ -248,6 +248,33 @@ class LinkStore(StoreBase):
         sql = "SELECT * FROM officers" + (" WHERE " + " AND ".join(where) if where else "")
         return [_officer(r) for r in self.query(sql + " ORDER BY county, township, id", params)]
 
+    def page_officers(
+        self, *, county: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of the roster (disabled officers included) and the roster's size; each
+        officer with ``links`` (personal tracked links made) and ``clicks`` (counted hits on
+        them), counted for the page's officers only."""
+        where, params = ("WHERE o.county = ?", [county]) if county else ("", [])
+        rows = self.query(
+            f"""
+            SELECT o.*,
+                   (SELECT count(*) FROM links l WHERE l.officer_id = o.id) AS links,
+                   (SELECT count(*) FROM links l JOIN hits h ON h.link_id = l.id
+                    WHERE l.officer_id = o.id AND h.counted = 1) AS clicks
+            FROM officers o {where}
+            ORDER BY o.county, o.township, o.id LIMIT ? OFFSET ?
+            """,
+            (*params, limit, offset),
+        )
+        total = self.query_one(f"SELECT count(*) AS n FROM officers o {where}", params)
+        return [_officer(r) for r in rows], int(total["n"]) if total else 0
+
+    def get_officer(self, officer_id: int) -> dict[str, Any]:
+        row = self.query_one("SELECT * FROM officers WHERE id = ?", (officer_id,))
+        if row is None:
+            raise NotFound(f"officer {officer_id} not found")
+        return _officer(row)
+
     def officer_by_token(self, token: str) -> dict[str, Any] | None:
         row = self.query_one("SELECT * FROM officers WHERE token = ? AND disabled = 0", (token,))
         return _officer(row) if row else None

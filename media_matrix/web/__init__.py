@@ -99,6 +99,9 @@ def _register_blueprints(app: Flask) -> None:
     from media_matrix.web import orders  # 群众点单 (issue 13)
 
     app.register_blueprint(orders.bp)
+    from media_matrix.web import officers  # 科普信息员 roster
+
+    app.register_blueprint(officers.bp)
 
 
 def _load_user() -> None:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from flask import abort, current_app, g, request
 
-from media_matrix import users
+from media_matrix import orders, users
 from media_matrix.config import Settings
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, local_text
@@ -48,6 +48,13 @@ def by() -> str:
 
 def can(action: str) -> bool:
     return g.get("user") is not None and users.allowed(g.user["role"], action)
+
+
+def county_scope() -> str | None:
+    """The county the signed-in user is bound to (None: the city level, sees every county):
+    what /requests and /officers show and act on."""
+    u = g.user
+    return None if orders.is_city_user(u) else u.get("county")
 
 
 def scoped_channels() -> list[str] | None:

@@ -20,8 +20,7 @@ bp = Blueprint("orders", __name__)
 
 def _scope() -> str | None:
     """The county a user is bound to (None: the city level, sees every county)."""
-    user = common.user()
-    return None if orders.is_city_user(user) else user.get("county")
+    return common.county_scope()
 
 
 def _order_or_404(order_id: int) -> dict[str, Any]:
