@@ -28,6 +28,7 @@ recovery, and each delivery's last word is its outcome.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -166,6 +167,27 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _stopped(pid: int, within: float = 5.0) -> bool:
+    """Wait until every thread of ``pid`` is really stopped: SIGSTOP is delivered
+    asynchronously, and a process still running for a moment after ``kill`` returns may take
+    the write lock in that moment. False when it exited (or would not stop) first."""
+    limit = time.monotonic() + within
+    while time.monotonic() < limit:
+        try:
+            states = {
+                (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                for task in Path(f"/proc/{pid}/task").iterdir()
+            }
+        except OSError:
+            return False  # gone
+        if states <= {"T", "t"}:
+            return True
+        if states & {"Z", "X"}:
+            return False
+        time.sleep(0.002)
+    return False
 
 
 def _records(control: str) -> dict[str, Any]:
@@ -508,6 +530,10 @@ def _stall(
         try:
             os.kill(pid, signal.SIGSTOP)
         except ProcessLookupError:
+            alive = False
+        if alive and not _stopped(pid):  # it exited first (or never stopped): no stall
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
             alive = False
     if alive and _write_locked(settings.database):
         # stopped inside a write transaction: SQLite keeps everyone else out until it resumes,
