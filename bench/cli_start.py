@@ -79,7 +79,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--items", type=int, default=1000)
     args = parser.parse_args()
-    env = {k: v for k, v in os.environ.items() if k != "MEDIA_MATRIX_CONFIG"}
+    # A user's installation has bytecode caches (pip compiles site-packages, reader's included;
+    # an editable install writes them on first import). A sandbox that forbids writing them
+    # would make every run here compile media_matrix from source: let the first round write them.
+    unset = ("MEDIA_MATRIX_CONFIG", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["READER_NO_VENDORED_FEEDPARSER"] = "1"
     server = FeedServer()
     server.add("/feed.xml", body=generate_feed(args.items), etag='"cli-1"')
