@@ -98,6 +98,11 @@ def page_number() -> int:
         return 1
 
 
+def page_count(total: int) -> int:
+    """Pages of ``PAGE_SIZE`` rows that ``total`` rows fill (at least one, shown empty)."""
+    return max(1, -(-total // PAGE_SIZE))
+
+
 def form_ids(name: str = "ids") -> list[int]:
     """Integer ids from a form list; anything else is a bad request."""
     out = []

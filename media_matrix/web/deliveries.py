@@ -88,7 +88,7 @@ def index() -> Any:
         rows=rows,
         total=total,
         page=page,
-        pages=max(1, -(-total // common.PAGE_SIZE)),
+        pages=common.page_count(total),
         filters={
             "status": status,
             "channel": channel or "",

@@ -54,7 +54,7 @@ def index() -> Any:
         packs=packs,
         total=total,
         page=page,
-        pages=max(1, -(-total // common.PAGE_SIZE)),
+        pages=common.page_count(total),
         filters=filters,
         statuses=PACK_STATUS_LABELS,
         topics=TOPICS,
