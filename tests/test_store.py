@@ -139,6 +139,29 @@ def test_tag_sets_rebuilt_once_per_pack_agree_with_the_row_triggers(tmp_path):
     store.close()
 
 
+def test_a_failed_batch_inside_a_wider_transaction_leaves_the_triggers_on(tmp_path):
+    store = open_store(tmp_path / "t.db")
+    at = "2026-11-01T00:00:00+00:00"
+    good, other = (
+        store.insert_pack("kp", item(f"g{i}"), at=at, status=PackStatus.NEW) for i in range(2)
+    )
+    bad = [Tag("group", "farmers", 3.0, "a"), Tag("nonsense", "x", 1.0, "b")]  # CHECK fails
+    # the caller goes on and commits: the row written before the failure has its set, and
+    # no hold stays behind to switch the triggers off for good
+    with store.transaction(), pytest.raises(sqlite3.IntegrityError):
+        store.replace_rule_tags_many([(good, bad)], at=at)
+    assert store.query("SELECT * FROM pack_tag_sets_held") == []
+    assert store.query("SELECT pack_id, tag FROM pack_tags") == [
+        {"pack_id": good, "tag": "farmers"}
+    ]
+    sets = store.query("SELECT pack_id, groups FROM pack_tag_sets WHERE groups IS NOT NULL")
+    assert sets == [{"pack_id": good, "groups": ",farmers,"}]
+    store.set_editor_tag(other, "group", "seniors", removed=False, who="王编辑", at=at)
+    row = store.query_one("SELECT groups FROM pack_tag_sets WHERE pack_id = ?", (other,))
+    assert row == {"groups": ",seniors,"}  # the per-row triggers still work
+    store.close()
+
+
 def test_statement_splitter_keeps_trigger_bodies():
     from media_matrix.store.base import _statements
 

@@ -378,6 +378,8 @@ class PackStore(StoreBase):
         """``replace_rule_tags`` for many packs in one pass (a pack given twice keeps its last
         tags); returns the number of changes per pack."""
         wanted = {pack_id: {(t.kind, t.tag): t for t in tags} for pack_id, tags in tagged}
+        if not wanted:
+            return {}
         changes = dict.fromkeys(wanted, 0)
         deletes: list[tuple[int, str, str]] = []
         upserts: list[tuple[Any, ...]] = []
@@ -395,33 +397,39 @@ class PackStore(StoreBase):
                     changes[pack_id] += origin is None
                     upserts.append((pack_id, kind, tag, t.score, t.reason, at))
             conn.execute("INSERT INTO pack_tag_sets_held (held) VALUES (1)")
-            conn.executemany(
-                "DELETE FROM pack_tags WHERE pack_id = ? AND kind = ? AND tag = ?", deletes
-            )
-            conn.executemany(
-                """
-                INSERT INTO pack_tags (pack_id, kind, tag, score, reason, origin, removed,
-                                       updated_at)
-                VALUES (?, ?, ?, ?, ?, 'rule', 0, ?)
-                ON CONFLICT (pack_id, kind, tag) DO UPDATE SET
-                    score = excluded.score, reason = excluded.reason,
-                    updated_at = excluded.updated_at
-                """,
-                upserts,
-            )
-            ids = dumps(list(wanted))
-            conn.execute(
-                "DELETE FROM pack_tag_sets WHERE pack_id IN (SELECT value FROM json_each(?))",
-                (ids,),
-            )
-            conn.execute(
-                "INSERT INTO pack_tag_sets (pack_id, groups, topics) SELECT j.value,"
-                f" {_tag_list('j.value', 'group')}, {_tag_list('j.value', 'topic')}"
-                " FROM json_each(?) j",
-                (ids,),
-            )
-            conn.execute("DELETE FROM pack_tag_sets_held")
+            try:
+                conn.executemany(
+                    "DELETE FROM pack_tags WHERE pack_id = ? AND kind = ? AND tag = ?", deletes
+                )
+                conn.executemany(
+                    """
+                    INSERT INTO pack_tags (pack_id, kind, tag, score, reason, origin, removed,
+                                           updated_at)
+                    VALUES (?, ?, ?, ?, ?, 'rule', 0, ?)
+                    ON CONFLICT (pack_id, kind, tag) DO UPDATE SET
+                        score = excluded.score, reason = excluded.reason,
+                        updated_at = excluded.updated_at
+                    """,
+                    upserts,
+                )
+            finally:  # even if a caller inside a wider transaction goes on after an error
+                self._rebuild_tag_sets(conn, list(wanted))
+                conn.execute("DELETE FROM pack_tag_sets_held")
         return changes
+
+    @staticmethod
+    def _rebuild_tag_sets(conn: Any, pack_ids: list[int]) -> None:
+        """Each given pack's ``pack_tag_sets`` row from its tags, in two statements."""
+        ids = dumps(pack_ids)
+        conn.execute(
+            "DELETE FROM pack_tag_sets WHERE pack_id IN (SELECT value FROM json_each(?))", (ids,)
+        )
+        conn.execute(
+            "INSERT INTO pack_tag_sets (pack_id, groups, topics) SELECT j.value,"
+            f" {_tag_list('j.value', 'group')}, {_tag_list('j.value', 'topic')}"
+            " FROM json_each(?) j",
+            (ids,),
+        )
 
     @staticmethod
     def _tag_origins(conn: Any, pack_ids: list[int]) -> dict[tuple[int, str, str], str]:
