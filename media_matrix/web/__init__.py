@@ -88,6 +88,9 @@ def create_app(settings: Settings, store: Store, *, testing: bool = False) -> Fl
     )
     app.jinja_env.filters["safe_url"] = common.safe_url
     app.jinja_env.filters["channel_label"] = common.channel_title
+    # a filter, not DELIVERY_STATUS.get(...): Jinja calls filters directly, without the
+    # context call each item of a thousand-item calendar would pay
+    app.jinja_env.filters["delivery_status"] = common.delivery_status
     return app
 
 
