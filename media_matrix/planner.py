@@ -50,6 +50,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from itertools import chain
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
@@ -99,6 +100,15 @@ def _aware_utc(value: datetime, what: str) -> datetime:
 
 def _parse_dt(value: datetime | str) -> datetime:
     """ISO text or datetime -> aware UTC; naive values are taken as UTC (the store's rule)."""
+    if isinstance(value, str):
+        return _parse_text(value)
+    return as_aware(value).astimezone(UTC)  # type: ignore[union-attr]
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(value: str) -> datetime:
+    """:func:`_parse_dt` of stored text, parsed once per distinct text: the bookings of a
+    week share a few dozen slot times (the result is immutable, the key is the text itself)."""
     return as_aware(value).astimezone(UTC)  # type: ignore[union-attr]
 
 
@@ -405,13 +415,17 @@ class _Load:
 
 def _index_bookings(bookings: Iterable[Booking], tz: tzinfo) -> dict[str, _Load]:
     loads: dict[str, _Load] = defaultdict(_Load)
+    days: dict[datetime, date] = {}  # local day per instant: bookings share their slot times
     for booking in bookings:
         if not booking.active:
             continue
         load = loads[booking.channel]
-        at = booking.slot_at.astimezone(UTC)
-        load.per_day[booking.day_at.astimezone(tz).date()] += 1
-        load.per_slot[at] += 1
+        moment = booking.day_at
+        day = days.get(moment)
+        if day is None:
+            day = days[moment] = moment.astimezone(tz).date()
+        load.per_day[day] += 1
+        load.per_slot[booking.slot_at.astimezone(UTC)] += 1
         load.packs.setdefault(booking.pack_id, booking)
     return loads
 
@@ -581,7 +595,8 @@ def plan(
     loads = _index_bookings(bookings, zone)
     campaigns = list(campaigns)
 
-    campaigns_by_day: dict[date, list[Campaign]] = {}
+    campaigns_by_day: dict[date, list[Campaign]] = {}  # kept alive: reasons key on id()
+    reasons: dict[tuple[Any, ...], str] = {}
     slot_cache: dict[tuple[tuple[str, ...], Any], list[datetime]] = {}
     out: list[Assignment] = []
 
@@ -619,7 +634,12 @@ def plan(
                 load.per_slot[slot] += 1
                 load.per_day[day] += 1
                 room -= 1
-                why = _reason(pack, channel, active)
+                # the reason depends on these alone; packs of one kind share it
+                topics = pack.topics if active else ()  # topics only count for campaigns
+                why_key = (pack.groups, topics, pack.county, channel.audience, id(active))
+                why = reasons.get(why_key)
+                if why is None:
+                    why = reasons[why_key] = _reason(pack, channel, active)
                 if wanted is not None and answers_demand(pack, wanted):
                     why += "; 群众点单: 答复本县居民点单"
                 out.append(Assignment(pack.id, channel.name, slot, why))

@@ -763,20 +763,25 @@ def plan_proposals(
     tz = settings.tz
     chans = [config_channel(settings, n) for n in channels] if channels is not None else None
     found = _propose(settings, store, chans if chans is not None else settings.channels, now, days)
-    rows = [
-        {
-            "kind": "proposal",
-            "delivery_id": None,
-            "pack_id": a.pack_id,
-            "channel": a.channel,
-            "title": found.titles.get(a.pack_id, ""),
-            "status": "proposal",
-            "urgent": a.urgent,
-            "reason": a.reason,
-            "at": a.slot_at.astimezone(tz).isoformat(timespec="seconds"),
-        }
-        for a in found.assignments
-    ]
+    local: dict[datetime, str] = {}  # a week proposes a thousand rows over a few dozen slots
+    rows = []
+    for a in found.assignments:
+        at = local.get(a.slot_at)
+        if at is None:
+            at = local[a.slot_at] = a.slot_at.astimezone(tz).isoformat(timespec="seconds")
+        rows.append(
+            {
+                "kind": "proposal",
+                "delivery_id": None,
+                "pack_id": a.pack_id,
+                "channel": a.channel,
+                "title": found.titles.get(a.pack_id, ""),
+                "status": "proposal",
+                "urgent": a.urgent,
+                "reason": a.reason,
+                "at": at,
+            }
+        )
     rows.sort(key=lambda r: (r["at"], r["channel"]))
     return rows
 
