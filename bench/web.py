@@ -223,7 +223,7 @@ def main() -> None:
     from media_matrix import users
     from media_matrix.config import load_settings
     from media_matrix.store import open_store
-    from media_matrix.web import create_app
+    from media_matrix.web import create_app, settle_heap
 
     folder = Path(tempfile.mkdtemp(prefix="bench-web-"))
     db = args.db or folder / "web.db"
@@ -248,6 +248,7 @@ def main() -> None:
     )
     client = app.test_client()
     login(client, "bench")
+    settle_heap()  # as `serve` does once the app is made
 
     local_now = now.astimezone(settings.tz)
     month_start = local_now.date().replace(day=1) - timedelta(days=1)
