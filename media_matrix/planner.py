@@ -437,6 +437,18 @@ def _room(channel: PlanChannel, load: _Load, slot: datetime, day: date) -> int:
     return max(room, 0)
 
 
+def _free_room(channel: PlanChannel, load: _Load, slots: Sequence[tuple[datetime, date]]) -> int:
+    """Room left in ``slots`` (each with its local day), per slot and per day: no more packs
+    than this can go to the channel in them."""
+    per_day: Counter[date] = Counter()
+    for slot, day in slots:
+        per_day[day] += _room(channel, load, slot, day)
+    if channel.daily_quota is None:
+        return sum(per_day.values())
+    quota = channel.daily_quota
+    return sum(min(n, max(quota - load.per_day[day], 0)) for day, n in per_day.items())
+
+
 # --------------------------------------------------------------------------------------------
 # Pack index (lazy, rank-ordered candidates per channel)
 
@@ -508,9 +520,10 @@ class _PackIndex:
         channel: PlanChannel,
         campaigns: Sequence[Campaign],
         demand: Demand | None = None,
+        want: int | None = None,
     ) -> Iterator[PlanPack]:
         """Matching packs: those answering ``demand`` first (linked, then topical), then
-        campaign packs, then the rest, each freshest first.
+        campaign packs, then the rest, each freshest first (``want``: unused, all in memory).
 
         May repeat a pack (one in several of the channel's groups); callers skip used ones.
         """
@@ -546,9 +559,12 @@ class Candidates(Protocol):
         channel: PlanChannel,
         campaigns: Sequence[Campaign],
         demand: Demand | None = None,
+        want: int | None = None,
     ) -> Iterator[PlanPack]:
         """... and, given the channel county's ``demand``, the packs answering it before all
-        others: those linked to an order first, then those sharing an ordered topic."""
+        others: those linked to an order first, then those sharing an ordered topic. ``want``:
+        how many packs the planner may take from the stream at most (the room left in the
+        channel's slots), a hint for how much to read at once; the stream may be read on."""
         ...
 
 
@@ -597,7 +613,7 @@ def plan(
 
     campaigns_by_day: dict[date, list[Campaign]] = {}  # kept alive: reasons key on id()
     reasons: dict[tuple[Any, ...], str] = {}
-    slot_cache: dict[tuple[tuple[str, ...], Any], list[datetime]] = {}
+    slot_cache: dict[tuple[tuple[str, ...], Any], list[tuple[datetime, date]]] = {}
     out: list[Assignment] = []
 
     for raw in channels:
@@ -605,16 +621,18 @@ def plan(
         if not channel.enabled or not channel.slots:
             continue
         key = (channel.slots, channel.quiet_hours)
-        if key not in slot_cache:
-            slot_cache[key] = [s.astimezone(UTC) for s in slot_times(channel, now, end, zone)]
+        if key not in slot_cache:  # each slot with its local day, shared by alike channels
+            slot_cache[key] = [
+                (s.astimezone(UTC), s.date()) for s in slot_times(channel, now, end, zone)
+            ]
         load = loads.get(channel.name) or _Load()
         taken = set(load.packs)
         streams: dict[frozenset[str], Iterator[PlanPack]] = {}
         wanted = (demand or {}).get(channel.county) if channel.county != CITY else None
         exhausted = False
+        free = _free_room(channel, load, slot_cache[key])
 
-        for slot in slot_cache[key]:
-            day = slot.astimezone(zone).date()
+        for slot, day in slot_cache[key]:
             room = _room(channel, load, slot, day)
             if room <= 0:
                 continue
@@ -623,7 +641,7 @@ def plan(
             active = campaigns_by_day[day]
             stream_key = frozenset(c.name for c in active)
             if stream_key not in streams:
-                streams[stream_key] = index.candidates(channel, active, wanted)
+                streams[stream_key] = index.candidates(channel, active, wanted, want=free)
             stream = streams[stream_key]
             while room > 0:
                 pack = next((p for p in stream if p.id not in taken), None)
