@@ -623,7 +623,8 @@ def plan(
         key = (channel.slots, channel.quiet_hours)
         if key not in slot_cache:  # each slot with its local day, shared by alike channels
             slot_cache[key] = [
-                (s.astimezone(UTC), s.date()) for s in slot_times(channel, now, end, zone)
+                (s.astimezone(UTC), s.astimezone(zone).date())
+                for s in slot_times(channel, now, end, zone)
             ]
         load = loads.get(channel.name) or _Load()
         taken = set(load.packs)
