@@ -437,6 +437,14 @@ def _room(channel: PlanChannel, load: _Load, slot: datetime, day: date) -> int:
     return max(room, 0)
 
 
+def _untaken(stream: Iterator[PlanPack], taken: set[int]) -> PlanPack | None:
+    """The next pack of ``stream`` not in ``taken``; None when the stream runs out."""
+    for pack in stream:
+        if pack.id not in taken:
+            return pack
+    return None
+
+
 def _free_room(channel: PlanChannel, load: _Load, slots: Sequence[tuple[datetime, date]]) -> int:
     """Room left in ``slots`` (each with its local day), per slot and per day: no more packs
     than this can go to the channel in them."""
@@ -611,7 +619,8 @@ def plan(
     loads = _index_bookings(bookings, zone)
     campaigns = list(campaigns)
 
-    campaigns_by_day: dict[date, list[Campaign]] = {}  # kept alive: reasons key on id()
+    # the day's campaigns and their stream key; kept alive: reasons key on id()
+    campaigns_by_day: dict[date, tuple[list[Campaign], frozenset[str]]] = {}
     reasons: dict[tuple[Any, ...], str] = {}
     slot_cache: dict[tuple[tuple[str, ...], Any], list[tuple[datetime, date]]] = {}
     out: list[Assignment] = []
@@ -638,14 +647,14 @@ def plan(
             if room <= 0:
                 continue
             if day not in campaigns_by_day:
-                campaigns_by_day[day] = active_campaigns(campaigns, day, zone)
-            active = campaigns_by_day[day]
-            stream_key = frozenset(c.name for c in active)
+                active = active_campaigns(campaigns, day, zone)
+                campaigns_by_day[day] = (active, frozenset(c.name for c in active))
+            active, stream_key = campaigns_by_day[day]
             if stream_key not in streams:
                 streams[stream_key] = index.candidates(channel, active, wanted, want=free)
             stream = streams[stream_key]
             while room > 0:
-                pack = next((p for p in stream if p.id not in taken), None)
+                pack = _untaken(stream, taken)
                 if pack is None:  # every matching pack is on this channel already
                     exhausted = True
                     break
