@@ -9,22 +9,25 @@ Server time: the WSGI app called in process through Flask's test client (no sock
 as an admin, --repeat requests per page. Targets: every page p95 < 300 ms and within 3x its
 raw SQL. Two floor rows (no target) measured in the same run: an empty-body route and an empty
 page extending base.html, through the same sign-in and hooks: what any page costs before it
-reads a row.
+reads a row. The app's start-up objects are frozen out of the garbage collector first
+(``settle_heap``), as ``serve`` does.
 
 What each raw baseline reads (the rows and checks its page cannot do without):
-    /calendar             the week's live bookings from now to the seventh local midnight, with
-                          the columns the grid shows (urgent, scheduled time) in its order.
+    /calendar             the week's live bookings from now to the seventh local midnight (the
+                          page's window; it read to now + 7 days before), with the columns the
+                          grid shows (urgent, scheduled time) in its order (added Nov 2026).
     /calendar/proposals   the bookings counting in the window by slot time *or* scheduled time
                           (a retried delivery keeps its slot: the planner must count both), with
                           the columns it reads (claim and retry times); then, for the window's
                           free slots, that many approved candidates in rank order, each checked
                           against one channel's live deliveries (the planner may not propose a
                           pack already on the channel). Until Nov 2026 this baseline read only
-                          the scheduled-time range and no candidate, assuming "this week is
-                          fully booked"; but today's remaining slots are free (the bench books
-                          days 1-14), so the page had to read candidates its baseline skipped.
-                          The free slots are counted untimed from the database, so a --db
-                          reused on a later day stays honest.
+                          the scheduled-time range, no candidate for the current week
+                          ("fully booked": but today's remaining slots are free, the bench books
+                          days 1-14) and the free week's candidates without that check: each
+                          skipped reads its page cannot do without. The free slots are counted
+                          untimed from the database, so a --db reused on a later day stays
+                          honest.
 """
 
 from __future__ import annotations
