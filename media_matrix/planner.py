@@ -40,7 +40,9 @@ once (and shared between channels with the same slots and quiet hours); packs ar
 (county, group) and walked lazily in rank order, so a channel stops reading packs once its
 capacity is full. Planning is about linear in packs + channels x capacity. Handed a
 :class:`Candidates` source instead of every pack (the store's, read a batch at a time), it
-reads only as many packs per channel as the free slots take.
+reads only as many packs per channel as the free slots take, and tells the source how many
+that is (``want``) so the first read takes them all. Stored times are parsed once per distinct
+text and a reason is worded once per kind of pack (groups, county, campaign topics, day).
 """
 
 from __future__ import annotations
