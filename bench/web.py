@@ -7,7 +7,27 @@ pages beside the raw SQL that reads the same rows, measured in the same run.
 
 Server time: the WSGI app called in process through Flask's test client (no socket), signed in
 as an admin, --repeat requests per page. Targets: every page p95 < 300 ms and within 3x its
-raw SQL.
+raw SQL. Two floor rows (no target) measured in the same run: an empty-body route and an empty
+page extending base.html, through the same sign-in and hooks: what any page costs before it
+reads a row. The app's start-up objects are frozen out of the garbage collector first
+(``settle_heap``), as ``serve`` does.
+
+What each raw baseline reads (the rows and checks its page cannot do without):
+    /calendar             the week's live bookings from now to the seventh local midnight (the
+                          page's window; it read to now + 7 days before), with the columns the
+                          grid shows (urgent, scheduled time) in its order (added Nov 2026).
+    /calendar/proposals   the bookings counting in the window by slot time *or* scheduled time
+                          (a retried delivery keeps its slot: the planner must count both), with
+                          the columns it reads (claim and retry times); then, for the window's
+                          free slots, that many approved candidates in rank order, each checked
+                          against one channel's live deliveries (the planner may not propose a
+                          pack already on the channel). Until Nov 2026 this baseline read only
+                          the scheduled-time range, no candidate for the current week
+                          ("fully booked": but today's remaining slots are free, the bench books
+                          days 1-14) and the free week's candidates without that check: each
+                          skipped reads its page cannot do without. The free slots are counted
+                          untimed from the database, so a --db reused on a later day stays
+                          honest.
 """
 
 from __future__ import annotations
@@ -17,10 +37,12 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,6 +177,26 @@ def build(db: Path, n_packs: int, n_deliveries: int, now: datetime) -> None:
     store.close()
 
 
+def free_in(conn: Any, settings: Any, start: datetime, end: datetime) -> int:
+    """Room left (per_slot less live bookings) in every channel's slots in [start, end): as
+    many candidates as the planner reads at most there. Counted untimed, in Python, from the
+    bookings' own times (the bench writes them without microseconds)."""
+    from media_matrix import planner
+
+    booked: Counter[tuple[str, datetime]] = Counter()
+    for channel, slot_at in conn.execute(
+        "SELECT channel, slot_at FROM deliveries WHERE status != 'cancelled'"
+        " AND slot_at >= ? AND slot_at < ?",
+        ((start - timedelta(days=1)).isoformat(), (end + timedelta(days=1)).isoformat()),
+    ):
+        booked[(channel, datetime.fromisoformat(slot_at))] += 1
+    free = 0
+    for chan in settings.channels:
+        for slot in planner.slot_times(chan, start, end, settings.tz):
+            free += max(chan.per_slot - booked[(chan.name, slot)], 0)
+    return free
+
+
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     fn()  # warm caches once
     out = []
@@ -179,11 +221,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from console_fixtures import PASSWORD, login
+    from flask import render_template_string
 
     from media_matrix import users
     from media_matrix.config import load_settings
     from media_matrix.store import open_store
-    from media_matrix.web import create_app
+    from media_matrix.web import create_app, settle_heap
 
     folder = Path(tempfile.mkdtemp(prefix="bench-web-"))
     db = args.db or folder / "web.db"
@@ -199,15 +242,22 @@ def main() -> None:
     if not store.list_users():
         users.add_user(settings, store, "bench", "admin", PASSWORD, by="bench")
     app = create_app(settings, store)
+    # the floor: what a signed-in request costs with no row read (Flask, session, user, hooks)
+    app.add_url_rule("/_bench/empty", "bench_empty", lambda: "")
+    app.add_url_rule(
+        "/_bench/chrome",
+        "bench_chrome",
+        lambda: render_template_string('{% extends "base.html" %}'),
+    )
     client = app.test_client()
     login(client, "bench")
+    settle_heap()  # as `serve` does once the app is made
 
     local_now = now.astimezone(settings.tz)
     month_start = local_now.date().replace(day=1) - timedelta(days=1)
     month_start = month_start.replace(day=1)
     month_end = local_now.date().replace(day=1) - timedelta(days=1)
     week_lo = now.isoformat()
-    week_hi = (now + timedelta(days=7)).isoformat()
     lo = datetime.combine(month_start, datetime.min.time(), settings.tz).isoformat()
     hi = datetime.combine(month_end + timedelta(days=1), datetime.min.time(), settings.tz)
     hi = hi.isoformat()
@@ -220,9 +270,18 @@ def main() -> None:
     # the window's live bookings (here slot_at = scheduled_at): no channel here has a daily
     # quota, so the planner needs no other booking to count
     window_bookings = (
-        "SELECT d.id, d.pack_id, d.channel, d.status, d.slot_at, p.title FROM deliveries d"
+        "SELECT d.id, d.pack_id, d.channel, d.status, d.urgent, d.slot_at, d.scheduled_at,"
+        " d.claimed_at, d.next_attempt_at, p.title FROM deliveries d"
         " JOIN packs p ON p.id = d.pack_id WHERE d.status != 'cancelled'"
-        " AND d.scheduled_at >= ? AND d.scheduled_at < ?"
+        " AND ((d.scheduled_at >= ? AND d.scheduled_at < ?) OR (d.slot_at >= ? AND d.slot_at < ?))"
+    )
+    # the free slots' candidates, freshest first, each checked against a channel's bookings
+    candidates = (
+        "SELECT p.id, p.title, p.county, (SELECT json_group_array(tag) FROM pack_tags t"
+        " WHERE t.pack_id = p.id AND t.removed = 0) FROM packs p WHERE p.status = 'approved'"
+        " AND p.urgent = 0 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.pack_id = p.id"
+        " AND d.channel = 'ch00' AND d.status != 'cancelled')"
+        " ORDER BY coalesce(p.published_at, p.fetched_at) DESC, p.id LIMIT ?"
     )
     week_start = datetime.combine(local_now.date(), datetime.min.time(), settings.tz)
     week_end = (week_start + timedelta(days=7)).isoformat()
@@ -230,6 +289,7 @@ def main() -> None:
     free_lo = datetime.combine(free_week, datetime.min.time(), settings.tz)
     free_hi = (free_lo + timedelta(days=7)).isoformat()
     free_slots = CHANNELS * 21 * 2  # 3 slots a day, per_slot 2
+    week_free = free_in(conn, settings, now, week_start + timedelta(days=7))
 
     def raw(*statements: tuple[str, tuple]) -> Callable[[], None]:
         def run() -> None:
@@ -252,22 +312,21 @@ def main() -> None:
             (f"SELECT {cols} FROM packs WHERE {fts_common} {order}", ()),
         )),
         ("/calendar", "/calendar", raw(
-            ("SELECT d.id, d.pack_id, d.channel, d.status, d.slot_at, p.title FROM deliveries d"
-             " JOIN packs p ON p.id = d.pack_id WHERE d.status != 'cancelled'"
-             " AND d.scheduled_at >= ? AND d.scheduled_at < ?", (week_lo, week_hi)),
+            ("SELECT d.id, d.pack_id, d.channel, d.status, d.urgent, d.slot_at, d.scheduled_at,"
+             " p.title FROM deliveries d JOIN packs p ON p.id = d.pack_id"
+             " WHERE d.status != 'cancelled' AND d.scheduled_at >= ? AND d.scheduled_at < ?"
+             " ORDER BY d.scheduled_at, d.id", (week_lo, week_end)),
         )),
         # The planner needs the bookings counting on the window's days (by slot, claim and
         # retry time) and, for free slots only, that many candidates in rank order: this week
         # is fully booked (no candidate is read), the week after next is empty.
         ("/calendar/proposals (htmx, 拟排)", "/calendar/proposals", raw(
-            (window_bookings, (week_lo, week_end)),
+            (window_bookings, (week_lo, week_end) * 2),
+            (candidates, (week_free,)),
         )),
         ("/calendar/proposals (free week)", f"/calendar/proposals?week={free_week}", raw(
-            (window_bookings, (free_lo.isoformat(), free_hi)),
-            ("SELECT p.id, p.title, p.county, (SELECT json_group_array(tag) FROM pack_tags t"
-             " WHERE t.pack_id = p.id AND t.removed = 0) FROM packs p WHERE p.status ="
-             " 'approved' AND p.urgent = 0 ORDER BY coalesce(p.published_at, p.fetched_at)"
-             " DESC, p.id LIMIT ?", (free_slots,)),
+            (window_bookings, (free_lo.isoformat(), free_hi) * 2),
+            (candidates, (free_slots,)),
         )),
         ("/deliveries", "/deliveries", raw(
             ("SELECT count(*) FROM deliveries", ()),
@@ -291,6 +350,15 @@ def main() -> None:
     print(f"{'page':36} {'p50 ms':>8} {'p95 ms':>8} {'raw p50':>8} {'raw p95':>8} "
           f"{'ratio':>6}  verdict")  # fmt: skip
     failed = False
+    for label, url in (
+        ("(floor: empty-body route)", "/_bench/empty"),
+        ("(floor: empty page in base.html)", "/_bench/chrome"),
+    ):
+        floor = timed(lambda url=url: client.get(url), args.repeat)
+        print(
+            f"{label:36} {statistics.median(floor):8.1f} {pct(floor, 0.95):8.1f}"
+            f" {'-':>8} {'-':>8} {'-':>6}  no target"
+        )
     for label, url, raw_fn in pages:
 
         def get(url: str = url) -> None:

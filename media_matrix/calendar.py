@@ -23,24 +23,52 @@ def slot_text(at: datetime) -> str:
     return f"{at:%m-%d} 周{WEEKDAYS[at.weekday()]} {at:%H:%M}"
 
 
-def place_bookings(
-    slots: Sequence[datetime], capacity: int, bookings: Iterable[dict[str, Any]], tz: Any
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Put each booking in its slot (by ``slot_at``, else ``scheduled_at``); pure.
-    Returns (slots with items and room left, bookings at no slot time)."""
-    table = {}
+def _slot_heads(slots: Sequence[datetime], tz: Any) -> list[tuple[datetime, str, str]]:
+    """(UTC instant, local ISO text, label) of each slot: computed once per slot list, then
+    shared by every channel that has it (a week of 40 channels repeats the same few dozen)."""
+    out = []
     for s in slots:
         local = s.astimezone(tz)
-        table[s.astimezone(UTC)] = {
-            "at": local.isoformat(timespec="seconds"),
-            "label": slot_text(local),
-            "capacity": capacity,
-            "items": [],
-        }
+        out.append((s.astimezone(UTC), local.isoformat(timespec="seconds"), slot_text(local)))
+    return out
+
+
+def _stamp(raw: str, tz: Any, seen: dict[str, tuple[datetime, str] | None]) -> Any:
+    """(UTC instant, local ISO text) of a stored time, parsed once per distinct text (the
+    bookings of one slot share it); None when absent."""
+    if raw not in seen:
+        at = from_iso(raw)
+        seen[raw] = (
+            None
+            if at is None
+            else (at.astimezone(UTC), at.astimezone(tz).isoformat(timespec="seconds"))
+        )
+    return seen[raw]
+
+
+def place_bookings(
+    slots: Sequence[datetime],
+    capacity: int,
+    bookings: Iterable[dict[str, Any]],
+    tz: Any,
+    *,
+    heads: Sequence[tuple[datetime, str, str]] | None = None,
+    stamps: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Put each booking in its slot (by ``slot_at``, else ``scheduled_at``); pure.
+    Returns (slots with items and room left, bookings at no slot time). ``heads`` (the
+    slots' :func:`_slot_heads`) and ``stamps`` (parsed times) may be shared between calls."""
+    if heads is None:
+        heads = _slot_heads(slots, tz)
+    seen: dict[str, Any] = {} if stamps is None else stamps
+    table = {
+        key: {"at": at, "label": label, "capacity": capacity, "items": []}
+        for key, at, label in heads
+    }
     other = []
     for row in bookings:
-        at = from_iso(row["slot_at"] or row["scheduled_at"])
-        if at is None:
+        stamp = _stamp(row["slot_at"] or row["scheduled_at"], tz, seen)
+        if stamp is None:
             continue
         item = {
             "kind": "booked",
@@ -49,9 +77,9 @@ def place_bookings(
             "title": row["title"],
             "status": row["status"],
             "urgent": bool(row["urgent"]),
-            "at": at.astimezone(tz).isoformat(timespec="seconds"),
+            "at": stamp[1],
         }
-        slot = table.get(at.astimezone(UTC))
+        slot = table.get(stamp[0])
         (slot["items"] if slot is not None else other).append(item)
     for slot in table.values():
         slot["open"] = max(capacity - len(slot["items"]), 0)
@@ -68,13 +96,18 @@ def week_view(
     for row in rows:
         by_channel.setdefault(row["channel"], []).append(row)
     out = []
-    cache: dict[tuple[Any, ...], list[datetime]] = {}  # channels often share their slots
+    # channels often share their slots: their times and labels are worked out once
+    cache: dict[tuple[Any, ...], tuple[list[datetime], list[tuple[datetime, str, str]]]] = {}
+    stamps: dict[str, Any] = {}
     for chan in channels:
         key = (tuple(chan.slots), chan.quiet_hours)
         if key not in cache:
-            cache[key] = planner.slot_times(PlanChannel.from_config(chan), start, end, tz)
-        times = cache[key]
-        slots, other = place_bookings(times, chan.per_slot, by_channel.get(chan.name, []), tz)
+            times = planner.slot_times(PlanChannel.from_config(chan), start, end, tz)
+            cache[key] = (times, _slot_heads(times, tz))
+        times, heads = cache[key]
+        slots, other = place_bookings(
+            times, chan.per_slot, by_channel.get(chan.name, []), tz, heads=heads, stamps=stamps
+        )
         out.append(
             {
                 "name": chan.name,

@@ -40,7 +40,9 @@ once (and shared between channels with the same slots and quiet hours); packs ar
 (county, group) and walked lazily in rank order, so a channel stops reading packs once its
 capacity is full. Planning is about linear in packs + channels x capacity. Handed a
 :class:`Candidates` source instead of every pack (the store's, read a batch at a time), it
-reads only as many packs per channel as the free slots take.
+reads only as many packs per channel as the free slots take, and tells the source how many
+that is (``want``) so the first read takes them all. Stored times are parsed once per distinct
+text and a reason is worded once per kind of pack (groups, county, campaign topics, day).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from itertools import chain
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
@@ -99,6 +102,15 @@ def _aware_utc(value: datetime, what: str) -> datetime:
 
 def _parse_dt(value: datetime | str) -> datetime:
     """ISO text or datetime -> aware UTC; naive values are taken as UTC (the store's rule)."""
+    if isinstance(value, str):
+        return _parse_text(value)
+    return as_aware(value).astimezone(UTC)  # type: ignore[union-attr]
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(value: str) -> datetime:
+    """:func:`_parse_dt` of stored text, parsed once per distinct text: the bookings of a
+    week share a few dozen slot times (the result is immutable, the key is the text itself)."""
     return as_aware(value).astimezone(UTC)  # type: ignore[union-attr]
 
 
@@ -405,13 +417,17 @@ class _Load:
 
 def _index_bookings(bookings: Iterable[Booking], tz: tzinfo) -> dict[str, _Load]:
     loads: dict[str, _Load] = defaultdict(_Load)
+    days: dict[datetime, date] = {}  # local day per instant: bookings share their slot times
     for booking in bookings:
         if not booking.active:
             continue
         load = loads[booking.channel]
-        at = booking.slot_at.astimezone(UTC)
-        load.per_day[booking.day_at.astimezone(tz).date()] += 1
-        load.per_slot[at] += 1
+        moment = booking.day_at
+        day = days.get(moment)
+        if day is None:
+            day = days[moment] = moment.astimezone(tz).date()
+        load.per_day[day] += 1
+        load.per_slot[booking.slot_at.astimezone(UTC)] += 1
         load.packs.setdefault(booking.pack_id, booking)
     return loads
 
@@ -421,6 +437,26 @@ def _room(channel: PlanChannel, load: _Load, slot: datetime, day: date) -> int:
     if channel.daily_quota is not None:
         room = min(room, channel.daily_quota - load.per_day[day])
     return max(room, 0)
+
+
+def _untaken(stream: Iterator[PlanPack], taken: set[int]) -> PlanPack | None:
+    """The next pack of ``stream`` not in ``taken``; None when the stream runs out."""
+    for pack in stream:
+        if pack.id not in taken:
+            return pack
+    return None
+
+
+def _free_room(channel: PlanChannel, load: _Load, slots: Sequence[tuple[datetime, date]]) -> int:
+    """Room left in ``slots`` (each with its local day), per slot and per day: no more packs
+    than this can go to the channel in them."""
+    per_day: Counter[date] = Counter()
+    for slot, day in slots:
+        per_day[day] += _room(channel, load, slot, day)
+    if channel.daily_quota is None:
+        return sum(per_day.values())
+    quota = channel.daily_quota
+    return sum(min(n, max(quota - load.per_day[day], 0)) for day, n in per_day.items())
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,9 +530,10 @@ class _PackIndex:
         channel: PlanChannel,
         campaigns: Sequence[Campaign],
         demand: Demand | None = None,
+        want: int | None = None,
     ) -> Iterator[PlanPack]:
         """Matching packs: those answering ``demand`` first (linked, then topical), then
-        campaign packs, then the rest, each freshest first.
+        campaign packs, then the rest, each freshest first (``want``: unused, all in memory).
 
         May repeat a pack (one in several of the channel's groups); callers skip used ones.
         """
@@ -532,9 +569,12 @@ class Candidates(Protocol):
         channel: PlanChannel,
         campaigns: Sequence[Campaign],
         demand: Demand | None = None,
+        want: int | None = None,
     ) -> Iterator[PlanPack]:
         """... and, given the channel county's ``demand``, the packs answering it before all
-        others: those linked to an order first, then those sharing an ordered topic."""
+        others: those linked to an order first, then those sharing an ordered topic. ``want``:
+        how many packs the planner may take from the stream at most (the room left in the
+        channel's slots), a hint for how much to read at once; the stream may be read on."""
         ...
 
 
@@ -581,8 +621,10 @@ def plan(
     loads = _index_bookings(bookings, zone)
     campaigns = list(campaigns)
 
-    campaigns_by_day: dict[date, list[Campaign]] = {}
-    slot_cache: dict[tuple[tuple[str, ...], Any], list[datetime]] = {}
+    # the day's campaigns and their stream key; kept alive: reasons key on id()
+    campaigns_by_day: dict[date, tuple[list[Campaign], frozenset[str]]] = {}
+    reasons: dict[tuple[Any, ...], str] = {}
+    slot_cache: dict[tuple[tuple[str, ...], Any], list[tuple[datetime, date]]] = {}
     out: list[Assignment] = []
 
     for raw in channels:
@@ -590,28 +632,31 @@ def plan(
         if not channel.enabled or not channel.slots:
             continue
         key = (channel.slots, channel.quiet_hours)
-        if key not in slot_cache:
-            slot_cache[key] = [s.astimezone(UTC) for s in slot_times(channel, now, end, zone)]
+        if key not in slot_cache:  # each slot with its local day, shared by alike channels
+            slot_cache[key] = [
+                (s.astimezone(UTC), s.astimezone(zone).date())
+                for s in slot_times(channel, now, end, zone)
+            ]
         load = loads.get(channel.name) or _Load()
         taken = set(load.packs)
         streams: dict[frozenset[str], Iterator[PlanPack]] = {}
         wanted = (demand or {}).get(channel.county) if channel.county != CITY else None
         exhausted = False
+        free = _free_room(channel, load, slot_cache[key])
 
-        for slot in slot_cache[key]:
-            day = slot.astimezone(zone).date()
+        for slot, day in slot_cache[key]:
             room = _room(channel, load, slot, day)
             if room <= 0:
                 continue
             if day not in campaigns_by_day:
-                campaigns_by_day[day] = active_campaigns(campaigns, day, zone)
-            active = campaigns_by_day[day]
-            stream_key = frozenset(c.name for c in active)
+                active = active_campaigns(campaigns, day, zone)
+                campaigns_by_day[day] = (active, frozenset(c.name for c in active))
+            active, stream_key = campaigns_by_day[day]
             if stream_key not in streams:
-                streams[stream_key] = index.candidates(channel, active, wanted)
+                streams[stream_key] = index.candidates(channel, active, wanted, want=free)
             stream = streams[stream_key]
             while room > 0:
-                pack = next((p for p in stream if p.id not in taken), None)
+                pack = _untaken(stream, taken)
                 if pack is None:  # every matching pack is on this channel already
                     exhausted = True
                     break
@@ -619,7 +664,12 @@ def plan(
                 load.per_slot[slot] += 1
                 load.per_day[day] += 1
                 room -= 1
-                why = _reason(pack, channel, active)
+                # the reason depends on these alone; packs of one kind share it
+                topics = pack.topics if active else ()  # topics only count for campaigns
+                why_key = (pack.groups, topics, pack.county, channel.audience, id(active))
+                why = reasons.get(why_key)
+                if why is None:
+                    why = reasons[why_key] = _reason(pack, channel, active)
                 if wanted is not None and answers_demand(pack, wanted):
                     why += "; 群众点单: 答复本县居民点单"
                 out.append(Assignment(pack.id, channel.name, slot, why))

@@ -198,19 +198,25 @@ class _StoreCandidates:
         channel: PlanChannel,
         campaigns: Sequence[Any],
         demand: planner.Demand | None = None,
+        want: int | None = None,
     ) -> Iterator[PlanPack]:
+        # the first read takes what the free slots may take (one query for most channels)
+        first = min(max(want, 1), self.MOST) if want else self.FIRST
         tags = [(tuple(c.topics), tuple(c.groups)) for c in campaigns]
         if not any(topics or groups for topics, groups in tags):
-            regular = self._read(channel, tags, None)
+            regular = self._read(channel, tags, None, first=first)
         else:
-            regular = chain(self._read(channel, tags, True), self._read(channel, tags, False))
+            regular = chain(
+                self._read(channel, tags, True, first=first),
+                self._read(channel, tags, False, first=first),
+            )
         if demand is None:
             return regular
         # 群众点单 first: the packs editors linked to the county's orders, then those sharing an
         # ordered topic (read as a campaign of those topics); repeats are skipped by the planner
-        linked = self._read(channel, [], None, ids=sorted(demand.pack_ids))
+        linked = self._read(channel, [], None, ids=sorted(demand.pack_ids), first=first)
         asked = [(tuple(sorted(demand.topics)), ())]
-        topical = self._read(channel, asked, True) if demand.topics else iter(())
+        topical = self._read(channel, asked, True, first=first) if demand.topics else iter(())
         return chain(linked if demand.pack_ids else iter(()), topical, regular)
 
     def _read(
@@ -219,10 +225,11 @@ class _StoreCandidates:
         tags: list[Any],
         in_campaign: bool | None,
         ids: Sequence[int] | None = None,
+        first: int = FIRST,
     ) -> Iterator[PlanPack]:
         counties = None if channel.county == planner.CITY else [channel.county, planner.CITY]
         groups = None if planner.PUBLIC in channel.audience else list(channel.audience)
-        after, size = None, self.FIRST
+        after, size = None, first
         while True:
             rows = self.store.plan_candidates(
                 channel.name,
@@ -763,20 +770,25 @@ def plan_proposals(
     tz = settings.tz
     chans = [config_channel(settings, n) for n in channels] if channels is not None else None
     found = _propose(settings, store, chans if chans is not None else settings.channels, now, days)
-    rows = [
-        {
-            "kind": "proposal",
-            "delivery_id": None,
-            "pack_id": a.pack_id,
-            "channel": a.channel,
-            "title": found.titles.get(a.pack_id, ""),
-            "status": "proposal",
-            "urgent": a.urgent,
-            "reason": a.reason,
-            "at": a.slot_at.astimezone(tz).isoformat(timespec="seconds"),
-        }
-        for a in found.assignments
-    ]
+    local: dict[datetime, str] = {}  # a week proposes a thousand rows over a few dozen slots
+    rows = []
+    for a in found.assignments:
+        at = local.get(a.slot_at)
+        if at is None:
+            at = local[a.slot_at] = a.slot_at.astimezone(tz).isoformat(timespec="seconds")
+        rows.append(
+            {
+                "kind": "proposal",
+                "delivery_id": None,
+                "pack_id": a.pack_id,
+                "channel": a.channel,
+                "title": found.titles.get(a.pack_id, ""),
+                "status": "proposal",
+                "urgent": a.urgent,
+                "reason": a.reason,
+                "at": at,
+            }
+        )
     rows.sort(key=lambda r: (r["at"], r["channel"]))
     return rows
 

@@ -301,6 +301,37 @@ class TestPlan:
         public = plan([pack(2)], [channel()], [], now=NOW, days=1, tz=SH)
         assert public[0].reason == "受众匹配: 社会公众"
 
+    def test_reason_follows_each_pack_and_day_not_the_last_alike_one(self):
+        # the planner words a reason once per kind of pack: a pack of the same groups and
+        # county must still get its own campaign line, and a campaign's end its own day
+        chan = channel(per_slot=2)
+        health = [pack(i, topics=("health",), age_hours=i) for i in (1, 2, 3)]
+        farming = pack(9, topics=("agriculture",), age_hours=0)
+        got = plan([*health, farming], [chan], [], now=sh(2024, 9, 30), days=2, tz=SH,
+                   campaigns=[SCIENCE_DAY])  # fmt: skip
+        in_campaign = "受众匹配: 社会公众; 活动: 全国科普日"
+        assert [(a.pack_id, a.reason) for a in got] == [
+            (1, in_campaign),  # 09-30: the campaign's packs first
+            (2, in_campaign),
+            (9, "受众匹配: 社会公众"),  # 10-01: campaign over, freshest first
+            (3, "受众匹配: 社会公众"),
+        ]
+        same_day = plan([health[0], farming], [channel(per_slot=3)], [], now=sh(2024, 9, 30),
+                        days=1, tz=SH, campaigns=[SCIENCE_DAY])  # fmt: skip
+        assert [(a.pack_id, a.reason) for a in same_day] == [
+            (1, in_campaign),
+            (9, "受众匹配: 社会公众"),
+        ]
+        autumn = Campaign.model_validate(
+            {"name": "秋季健康月", "from": "09-30", "to": "10-31", "topics": ["health"]}
+        )
+        overlap = plan(health, [channel(per_slot=1)], [], now=sh(2024, 9, 30), days=2, tz=SH,
+                       campaigns=[SCIENCE_DAY, autumn])  # fmt: skip
+        assert [(a.pack_id, a.reason) for a in overlap] == [
+            (1, "受众匹配: 社会公众; 活动: 全国科普日、秋季健康月"),
+            (2, "受众匹配: 社会公众; 活动: 秋季健康月"),  # 10-01: one campaign left
+        ]
+
     def test_naive_now_is_refused(self):
         with pytest.raises(ValueError, match="now must be timezone-aware"):
             plan([pack(1)], [channel()], [], now=datetime(2024, 3, 1), days=1, tz=SH)

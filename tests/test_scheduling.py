@@ -527,3 +527,33 @@ def test_store_candidates_plan_as_the_planner_does_with_every_pack(project, monk
         assert got == expected, days
         assert expected != plain, days
         assert any("群众点单" in a.reason for a in got if a.channel == "qingfeng"), days
+
+
+def test_store_candidates_first_read_is_the_room_left(project, monkeypatch):
+    """The planner tells the store how many packs the free slots can take: a channel's
+    candidates come in one read of that many (not a small read and a doubling), and the plan
+    stays the in-memory planner's."""
+    from media_matrix import planner
+    from media_matrix.planner import Booking, PlanChannel, PlanPack
+
+    settings, store, _ = project
+    for i in range(30):
+        add_pack(store, f"包{i}", published=f"2024-08-{i % 28 + 1:02d}T00:00:00+00:00")
+    everything = [PlanPack.from_pack(p) for p in store.list_packs(status=PackStatus.APPROVED)]
+    chan = PlanChannel("room", slots=("0 8 * * *",), per_slot=3)
+    now = NOW.astimezone(UTC)
+    first = planner.slot_times(chan, now, now + timedelta(days=1), settings.tz)[0]
+    booked = [Booking(everything[-1].id, "room", first)]  # one of the 6 places is taken
+    limits = []
+    real = store.plan_candidates
+
+    def counting(*args, **kwargs):
+        limits.append(kwargs["limit"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "plan_candidates", counting)
+    kwargs = dict(now=now, days=2, tz=settings.tz)
+    got = planner.plan(scheduling._StoreCandidates(store), [chan], booked, **kwargs)
+    assert got == planner.plan(everything, [chan], booked, **kwargs)
+    assert len(got) == 5
+    assert limits == [5]

@@ -16,9 +16,10 @@ def serve_cmd(app: AppContext, host: str, port: int, threads: int) -> None:
     """编辑控制台 (editor web console): review, preview, calendar, deliveries, statistics."""
     import waitress
 
-    from media_matrix.web import create_app
+    from media_matrix.web import create_app, settle_heap
 
     console = create_app(app.settings, app.store)
+    settle_heap()
     click.echo(f"控制台已启动: http://{host}:{port}/  (Ctrl-C 停止)")
     waitress.serve(console, host=host, port=port, threads=threads, ident="media-matrix")
 

@@ -10,6 +10,7 @@ from flask import abort, current_app, g, request
 
 from media_matrix import orders, users
 from media_matrix.config import Settings
+from media_matrix.models import DELIVERY_STATUS_LABELS
 from media_matrix.store import Store
 from media_matrix.timeutil import from_iso, local_text
 
@@ -111,6 +112,11 @@ def form_ids(name: str = "ids") -> list[int]:
             abort(400)
         out.append(int(raw))
     return out
+
+
+def delivery_status(status: str) -> str:
+    """A delivery status as editors read it (the status itself when it has no label)."""
+    return DELIVERY_STATUS_LABELS.get(status, status)
 
 
 def channel_title(name: str) -> str:
