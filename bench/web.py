@@ -333,6 +333,19 @@ def main() -> None:
             ("SELECT d.*, p.title FROM deliveries d JOIN packs p ON p.id = d.pack_id"
              " ORDER BY d.scheduled_at DESC, d.id DESC LIMIT 50", ()),
         )),
+        # the status page: per-channel counts (from the table triggers keep, as the page reads
+        # them), each channel's next queued time, the latest errors, the feeds and their packs
+        ("/status", "/status", raw(
+            ("SELECT channel, status, n FROM delivery_status_counts WHERE n > 0", ()),
+            ("SELECT channel, min(scheduled_at) FROM deliveries WHERE status = 'queued'"
+             " GROUP BY channel", ()),
+            ("SELECT d.id, d.last_error, p.title FROM deliveries d JOIN packs p"
+             " ON p.id = d.pack_id WHERE d.last_error IS NOT NULL AND d.last_error != ''"
+             " ORDER BY d.updated_at DESC, d.id DESC LIMIT 10", ()),
+            ("SELECT * FROM feeds", ()),
+            ("SELECT feed, COUNT(DISTINCT pack_id) FROM pack_sources GROUP BY feed", ()),
+            ("SELECT status, count(*) FROM packs GROUP BY status", ()),
+        )),
         ("/stats (month, county x group)",
          f"/stats?from={month_start}&to={month_end}&by=county&by=group", raw(
             # the month's rows from the stats index, each delivery's reduced metric rows and

@@ -7,7 +7,7 @@ sits above those modules rather than inside any of them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from media_matrix import planner
@@ -34,9 +34,7 @@ def status_view(settings: Settings, store: Store, now: datetime | None = None) -
     channels = []
     for chan in settings.channels:
         by_status = counts.get(chan.name, {})
-        upcoming = planner.slot_times(
-            PlanChannel.from_config(chan), now, now + timedelta(days=8), tz
-        )[:3]
+        upcoming = planner.next_slots(PlanChannel.from_config(chan), now, 3, tz)
         channels.append(
             {
                 "name": chan.name,

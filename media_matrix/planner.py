@@ -339,6 +339,25 @@ def slot_times(
     return sorted(times)
 
 
+def next_slots(
+    channel: PlanChannel | _ChannelLike,
+    now: datetime,
+    count: int,
+    tz: tzinfo | str,
+    *,
+    within: timedelta = timedelta(days=8),
+) -> list[datetime]:
+    """The channel's next ``count`` slots from ``now``, none beyond ``within``. Looks a day
+    ahead first and widens only when that holds too few (the status page asks for three
+    slots of every channel; working out eight days of each was most of its time)."""
+    span = min(timedelta(days=1), within)
+    while True:
+        times = slot_times(channel, now, now + span, tz)
+        if len(times) >= count or span >= within:
+            return times[:count]
+        span = min(span * 2, within)
+
+
 # --------------------------------------------------------------------------------------------
 # Campaigns and matching
 

@@ -155,3 +155,15 @@ def test_operator_retry_and_cancel_follow_the_table(store, old):
     else:
         with pytest.raises(InvalidTransition):
             store.cancel_delivery(delivery)
+
+
+def test_kept_counts_follow_every_change_above(store):
+    """The status page's per-channel counts (kept by triggers) equal a count of the rows,
+    after every allowed change and every refused one the tests above made on this store."""
+    counted: dict[str, dict[str, int]] = {}
+    for row in store.query(
+        "SELECT channel, status, count(*) AS n FROM deliveries GROUP BY channel, status"
+    ):
+        counted.setdefault(row["channel"], {})[row["status"]] = row["n"]
+    assert store.delivery_counts() == counted
+    assert sum(counted["c"].values()) > len(PAIRS)  # the changes above really happened here

@@ -21,6 +21,7 @@ from media_matrix.planner import (
     in_quiet_hours,
     matches,
     next_free_slot,
+    next_slots,
     plan,
     plan_urgent,
     plan_urgent_detailed,
@@ -109,6 +110,21 @@ class TestSlots:
         assert got[0] == sh(2024, 3, 1, 8, 0) == utc(2024, 3, 1, 0, 0)
         assert all(t.tzinfo is not None for t in got)
         assert [t.astimezone(SH).hour for t in got] == [8, 12, 18, 8, 12, 18]
+
+    @pytest.mark.parametrize(
+        "slots",
+        [
+            ("0 8,12,18 * * *",),  # three a day: the first day's window holds them
+            ("30 9 * * 1",),  # weekly: widened to the whole horizon
+            ("0 8 1 1 *",),  # yearly: fewer than asked within eight days
+            ("0 21 * * *", "0 7 * * 2,4"),  # two expressions, the first day holds one
+        ],
+    )
+    def test_next_slots_are_the_first_of_the_whole_horizon(self, slots):
+        chan = channel(slots=slots)
+        for now in (sh(2024, 3, 1, 0, 0), sh(2024, 3, 1, 20, 59), sh(2024, 12, 31, 23, 0)):
+            horizon = slot_times(chan, now, now + timedelta(days=8), SH)
+            assert next_slots(chan, now, 3, SH) == horizon[:3]
 
     def test_window_is_start_inclusive_end_exclusive(self):
         chan = channel(slots=("0 8 * * *",))

@@ -162,6 +162,49 @@ def test_a_failed_batch_inside_a_wider_transaction_leaves_the_triggers_on(tmp_pa
     store.close()
 
 
+def test_status_page_reads_kept_counts_and_partial_indexes(tmp_path):
+    store = open_store(tmp_path / "t.db")
+    at = "2026-11-01T00:00:00+00:00"
+    packs = [
+        store.insert_pack("kp", item(f"g{i}"), at=at, status=PackStatus.APPROVED) for i in range(3)
+    ]
+    ids = [
+        store.queue_delivery(p, channel, scheduled_at=f"2026-11-0{i + 2}T00:00:00.000000+00:00")
+        for i, p in enumerate(packs)
+        for channel in ("wx", "screen")
+    ]
+    store.execute("UPDATE deliveries SET status = 'cancelled' WHERE id = ?", (ids[0],))
+    store.execute("UPDATE deliveries SET channel = 'screen2' WHERE id = ?", (ids[1],))
+    store.execute(
+        "UPDATE deliveries SET last_error = 'HTTP 500', updated_at = ? WHERE id = ?", (at, ids[2])
+    )
+    store.conn.execute("PRAGMA foreign_keys=OFF")
+    store.execute("DELETE FROM deliveries WHERE id = ?", (ids[3],))
+    assert store.delivery_counts() == {
+        "wx": {"cancelled": 1, "queued": 2},
+        "screen": {"queued": 1},
+        "screen2": {"queued": 1},
+    }
+    assert store.next_queued() == {
+        "wx": "2026-11-03T00:00:00.000000+00:00",
+        "screen": "2026-11-04T00:00:00.000000+00:00",
+        "screen2": "2026-11-02T00:00:00.000000+00:00",
+    }
+    assert [d["id"] for d in store.recent_delivery_errors()] == [ids[2]]
+    # neither index-backed read walks the deliveries table itself (a year of rows took seconds)
+    for sql in (
+        "SELECT channel, min(scheduled_at) FROM deliveries WHERE status = 'queued'"
+        " GROUP BY channel",
+        "SELECT id FROM deliveries d WHERE d.last_error IS NOT NULL AND d.last_error != ''"
+        " ORDER BY d.updated_at DESC, d.id DESC LIMIT 10",
+    ):
+        steps = [r["detail"] for r in store.query("EXPLAIN QUERY PLAN " + sql)]
+        scans = [d for d in steps if d.startswith("SCAN")]  # SEARCH: by an indexed equality
+        partial = ("deliveries_queued_next", "deliveries_with_error")
+        assert all(any(name in d for name in partial) for d in scans), steps
+    store.close()
+
+
 def test_statement_splitter_keeps_trigger_bodies():
     from media_matrix.store.base import _statements
 

@@ -78,6 +78,43 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX IF NOT EXISTS deliveries_retry ON deliveries (channel, next_attempt_at)
         """,
     ),
+    (
+        # The status page (`status`, /status) reads per-channel counts, each channel's next
+        # queued time and the latest errors; over a year of deliveries each was a full scan
+        # (seconds). Counts are kept by triggers; the other two read small partial indexes.
+        "deliveries_003_status_page",
+        """
+        CREATE TABLE delivery_status_counts (
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (channel, status)
+        ) WITHOUT ROWID;
+        INSERT INTO delivery_status_counts (channel, status, n)
+            SELECT channel, status, count(*) FROM deliveries GROUP BY channel, status;
+        CREATE TRIGGER delivery_status_counts_ins AFTER INSERT ON deliveries BEGIN
+            INSERT INTO delivery_status_counts (channel, status, n)
+            VALUES (NEW.channel, NEW.status, 1)
+            ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER delivery_status_counts_del AFTER DELETE ON deliveries BEGIN
+            UPDATE delivery_status_counts SET n = n - 1
+            WHERE channel = OLD.channel AND status = OLD.status;
+        END;
+        CREATE TRIGGER delivery_status_counts_upd AFTER UPDATE OF channel, status ON deliveries
+        WHEN OLD.channel IS NOT NEW.channel OR OLD.status IS NOT NEW.status BEGIN
+            UPDATE delivery_status_counts SET n = n - 1
+            WHERE channel = OLD.channel AND status = OLD.status;
+            INSERT INTO delivery_status_counts (channel, status, n)
+            VALUES (NEW.channel, NEW.status, 1)
+            ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+        END;
+        CREATE INDEX deliveries_queued_next ON deliveries (channel, scheduled_at)
+            WHERE status = 'queued';
+        CREATE INDEX deliveries_with_error ON deliveries (updated_at, id)
+            WHERE last_error IS NOT NULL AND last_error != ''
+        """,
+    ),
 ]
 
 
@@ -271,9 +308,7 @@ class DeliveryStore(StoreBase):
     def delivery_counts(self) -> dict[str, dict[str, int]]:
         """channel -> status -> number of deliveries."""
         out: dict[str, dict[str, int]] = {}
-        for row in self.query(
-            "SELECT channel, status, count(*) AS n FROM deliveries GROUP BY channel, status"
-        ):
+        for row in self.query("SELECT channel, status, n FROM delivery_status_counts WHERE n > 0"):
             out.setdefault(row["channel"], {})[row["status"]] = row["n"]
         return out
 
