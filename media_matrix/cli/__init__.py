@@ -14,6 +14,7 @@ import click
 
 from media_matrix.cli.common import AppContext, run_guarded
 from media_matrix.errors import CONFIG_ENV
+from media_matrix.heap import settle_heap
 
 # Top-level command -> the command modules that define it. Modules load on first use, so a
 # command pays only for its own imports (the CLI runs often, from scripts and tests).
@@ -83,6 +84,7 @@ class LazyGroup(click.Group):
             if module not in self._loaded:
                 self._loaded.add(module)
                 import_module(f"media_matrix.cli.{module}").register(self)
+                settle_heap(collect=False)  # the command's modules are what start-up built
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -12,7 +12,6 @@ Security model (issue 9):
 
 from __future__ import annotations
 
-import gc
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from media_matrix import users
 from media_matrix.config import Settings
 from media_matrix.errortext import error_phrase
+from media_matrix.heap import settle_heap as settle_heap  # what `serve` calls
 from media_matrix.models import (
     ATTEMPT_KIND_LABELS,
     ATTEMPT_OUTCOME_LABELS,
@@ -93,16 +93,6 @@ def create_app(settings: Settings, store: Store, *, testing: bool = False) -> Fl
     # context call each item of a thousand-item calendar would pay
     app.jinja_env.filters["delivery_status"] = common.delivery_status
     return app
-
-
-def settle_heap() -> None:
-    """Set what start-up built (modules, templates, the config's validators) apart from the
-    garbage collector, once the app is made and before it serves. A full collection walks
-    every tracked object, and start-up's take ~30 ms to walk; a page that makes a few
-    thousand rows (the calendar) sets one off every few requests, so that pause was its p95.
-    Frozen, they are never walked again: later collections see only what requests made."""
-    gc.collect()
-    gc.freeze()
 
 
 def _register_blueprints(app: Flask) -> None:
