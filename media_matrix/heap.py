@@ -11,9 +11,13 @@ from __future__ import annotations
 import gc
 
 
-def settle_heap(*, collect: bool = True) -> None:
+def settle_heap(*, collect: bool = True, once: bool = False) -> None:
     """Freeze what exists now. ``collect`` first drops start-up's garbage (worth it before a
-    long-running server; a short command skips it, since the collection costs what it saves)."""
+    long-running server; a short command skips it, since the collection costs what it saves).
+    ``once``: only if nothing is frozen yet (a process running commands in turn, as the tests
+    do, freezes its start-up and not every later command's leftovers)."""
+    if once and gc.get_freeze_count():
+        return
     if collect:
         gc.collect()
     gc.freeze()

@@ -84,7 +84,7 @@ class LazyGroup(click.Group):
             if module not in self._loaded:
                 self._loaded.add(module)
                 import_module(f"media_matrix.cli.{module}").register(self)
-                settle_heap(collect=False)  # the command's modules are what start-up built
+                settle_heap(collect=False, once=True)  # start-up is now what it loaded
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
