@@ -271,6 +271,21 @@ def _cli(config: Path, *args: str, **kwargs: Any) -> subprocess.Popen:
     )
 
 
+def _cli_dispatcher_at_work(
+    config: Path, store: Any, rng: random.Random
+) -> tuple[subprocess.Popen, bool]:
+    """A real `dispatch --once` process, left to run until its first attempt is recorded and a
+    random moment more; returns it and whether it is still running."""
+    proc = _cli(config, "dispatch", "--once")
+    limit = time.monotonic() + 30
+    while time.monotonic() < limit and proc.poll() is None:
+        if store.query_one("SELECT 1 FROM attempts LIMIT 1"):
+            break
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.4))
+    return proc, proc.poll() is None
+
+
 def _wait_leases(store: Any) -> None:
     sending = store.list_deliveries(status="sending")
     if not sending:
@@ -381,15 +396,8 @@ def _one_run(
     if mode == "stop":
         _stall(config, folder, store, settings, spawn, rng, tally, real_cli)
     elif real_cli:
-        proc = _cli(config, "dispatch", "--once")
+        proc, alive = _cli_dispatcher_at_work(config, store, rng)
         pid = proc.pid
-        limit = time.monotonic() + 30
-        while time.monotonic() < limit and proc.poll() is None:
-            if store.query_one("SELECT 1 FROM attempts LIMIT 1"):
-                break
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.4))
-        alive = proc.poll() is None
         proc.kill()
         proc.wait()
         tally.cli_kills += alive
@@ -512,15 +520,8 @@ def _stall(
     sweeper take its deliveries over and finish them meanwhile, then resume it (SIGCONT): it
     must notice its lost leases and stop instead of sending again."""
     if real_cli:
-        proc = _cli(config, "dispatch", "--once")
+        proc, alive = _cli_dispatcher_at_work(config, store, rng)
         pid = proc.pid
-        limit = time.monotonic() + 30
-        while time.monotonic() < limit and proc.poll() is None:
-            if store.query_one("SELECT 1 FROM attempts LIMIT 1"):
-                break
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.4))
-        alive = proc.poll() is None
     else:
         proc = None
         pid = spawn(config, folder / "dispatch.log")

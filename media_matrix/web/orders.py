@@ -18,11 +18,6 @@ from media_matrix.web import common
 bp = Blueprint("orders", __name__)
 
 
-def _scope() -> str | None:
-    """The county a user is bound to (None: the city level, sees every county)."""
-    return common.county_scope()
-
-
 def _order_or_404(order_id: int) -> dict[str, Any]:
     try:
         order = common.store().get_request(order_id)
@@ -48,13 +43,13 @@ def waiting_status(scope: str | None) -> str:
 
 def waiting_count() -> int:
     """How many orders wait on the signed-in user (the dashboard's card)."""
-    scope = _scope()
+    scope = common.county_scope()
     return common.store().count_requests(county=scope, statuses=[waiting_status(scope)])
 
 
 @bp.route("/requests")
 def index() -> Any:
-    scope = _scope()
+    scope = common.county_scope()
     default = waiting_status(scope)
     status = request.args.get("status", default)
     statuses = list(orders.STATUS_LABELS) if status == "all" else [status]
